@@ -1,0 +1,54 @@
+"""llmc: compile a question into a task graph of tool calls, run it in parallel, answer.
+
+The public API, all importable from ``llmc``:
+
+- tools: :func:`tool` (decorator), :class:`Tool`, :class:`Toolbox`, :func:`load_tools`;
+- plans: :class:`Plan`, :class:`Task`, :class:`Ref`, :class:`PlanParser`;
+- errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
+
+Everything else lives in modules whose names say what they hold; what is not listed in
+``__all__`` may change without notice.
+"""
+
+from .errors import (
+    CycleError,
+    DependencyError,
+    DuplicateToolError,
+    LLMCError,
+    PlanError,
+    PlanSyntaxError,
+    RetryableToolError,
+    ToolArgumentError,
+    ToolDefinitionError,
+    ToolLoadError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+from .plan import Plan, Ref, Task
+from .tool import Tool, tool
+from .toolbox import Toolbox, load_tools
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CycleError",
+    "DependencyError",
+    "DuplicateToolError",
+    "LLMCError",
+    "Plan",
+    "PlanError",
+    "PlanSyntaxError",
+    "Ref",
+    "RetryableToolError",
+    "Task",
+        "Tool",
+    "ToolArgumentError",
+    "ToolDefinitionError",
+    "ToolLoadError",
+    "ToolTimeoutError",
+    "Toolbox",
+    "UnknownToolError",
+    "__version__",
+    "load_tools",
+    "tool",
+]

@@ -1,0 +1,127 @@
+"""The exceptions llmc raises, all under one root.
+
+::
+
+    LLMCError                    anything llmc raises on purpose
+    ├── ToolDefinitionError      a function cannot become a tool (e.g. *args, bad options)
+    ├── ToolLoadError            a tool module file cannot be found or imported
+    ├── DuplicateToolError       two tools share one name in a Toolbox
+    ├── ToolArgumentError        arguments do not fit a tool's schema (also ValueError)
+    ├── ToolTimeoutError         a tool call ran past its timeout (also TimeoutError)
+    ├── RetryableToolError       raised by a tool to ask for a retry
+    ├── PlanError                a plan is invalid; carries task_id, line, column when known
+    │   ├── PlanSyntaxError      plan text does not parse; line, column and the offending text
+    │   ├── UnknownToolError     a plan or a lookup names a tool that does not exist (also LookupError)
+    │   └── CycleError           the plan's dependencies form a cycle
+    └── DependencyError          why a task was skipped: a task it needs failed or was skipped
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CycleError",
+    "DependencyError",
+    "DuplicateToolError",
+    "LLMCError",
+    "PlanError",
+    "PlanSyntaxError",
+    "RetryableToolError",
+        "ToolArgumentError",
+    "ToolDefinitionError",
+    "ToolLoadError",
+    "ToolTimeoutError",
+    "UnknownToolError",
+]
+
+
+class LLMCError(Exception):
+    """Root of every exception llmc raises on purpose."""
+
+
+class ToolDefinitionError(LLMCError, TypeError):
+    """A function cannot be turned into a tool; the message says which part and why."""
+
+
+class ToolLoadError(LLMCError):
+    """A tool module file cannot be found or imported."""
+
+
+class DuplicateToolError(LLMCError, ValueError):
+    """Two different tools were registered under one name."""
+
+
+class ToolArgumentError(LLMCError, ValueError):
+    """Arguments do not fit a tool's schema; the tool was not called.
+
+    Attributes:
+        tool: the tool's name.
+        parameter: the offending parameter (None when the problem is the call's shape).
+        expected: what the parameter accepts, in words.
+    """
+
+    def __init__(
+        self, message: str, *, tool: str, parameter: str | None = None, expected: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.parameter = parameter
+        self.expected = expected
+
+
+class ToolTimeoutError(LLMCError, TimeoutError):
+    """A tool call ran longer than its timeout and was cancelled."""
+
+
+class RetryableToolError(LLMCError):
+    """Raise this from a tool to say "try again": the scheduler retries it with backoff."""
+
+
+class PlanError(LLMCError, ValueError):
+    """A plan is invalid.
+
+    Attributes:
+        task_id: the task at fault, when there is one.
+        line: 1-based line of the plan text, when the plan came from text.
+        column: 1-based column within that line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: int | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.line = line
+        self.column = column
+
+
+class PlanSyntaxError(PlanError):
+    """Plan text does not parse.
+
+    Attributes:
+        text: the offending line (or statement) as the model wrote it.
+    """
+
+    def __init__(self, message: str, *, line: int, column: int, text: str, **kw: Any) -> None:
+        super().__init__(f"line {line}, column {column}: {message}\n    {text}", line=line,
+                         column=column, **kw)
+        self.reason = message
+        self.text = text
+
+
+class UnknownToolError(PlanError, LookupError):
+    """A name does not belong to any known tool."""
+
+
+class CycleError(PlanError):
+    """The plan's dependencies form a cycle, so no order can run it."""
+
+
+class DependencyError(LLMCError):
+    """Why a task did not run: a task it needs failed, was skipped or was cancelled."""

@@ -1,0 +1,434 @@
+"""Plans: tasks over tools and the references between them, as a networkx DiGraph.
+
+A task's arguments are plain Python values in which two things point at earlier tasks:
+
+- a :class:`Ref` (``$1`` in plan text) as an argument, or inside a list, tuple or dict,
+  receives that task's output object;
+- ``$1`` or ``${1}`` inside a string receives the output's text form. ``$$`` is a literal ``$``.
+
+Plans are built three ways, which all give the same :class:`Plan`: from Python
+(:meth:`Plan.add`), from plan text (:meth:`Plan.parse`) and from JSON (:meth:`Plan.from_json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import pydantic
+
+from .errors import CycleError, PlanError, ToolArgumentError, UnknownToolError
+from .tool import Tool
+from .toolbox import Toolbox, ToolLike
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Plan", "Ref", "Task", "TaskModel", "PlanModel", "references", "render_value"]
+
+#: ``$$`` (a literal dollar), ``${N}`` or ``$N`` inside strings.
+PLACEHOLDER = re.compile(r"\$\$|\$\{(\d+)\}|\$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """The output of an earlier task, used as an argument (``$N`` in plan text).
+
+    In an f-string a Ref becomes ``${N}``, so ``f"summary of {ref}"`` gets the text form.
+    """
+
+    task_id: int
+
+    def __str__(self) -> str:
+        return f"${{{self.task_id}}}"
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+
+def string_references(text: str) -> Iterator[int]:
+    """The task ids that ``$N`` / ``${N}`` placeholders in a string point at."""
+    if "$" not in text:
+        return
+    for match in PLACEHOLDER.finditer(text):
+        number = match.group(1) or match.group(2)
+        if number:
+            yield int(number)
+
+
+def references(value: Any) -> Iterator[int]:
+    """Every task id a value refers to: Refs anywhere and placeholders in strings."""
+    if isinstance(value, Ref):
+        yield value.task_id
+    elif isinstance(value, str):
+        yield from string_references(value)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from references(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from references(key)
+            yield from references(item)
+
+
+def render_value(value: Any) -> str:
+    """Plan-language text for a value: a Python literal, with Refs as ``$N``."""
+    if isinstance(value, Ref):
+        return f"${value.task_id}"
+    if isinstance(value, list):
+        return "[" + ", ".join(render_value(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(render_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, set | frozenset):
+        if not value:
+            raise PlanError("an empty set has no literal form; use a list")
+        return "{" + ", ".join(sorted(render_value(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{render_value(k)}: {render_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PlanError(f"{value!r} has no literal form in plan text")
+    if value is None or isinstance(value, str | bytes | bool | int | float | complex):
+        return repr(value)
+    raise PlanError(f"{type(value).__name__} values cannot be written in plan text: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One tool call of a plan.
+
+    Attributes:
+        id: a positive integer, unique in its plan.
+        tool: the tool's name.
+        args: positional arguments (values that may contain Refs and placeholders).
+        kwargs: keyword arguments, likewise.
+        thought: the planner's reasoning for this step, when it gave one.
+        dependencies: ids of the tasks whose outputs the arguments use.
+    """
+
+    id: int
+    tool: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    thought: str | None = None
+    dependencies: frozenset[int] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 1:
+            raise PlanError(f"task ids are positive integers, got {self.id!r}")
+        deps = set(references(self.args))
+        deps.update(references(self.kwargs))
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+        object.__setattr__(self, "dependencies", frozenset(deps))
+
+    def to_text(self) -> str:
+        """The task as one plan-language line, without its thought."""
+        parts = [render_value(v) for v in self.args]
+        parts += [f"{k}={render_value(v)}" for k, v in self.kwargs.items()]
+        return f"{self.id}. {self.tool}({', '.join(parts)})"
+
+
+# -- JSON form -------------------------------------------------------------------------------
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, Ref):
+        return {"$ref": value.task_id}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_to_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_json_value(v) for k, v in value.items()}
+    return value
+
+
+def _from_json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$ref"}:
+            target = value["$ref"]
+            if isinstance(target, bool) or not isinstance(target, int):
+                raise PlanError(f'{{"$ref": ...}} needs a task id (an integer), got {target!r}')
+            return Ref(target)
+        return {k: _from_json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json_value(v) for v in value]
+    return value
+
+
+class TaskModel(pydantic.BaseModel):
+    """JSON form of a task. A whole-argument reference is written ``{"$ref": N}``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    id: int = pydantic.Field(ge=1)
+    tool: str
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    thought: str | None = None
+
+
+class PlanModel(pydantic.BaseModel):
+    """JSON form of a plan: its tasks (in any order; they are sorted by dependency)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    tasks: list[TaskModel]
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+
+class Plan:
+    """Tasks and their dependencies: a DAG whose edges run from a task to its dependents.
+
+    Tasks are kept in a valid execution order (every task after its dependencies).
+    Build with :meth:`add`, :meth:`parse` or :meth:`from_json`; check with :meth:`validate`.
+    """
+
+    def __init__(self, tasks: Iterable[Task] = (), *, tools: Iterable[ToolLike] | None = None) -> None:
+        self.graph: nx.DiGraph[int] = nx.DiGraph()
+        self.tools = Toolbox.of(tools) if tools is not None else None
+        self._tasks: dict[int, Task] = {}
+        for task in tasks:
+            self.append(task)
+
+    # -- building ------------------------------------------------------------------------
+
+    def append(self, task: Task) -> Task:
+        """Add a task whose dependencies are already in the plan.
+
+        Raises:
+            PlanError: duplicate id, or a reference to a missing or later task.
+            UnknownToolError / PlanError: when the plan has tools and the call does not fit.
+        """
+        if task.id in self._tasks:
+            raise PlanError(f"task {task.id} is defined twice; give each task its own number",
+                            task_id=task.id)
+        for dep in sorted(task.dependencies):
+            if dep not in self._tasks:
+                where = "a later task" if dep > task.id else "a task that does not exist"
+                raise PlanError(
+                    f"task {task.id} refers to ${dep}, {where}; a task may only use the "
+                    "outputs of tasks defined before it",
+                    task_id=task.id,
+                )
+        if self.tools is not None:
+            check_call(task, self.tools)
+        self._tasks[task.id] = task
+        self.graph.add_node(task.id)
+        self.graph.add_edges_from((dep, task.id) for dep in task.dependencies)
+        return task
+
+    def add(self, tool: Tool | str, *args: Any, thought: str | None = None, **kwargs: Any) -> Ref:
+        """Append a call of ``tool`` and return a Ref to its output, for later tasks' arguments.
+
+        Example:
+            >>> plan = Plan()
+            >>> a = plan.add("search", "Mariana Trench")
+            >>> b = plan.add("summarize", f"depth: {a}")
+        """
+        name = tool.name if isinstance(tool, Tool) else tool
+        if isinstance(tool, Tool) and self.tools is not None and name not in self.tools:
+            self.tools = Toolbox([*self.tools.values(), tool])
+        task_id = max(self._tasks, default=0) + 1
+        self.append(Task(task_id, name, args, kwargs, thought))
+        return Ref(task_id)
+
+    @classmethod
+    def parse(cls, text: str, *, tools: Iterable[ToolLike] | None = None) -> Plan:
+        """Parse plan text (LLMCompiler's format) into a Plan.
+
+        Raises:
+            PlanSyntaxError: with the line, column and text of the first malformed line.
+        """
+        from .parse import PlanParser
+
+        parser = PlanParser(tools=tools)
+        tasks = parser.feed(text)
+        tasks += parser.close()
+        plan = cls(tools=tools)
+        for task in tasks:
+            plan._tasks[task.id] = task  # the parser already checked every task
+            plan.graph.add_node(task.id)
+            plan.graph.add_edges_from((dep, task.id) for dep in task.dependencies)
+        return plan
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, tools: Iterable[ToolLike] | None = None) -> Plan:
+        """Build a plan from its JSON-like dict form (see :class:`PlanModel`).
+
+        Tasks may come in any order; they are sorted by dependency.
+
+        Raises:
+            PlanError: the data does not fit the schema, or refers to missing tasks.
+            CycleError: the references form a cycle.
+        """
+        try:
+            model = PlanModel.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise PlanError(f"not a valid plan: {exc}") from None
+        tasks: dict[int, Task] = {}
+        for item in model.tasks:
+            task = Task(item.id, item.tool, tuple(_from_json_value(item.args)),
+                        _from_json_value(item.kwargs), item.thought)
+            if task.id in tasks:
+                raise PlanError(f"task {task.id} is defined twice", task_id=task.id)
+            tasks[task.id] = task
+        graph: nx.DiGraph[int] = nx.DiGraph()
+        graph.add_nodes_from(tasks)
+        for task in tasks.values():
+            for dep in task.dependencies:
+                if dep not in tasks:
+                    raise PlanError(f"task {task.id} refers to ${dep}, which does not exist",
+                                    task_id=task.id)
+                graph.add_edge(dep, task.id)
+        try:
+            order = list(nx.lexicographical_topological_sort(graph))
+        except nx.NetworkXUnfeasible:
+            cycle = [edge[0] for edge in nx.find_cycle(graph)]
+            path = " -> ".join(f"${n}" for n in [*cycle, cycle[0]])
+            raise CycleError(f"the plan's references form a cycle: {path}",
+                             task_id=cycle[0]) from None
+        return cls((tasks[i] for i in order), tools=tools)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, tools: Iterable[ToolLike] | None = None) -> Plan:
+        """Build a plan from JSON text (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"plan JSON does not parse: {exc}", line=exc.lineno,
+                            column=exc.colno) from None
+        if not isinstance(data, dict):
+            raise PlanError('plan JSON must be an object like {"tasks": [...]}')
+        return cls.from_dict(data, tools=tools)
+
+    # -- checking ------------------------------------------------------------------------
+
+    def validate(self, tools: Iterable[ToolLike] | None = None) -> Plan:
+        """Check every task against the tools (the plan's own when none are given).
+
+        Returns the plan, so ``Plan.parse(text).validate(tools)`` reads well.
+
+        Raises:
+            UnknownToolError: a task calls a tool that is not there.
+            PlanError: a task's arguments do not fit its tool's signature.
+        """
+        box = Toolbox.of(tools) if tools is not None else self.tools
+        if box is None:
+            raise PlanError("validate() needs tools: pass tools=[...] here or to the Plan")
+        for task in self._tasks.values():
+            check_call(task, box)
+        return self
+
+    # -- reading -------------------------------------------------------------------------
+
+    def __getitem__(self, task_id: int) -> Task:
+        return self._tasks[task_id]
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"<Plan of {len(self)} tasks, {len(self.levels())} levels>"
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The tasks in execution order."""
+        return list(self._tasks.values())
+
+    def dependents(self, task_id: int) -> list[int]:
+        """Ids of the tasks that use this task's output."""
+        return sorted(self.graph.successors(task_id))
+
+    def levels(self) -> list[list[int]]:
+        """Topological generations: tasks grouped by depth. A view, never a barrier."""
+        return [sorted(level) for level in nx.topological_generations(self.graph)]
+
+    def width(self) -> int:
+        """The most tasks on one level: how many could run at once at best."""
+        return max((len(level) for level in self.levels()), default=0)
+
+    def critical_path(self, durations: Mapping[int, float] | Callable[[Task], float]) -> tuple[float, list[int]]:
+        """The longest chain of dependent tasks, weighted by each task's duration.
+
+        Args:
+            durations: seconds per task id, or a function of the task.
+
+        Returns:
+            the chain's total duration and its task ids, first to last.
+        """
+        cost = durations if callable(durations) else (lambda t: durations[t.id])  # type: ignore[index]
+        best: dict[int, tuple[float, int | None]] = {}
+        for task in self._tasks.values():
+            parent = max(sorted(task.dependencies), key=lambda d: best[d][0], default=None)
+            start = best[parent][0] if parent is not None else 0.0
+            best[task.id] = (start + float(cost(task)), parent)
+        if not best:
+            return 0.0, []
+        end = max(best, key=lambda i: best[i][0])
+        path, node = [], end
+        while node is not None:
+            path.append(node)
+            node = best[node][1]
+        return best[end][0], path[::-1]
+
+    def to_text(self, *, thoughts: bool = True, join: bool = True) -> str:
+        """The plan in the plan language; :meth:`parse` reads it back to an equal plan."""
+        lines: list[str] = []
+        for task in self._tasks.values():
+            if thoughts and task.thought:
+                lines.append(f"Thought: {' '.join(task.thought.split())}")
+            lines.append(task.to_text())
+        if join:
+            lines.append("join()")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict form (see :class:`PlanModel`); Refs become ``{"$ref": N}``."""
+        tasks = []
+        for task in self._tasks.values():
+            item: dict[str, Any] = {
+                "id": task.id,
+                "tool": task.tool,
+                "args": _to_json_value(list(task.args)),
+                "kwargs": _to_json_value(dict(task.kwargs)),
+            }
+            if task.thought is not None:
+                item["thought"] = task.thought
+            tasks.append(item)
+        return {"tasks": tasks}
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The plan as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def check_call(task: Task, tools: Toolbox) -> Tool:
+    """Check that a task names a known tool and that its arguments fit the signature.
+
+    Raises:
+        UnknownToolError: the tool is not in ``tools``.
+        PlanError: wrong number of arguments, an unknown keyword, or a missing one.
+    """
+    if task.tool not in tools:
+        raise UnknownToolError(f"task {task.id}: {tools.unknown_message(task.tool)}",
+                               task_id=task.id)
+    found = tools[task.tool]
+    try:
+        found.name_arguments(task.args, task.kwargs)
+    except ToolArgumentError as exc:
+        raise PlanError(f"task {task.id}: {exc}", task_id=task.id) from None
+    return found

@@ -1,0 +1,382 @@
+"""Tools: plain Python functions the planner can call.
+
+``@llmc.tool`` turns a function into a :class:`Tool`: it reads the type hints and the
+Google-style docstring into a pydantic model, which gives a JSON Schema (for function-calling
+APIs), a one-line signature (for planner prompts) and validation with coercion of every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import pydantic
+from asyncio_throttle import Throttler  # type: ignore[import-untyped]
+
+from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
+
+__all__ = ["Tool", "tool"]
+
+#: Errors retried by default when a tool allows retries: the tool asked for it, or the
+#: failure looks transient (network, timeouts).
+DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (
+    RetryableToolError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Docstring:
+    """The parts of a Google-style docstring that a tool schema uses."""
+
+    summary: str
+    description: str
+    params: Mapping[str, str]
+
+
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
+_PARAM = re.compile(r"^\s*\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+def parse_docstring(doc: str | None) -> Docstring:
+    """Split a Google-style docstring into summary, description and per-argument text."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    body: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    for line in lines:
+        heading = _SECTION.match(line)
+        if heading:
+            section, current = heading.group(1), None
+            continue
+        if section is None:
+            body.append(line)
+        elif section in ("Args", "Arguments", "Parameters"):
+            match = _PARAM.match(line)
+            indent = len(line) - len(line.lstrip())
+            if match and indent <= 4:
+                current = match.group(1)
+                params[current] = match.group(2).strip()
+            elif current and line.strip():
+                params[current] = f"{params[current]} {line.strip()}".strip()
+    text = "\n".join(body).strip()
+    summary = text.split("\n\n", 1)[0].replace("\n", " ").strip()
+    return Docstring(summary=summary, description=text, params=params)
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable name for a type hint: ``list[str]``, ``int | None``, ``Any``."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return "Any"
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return "Literal[" + ", ".join(repr(a) for a in args) + "]"
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_name(a) for a in args)}]" if args else name
+    return str(annotation).replace("typing.", "")
+
+
+def _expected(annotation: Any) -> str:
+    return type_name(annotation)
+
+
+@dataclass(eq=False)
+class Tool:
+    """A function the planner can call, with its schema, validation and run options.
+
+    Create tools with :func:`tool`; call one like the function it wraps (arguments are
+    validated and coerced first). ``tool.__wrapped__`` is the original function.
+
+    Attributes:
+        name: the name plans use.
+        description: one line shown to the planner.
+        fn: the original function.
+        timeout: seconds a call may take before it is cancelled (None: no limit).
+        retries: extra attempts for errors in ``retry_on`` (exponential backoff with jitter).
+        retry_on: exception types worth a retry.
+        max_concurrency: most calls of this tool running at once within one run.
+        rate_limit: a shared ``asyncio_throttle.Throttler``; every run using the tool obeys it.
+        version: identifies the tool's behaviour (for caches); defaults to a signature hash.
+    """
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    timeout: float | None = None
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
+    max_concurrency: int | None = None
+    rate_limit: Throttler | None = None
+    version: str = ""
+    docstring: Docstring = field(init=False, repr=False)
+    signature: inspect.Signature = field(init=False, repr=False)
+    params_model: type[pydantic.BaseModel] = field(init=False, repr=False)
+    is_async: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ToolDefinitionError(
+                f"tool name {self.name!r} is not a Python identifier; plans call tools by name, "
+                "so pick a name like 'search_web'"
+            )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ToolDefinitionError(f"tool {self.name!r}: timeout must be positive seconds")
+        if self.retries < 0:
+            raise ToolDefinitionError(f"tool {self.name!r}: retries must be 0 or more")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ToolDefinitionError(f"tool {self.name!r}: max_concurrency must be at least 1")
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.docstring = parse_docstring(self.fn.__doc__)
+        self.signature = inspect.signature(self.fn)
+        self.params_model = self._build_model()
+        if not self.description:
+            self.description = self.docstring.summary
+        if not self.version:
+            self.version = hashlib.sha256(self.signature_line().encode()).hexdigest()[:12]
+        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]
+
+    def _build_model(self) -> type[pydantic.BaseModel]:
+        try:
+            hints = typing.get_type_hints(self.fn, include_extras=True)
+        except Exception as exc:  # unresolved forward references and the like
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: cannot resolve its type hints ({exc})"
+            ) from exc
+        fields: dict[str, Any] = {}
+        for param in self.signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: *{param.name} / **{param.name} cannot be described "
+                    "to a planner; give every parameter a name"
+                )
+            annotation = hints.get(param.name, Any)
+            default = ... if param.default is param.empty else param.default
+            description = self.docstring.params.get(param.name)
+            fields[param.name] = (annotation, pydantic.Field(default, description=description))
+        config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+        try:
+            return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+                f"{self.name}_arguments", __config__=config, **fields
+            )
+        except Exception as exc:
+            raise ToolDefinitionError(f"tool {self.name!r}: unusable type hints ({exc})") from exc
+
+    # -- description ---------------------------------------------------------------------
+
+    @property
+    def parameters(self) -> list[str]:
+        """Parameter names, in order."""
+        return list(self.signature.parameters)
+
+    @property
+    def required(self) -> list[str]:
+        """Names of the parameters without a default."""
+        return [p.name for p in self.signature.parameters.values() if p.default is p.empty]
+
+    def signature_line(self) -> str:
+        """One line for planner prompts: ``search(query: str) -> str  # Search the encyclopedia.``"""
+        params = []
+        for p in self.signature.parameters.values():
+            text = f"{p.name}: {type_name(p.annotation)}"
+            if p.default is not p.empty:
+                text += f" = {p.default!r}"
+            params.append(text)
+        line = f"{self.name}({', '.join(params)}) -> {type_name(self.signature.return_annotation)}"
+        return f"{line}  # {self.description}" if self.description else line
+
+    def json_schema(self) -> dict[str, Any]:
+        """The tool in OpenAI function-calling form: ``{"type": "function", "function": ...}``."""
+        parameters = self.params_model.model_json_schema()
+        parameters.pop("title", None)
+        for prop in parameters.get("properties", {}).values():
+            prop.pop("title", None)
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.docstring.description or self.description,
+                "parameters": parameters,
+            },
+        }
+
+    # -- calling -------------------------------------------------------------------------
+
+    def bind(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Map a call's arguments to parameter names, validated and coerced.
+
+        Raises:
+            ToolArgumentError: naming the tool, the parameter and what it expects.
+        """
+        arguments = self.name_arguments(args, kwargs)
+        try:
+            model = self.params_model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise self._argument_error(exc) from None
+        return {name: getattr(model, name) for name in arguments}
+
+    def name_arguments(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Map positional and keyword arguments to parameter names without validating types.
+
+        Raises:
+            ToolArgumentError: too many positional arguments, an unknown or repeated keyword,
+                or a required parameter left out.
+        """
+        names = self.parameters
+        if len(args) > len(names):
+            raise ToolArgumentError(
+                f"{self.name}() takes {len(names)} argument(s) but {len(args)} were given; "
+                f"signature: {self.signature_line()}",
+                tool=self.name,
+            )
+        arguments = dict(zip(names, args, strict=False))
+        for key, value in (kwargs or {}).items():
+            if key not in self.signature.parameters:
+                raise ToolArgumentError(
+                    f"{self.name}() got an unexpected argument {key!r}; "
+                    f"it takes: {', '.join(names) or 'no arguments'}",
+                    tool=self.name,
+                    parameter=key,
+                )
+            if key in arguments:
+                raise ToolArgumentError(
+                    f"{self.name}() got two values for {key!r}", tool=self.name, parameter=key
+                )
+            arguments[key] = value
+        missing = [n for n in self.required if n not in arguments]
+        if missing:
+            name = missing[0]
+            expected = _expected(self.signature.parameters[name].annotation)
+            raise ToolArgumentError(
+                f"{self.name}() is missing required argument {name!r} ({expected})",
+                tool=self.name,
+                parameter=name,
+                expected=expected,
+            )
+        return arguments
+
+    def _argument_error(self, exc: pydantic.ValidationError) -> ToolArgumentError:
+        error = exc.errors()[0]
+        loc = error.get("loc", ())
+        name = str(loc[0]) if loc else None
+        param = self.signature.parameters.get(name) if name else None
+        expected = _expected(param.annotation) if param else None
+        where = "".join(f"[{part!r}]" for part in loc[1:])
+        got = repr(error.get("input"))
+        if len(got) > 80:
+            got = got[:77] + "..."
+        return ToolArgumentError(
+            f"{self.name}(): argument {name!r}{where} expects {expected}, got {got} "
+            f"({error.get('msg', 'invalid')})",
+            tool=self.name,
+            parameter=name,
+            expected=expected,
+        )
+
+    async def invoke(self, arguments: Mapping[str, Any]) -> Any:
+        """Run the function on already-bound arguments (sync functions in a worker thread)."""
+        if self.is_async:
+            return await self.fn(**arguments)
+        return await asyncio.to_thread(self.fn, **arguments)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the tool like its function, after validation (a coroutine for async tools)."""
+        return self.fn(**self.bind(args, kwargs))
+
+    def __repr__(self) -> str:
+        return f"<Tool {self.signature_line()}>"
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+    max_concurrency: int | None = None,
+    rate_limit: float | Throttler | None = None,
+    rate_period: float = 1.0,
+    version: str | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+    max_concurrency: int | None = None,
+    rate_limit: float | Throttler | None = None,
+    rate_period: float = 1.0,
+    version: str | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
+
+    Args:
+        fn: the function, when used bare as ``@llmc.tool``.
+        name: the name plans use; defaults to the function's name.
+        description: one line for the planner; defaults to the docstring's summary.
+        timeout: seconds a call may run before it is cancelled.
+        retries: extra attempts after an error listed in ``retry_on``.
+        retry_on: exception types worth retrying.
+        max_concurrency: most calls of this tool at once within one run.
+        rate_limit: calls per ``rate_period`` seconds, shared by every run; or a Throttler
+            to share one limit between several tools.
+        rate_period: the window of ``rate_limit`` in seconds.
+        version: a version string for caches; defaults to a hash of the signature.
+    """
+
+    def wrap(function: Callable[..., Any]) -> Tool:
+        if isinstance(function, Tool):
+            function = function.fn
+        if not callable(function):
+            raise ToolDefinitionError(f"@llmc.tool needs a function, got {function!r}")
+        throttler = rate_limit
+        if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
+            if rate_limit <= 0:
+                raise ToolDefinitionError("rate_limit must be a positive number of calls")
+            throttler = Throttler(rate_limit=rate_limit, period=rate_period)
+        return Tool(
+            name=name or function.__name__,
+            description=description or "",
+            fn=function,
+            timeout=timeout,
+            retries=retries,
+            retry_on=tuple(retry_on),
+            max_concurrency=max_concurrency,
+            rate_limit=throttler,
+            version=version or "",
+        )
+
+    return wrap(fn) if fn is not None else wrap
