@@ -24,6 +24,7 @@ from .errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from .parse import PlanParser
 from .plan import Plan, Ref, Task
 from .tool import Tool, tool
 from .toolbox import Toolbox, load_tools
@@ -37,6 +38,7 @@ __all__ = [
     "LLMCError",
     "Plan",
     "PlanError",
+    "PlanParser",
     "PlanSyntaxError",
     "Ref",
     "RetryableToolError",

@@ -11,7 +11,7 @@
     ├── RetryableToolError       raised by a tool to ask for a retry
     ├── PlanError                a plan is invalid; carries task_id, line, column when known
     │   ├── PlanSyntaxError      plan text does not parse; line, column and the offending text
-    │   ├── UnknownToolError     a plan or a lookup names a tool that does not exist (also LookupError)
+    │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
     │   └── CycleError           the plan's dependencies form a cycle
     └── DependencyError          why a task was skipped: a task it needs failed or was skipped
 """
@@ -28,7 +28,7 @@ __all__ = [
     "PlanError",
     "PlanSyntaxError",
     "RetryableToolError",
-        "ToolArgumentError",
+    "ToolArgumentError",
     "ToolDefinitionError",
     "ToolLoadError",
     "ToolTimeoutError",
@@ -109,8 +109,9 @@ class PlanSyntaxError(PlanError):
     """
 
     def __init__(self, message: str, *, line: int, column: int, text: str, **kw: Any) -> None:
-        super().__init__(f"line {line}, column {column}: {message}\n    {text}", line=line,
-                         column=column, **kw)
+        super().__init__(
+            f"line {line}, column {column}: {message}\n    {text}", line=line, column=column, **kw
+        )
         self.reason = message
         self.text = text
 

@@ -51,29 +51,33 @@ class Ref:
         return str(self)
 
 
-def string_references(text: str) -> Iterator[int]:
+def string_references(text: str) -> list[int]:
     """The task ids that ``$N`` / ``${N}`` placeholders in a string point at."""
     if "$" not in text:
-        return
-    for match in PLACEHOLDER.finditer(text):
-        number = match.group(1) or match.group(2)
-        if number:
-            yield int(number)
+        return []
+    return [int(m.group(1) or m.group(2)) for m in PLACEHOLDER.finditer(text) if m.group(0) != "$$"]
 
 
-def references(value: Any) -> Iterator[int]:
+def references(value: Any) -> set[int]:
     """Every task id a value refers to: Refs anywhere and placeholders in strings."""
-    if isinstance(value, Ref):
-        yield value.task_id
-    elif isinstance(value, str):
-        yield from string_references(value)
+    found: set[int] = set()
+    _collect_references(value, found)
+    return found
+
+
+def _collect_references(value: Any, found: set[int]) -> None:
+    if isinstance(value, str):
+        if "$" in value:
+            found.update(string_references(value))
+    elif isinstance(value, Ref):
+        found.add(value.task_id)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            yield from references(item)
+            _collect_references(item, found)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from references(key)
-            yield from references(item)
+            _collect_references(key, found)
+            _collect_references(item, found)
 
 
 def render_value(value: Any) -> str:
@@ -90,7 +94,9 @@ def render_value(value: Any) -> str:
             raise PlanError("an empty set has no literal form; use a list")
         return "{" + ", ".join(sorted(render_value(v) for v in value)) + "}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{render_value(k)}: {render_value(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{render_value(k)}: {render_value(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise PlanError(f"{value!r} has no literal form in plan text")
     if value is None or isinstance(value, str | bytes | bool | int | float | complex):
@@ -121,8 +127,8 @@ class Task:
     def __post_init__(self) -> None:
         if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 1:
             raise PlanError(f"task ids are positive integers, got {self.id!r}")
-        deps = set(references(self.args))
-        deps.update(references(self.kwargs))
+        deps = references(self.args)
+        _collect_references(self.kwargs, deps)
         object.__setattr__(self, "args", tuple(self.args))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
         object.__setattr__(self, "dependencies", frozenset(deps))
@@ -188,7 +194,9 @@ class Plan:
     Build with :meth:`add`, :meth:`parse` or :meth:`from_json`; check with :meth:`validate`.
     """
 
-    def __init__(self, tasks: Iterable[Task] = (), *, tools: Iterable[ToolLike] | None = None) -> None:
+    def __init__(
+        self, tasks: Iterable[Task] = (), *, tools: Iterable[ToolLike] | None = None
+    ) -> None:
         self.graph: nx.DiGraph[int] = nx.DiGraph()
         self.tools = Toolbox.of(tools) if tools is not None else None
         self._tasks: dict[int, Task] = {}
@@ -205,8 +213,9 @@ class Plan:
             UnknownToolError / PlanError: when the plan has tools and the call does not fit.
         """
         if task.id in self._tasks:
-            raise PlanError(f"task {task.id} is defined twice; give each task its own number",
-                            task_id=task.id)
+            raise PlanError(
+                f"task {task.id} is defined twice; give each task its own number", task_id=task.id
+            )
         for dep in sorted(task.dependencies):
             if dep not in self._tasks:
                 where = "a later task" if dep > task.id else "a task that does not exist"
@@ -272,8 +281,13 @@ class Plan:
             raise PlanError(f"not a valid plan: {exc}") from None
         tasks: dict[int, Task] = {}
         for item in model.tasks:
-            task = Task(item.id, item.tool, tuple(_from_json_value(item.args)),
-                        _from_json_value(item.kwargs), item.thought)
+            task = Task(
+                item.id,
+                item.tool,
+                tuple(_from_json_value(item.args)),
+                _from_json_value(item.kwargs),
+                item.thought,
+            )
             if task.id in tasks:
                 raise PlanError(f"task {task.id} is defined twice", task_id=task.id)
             tasks[task.id] = task
@@ -282,16 +296,18 @@ class Plan:
         for task in tasks.values():
             for dep in task.dependencies:
                 if dep not in tasks:
-                    raise PlanError(f"task {task.id} refers to ${dep}, which does not exist",
-                                    task_id=task.id)
+                    raise PlanError(
+                        f"task {task.id} refers to ${dep}, which does not exist", task_id=task.id
+                    )
                 graph.add_edge(dep, task.id)
         try:
             order = list(nx.lexicographical_topological_sort(graph))
         except nx.NetworkXUnfeasible:
             cycle = [edge[0] for edge in nx.find_cycle(graph)]
             path = " -> ".join(f"${n}" for n in [*cycle, cycle[0]])
-            raise CycleError(f"the plan's references form a cycle: {path}",
-                             task_id=cycle[0]) from None
+            raise CycleError(
+                f"the plan's references form a cycle: {path}", task_id=cycle[0]
+            ) from None
         return cls((tasks[i] for i in order), tools=tools)
 
     @classmethod
@@ -300,8 +316,9 @@ class Plan:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PlanError(f"plan JSON does not parse: {exc}", line=exc.lineno,
-                            column=exc.colno) from None
+            raise PlanError(
+                f"plan JSON does not parse: {exc}", line=exc.lineno, column=exc.colno
+            ) from None
         if not isinstance(data, dict):
             raise PlanError('plan JSON must be an object like {"tasks": [...]}')
         return cls.from_dict(data, tools=tools)
@@ -361,7 +378,9 @@ class Plan:
         """The most tasks on one level: how many could run at once at best."""
         return max((len(level) for level in self.levels()), default=0)
 
-    def critical_path(self, durations: Mapping[int, float] | Callable[[Task], float]) -> tuple[float, list[int]]:
+    def critical_path(
+        self, durations: Mapping[int, float] | Callable[[Task], float]
+    ) -> tuple[float, list[int]]:
         """The longest chain of dependent tasks, weighted by each task's duration.
 
         Args:
@@ -370,7 +389,9 @@ class Plan:
         Returns:
             the chain's total duration and its task ids, first to last.
         """
-        cost = durations if callable(durations) else (lambda t: durations[t.id])  # type: ignore[index]
+        cost: Callable[[Task], float] = (
+            durations if callable(durations) else (lambda task: durations[task.id])
+        )
         best: dict[int, tuple[float, int | None]] = {}
         for task in self._tasks.values():
             parent = max(sorted(task.dependencies), key=lambda d: best[d][0], default=None)
@@ -379,7 +400,8 @@ class Plan:
         if not best:
             return 0.0, []
         end = max(best, key=lambda i: best[i][0])
-        path, node = [], end
+        path: list[int] = []
+        node: int | None = end
         while node is not None:
             path.append(node)
             node = best[node][1]
@@ -424,8 +446,9 @@ def check_call(task: Task, tools: Toolbox) -> Tool:
         PlanError: wrong number of arguments, an unknown keyword, or a missing one.
     """
     if task.tool not in tools:
-        raise UnknownToolError(f"task {task.id}: {tools.unknown_message(task.tool)}",
-                               task_id=task.id)
+        raise UnknownToolError(
+            f"task {task.id}: {tools.unknown_message(task.tool)}", task_id=task.id
+        )
     found = tools[task.tool]
     try:
         found.name_arguments(task.args, task.kwargs)

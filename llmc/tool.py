@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 import pydantic
-from asyncio_throttle import Throttler  # type: ignore[import-untyped]
+from asyncio_throttle.throttler import Throttler
 
 from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
 
@@ -43,7 +43,9 @@ class Docstring:
     params: Mapping[str, str]
 
 
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$"
+)
 _PARAM = re.compile(r"^\s*\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
 
@@ -153,7 +155,7 @@ class Tool:
             self.description = self.docstring.summary
         if not self.version:
             self.version = hashlib.sha256(self.signature_line().encode()).hexdigest()[:12]
-        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, self.fn)
 
     def _build_model(self) -> type[pydantic.BaseModel]:
         try:
@@ -175,7 +177,7 @@ class Tool:
             fields[param.name] = (annotation, pydantic.Field(default, description=description))
         config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
         try:
-            return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+            return pydantic.create_model(
                 f"{self.name}_arguments", __config__=config, **fields
             )
         except Exception as exc:
@@ -194,7 +196,7 @@ class Tool:
         return [p.name for p in self.signature.parameters.values() if p.default is p.empty]
 
     def signature_line(self) -> str:
-        """One line for planner prompts: ``search(query: str) -> str  # Search the encyclopedia.``"""
+        """One line for planner prompts, e.g. ``search(query: str) -> str  # Search.``"""
         params = []
         for p in self.signature.parameters.values():
             text = f"{p.name}: {type_name(p.annotation)}"
@@ -221,7 +223,9 @@ class Tool:
 
     # -- calling -------------------------------------------------------------------------
 
-    def bind(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def bind(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Map a call's arguments to parameter names, validated and coerced.
 
         Raises:
@@ -362,11 +366,11 @@ def tool(
             function = function.fn
         if not callable(function):
             raise ToolDefinitionError(f"@llmc.tool needs a function, got {function!r}")
-        throttler = rate_limit
+        throttler = rate_limit if isinstance(rate_limit, Throttler) else None
         if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
             if rate_limit <= 0:
                 raise ToolDefinitionError("rate_limit must be a positive number of calls")
-            throttler = Throttler(rate_limit=rate_limit, period=rate_period)
+            throttler = Throttler(rate_limit=rate_limit, period=rate_period)  # type: ignore[arg-type]
         return Tool(
             name=name or function.__name__,
             description=description or "",
