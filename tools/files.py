@@ -263,7 +263,6 @@ def list_files(
             found.append(relative)
         else:
             extra += 1
-    found.sort()
     if extra:
         found.append(f"... {extra} more files not listed (raise max_results or narrow the pattern)")
     return found
@@ -283,21 +282,27 @@ def _name_matcher(pattern: str) -> Callable[[str], bool]:
 
 
 def _walk(base: Path, root: Path, recursive: bool) -> Iterator[Path]:
-    """Regular files under ``base`` that really lie inside ``root``, in sorted order.
+    """Regular files under ``base`` that really lie inside ``root``, sorted by path.
 
-    Symlinked folders are not followed, symlinks leading outside the root are skipped, and
-    hidden folders (".git", ".venv", ...) are not entered.
+    Symlinked folders are not followed, symlinks leading outside the root are skipped,
+    hidden folders (".git", ".venv", ...) are not entered and unreadable folders are passed
+    over.
     """
-    for current, folders, files in os.walk(base):
-        folders[:] = sorted(f for f in folders if recursive and not f.startswith("."))
-        for name in sorted(files):
-            path = Path(current) / name
-            if path.is_symlink():
-                target = path.resolve()
-                if not _inside(target, root) or not target.is_file():
-                    continue
-            elif not path.is_file():
-                continue
+    try:
+        with os.scandir(base) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_symlink():
+            target = path.resolve()
+            if _inside(target, root) and target.is_file():
+                yield path
+        elif entry.is_dir():
+            if recursive and not entry.name.startswith("."):
+                yield from _walk(path, root, recursive)
+        elif entry.is_file():
             yield path
 
 
