@@ -1,0 +1,153 @@
+"""The ``llmc`` command.
+
+::
+
+    llmc tools [PACK ...]                 list tools with their signatures
+    llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
+    llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
+
+PLAN is a file of plan text (or ``.json``), or ``-`` for standard input. PACK is a
+ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
+``@llmc.tool`` functions; by default every ready-made pack is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import catalog
+from .errors import LLMCError, PlanError
+from .plan import Plan
+from .result import Result, error_text, text_form
+from .scheduler import stream_plan
+from .toolbox import Toolbox
+from .trace import RunFinished, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 a task failed, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.command(args))
+    except (LLMCError, OSError) as exc:
+        print(f"llmc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmc: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmc", description="Compile questions into task graphs of tool calls and run them."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    tools = commands.add_parser("tools", help="list tools and their signatures")
+    tools.add_argument("packs", nargs="*", metavar="PACK", help="packs to list (default: all)")
+    tools.set_defaults(command=_tools)
+
+    for name, handler, text in (
+        ("check", _check, "parse and validate a plan, and show its levels"),
+        ("exec", _exec, "run a plan with real tools"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("plan", metavar="PLAN", help="plan text or .json file, or - for stdin")
+        sub.add_argument(
+            "--tools",
+            nargs="+",
+            default=None,
+            metavar="PACK",
+            help="tool packs: ready-made names or .py paths (default: every ready-made pack)",
+        )
+        sub.set_defaults(command=handler)
+    exec_ = commands.choices["exec"]
+    exec_.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
+    exec_.add_argument("--timeout", type=float, default=None, help="seconds per task")
+    exec_.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    return parser
+
+
+def _toolbox(packs: Sequence[str] | None) -> Toolbox:
+    box = Toolbox()
+    for pack in packs or catalog.tool_packs():
+        for found in catalog.load_pack(pack):
+            box.add(found)
+    return box
+
+
+def _read_plan(source: str, tools: Toolbox) -> Plan:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    if source.endswith(".json"):
+        return Plan.from_json(text, tools=tools)
+    return Plan.parse(text, tools=tools)
+
+
+def _tools(args: argparse.Namespace) -> int:
+    for name in args.packs or catalog.tool_packs():
+        print(f"{name}:")
+        for found in catalog.load_pack(name):
+            print(f"  {found.signature_line()}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    plan = _read_plan(args.plan, _toolbox(args.tools))
+    print(plan.to_text(), end="")
+    levels = plan.levels()
+    print(f"\n{len(plan)} tasks on {len(levels)} levels, at most {plan.width()} at once:")
+    for depth, level in enumerate(levels, 1):
+        print(f"  level {depth}: " + ", ".join(f"${i} {plan[i].tool}" for i in level))
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    plan = _read_plan(args.plan, _toolbox(args.tools))
+    result = asyncio.run(_run_with_progress(plan, args, sys.stderr))
+    if args.json:
+        outputs = {str(i): result.observation(i) for i in result.trace.tasks}
+        print(json.dumps(outputs, ensure_ascii=False, indent=2))
+    else:
+        for task in plan:
+            print(f"${task.id} = {_shorten(result.observation(task.id), 400)}")
+    return 0 if result.ok else 1
+
+
+async def _run_with_progress(plan: Plan, args: argparse.Namespace, out: TextIO) -> Result:
+    """Run the plan, writing a line per task as it starts and ends."""
+    options: dict[str, float | int] = {}
+    if args.max_concurrency is not None:
+        options["max_concurrency"] = args.max_concurrency
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    async for event in stream_plan(plan, plan.tools, **options):  # type: ignore[arg-type]
+        if isinstance(event, TaskStarted):
+            print(f"  started  ${event.task_id} {event.tool}", file=out)
+        elif isinstance(event, TaskFinished):
+            print(f"  done     ${event.task_id} {event.tool} ({event.duration * 1000:.0f} ms)",
+                  file=out)
+        elif isinstance(event, TaskFailed):
+            print(f"  FAILED   ${event.task_id} {event.tool}: {error_text(event.error)}", file=out)
+        elif isinstance(event, TaskSkipped):
+            print(f"  skipped  ${event.task_id} {event.tool}", file=out)
+        elif isinstance(event, RunFinished):
+            print(f"  run took {event.result.trace.makespan * 1000:.0f} ms", file=out)
+            return event.result
+    raise PlanError("the run ended without a result")
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = text_form(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
