@@ -26,31 +26,67 @@ from .errors import (
 )
 from .parse import PlanParser
 from .plan import Plan, Ref, Task
+from .result import Result
+from .scheduler import Backoff, Scheduler, run_plan, run_plan_sync, stream_plan
 from .tool import Tool, tool
 from .toolbox import Toolbox, load_tools
+from .trace import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskEvent,
+    TaskFailed,
+    TaskFinished,
+    TaskQueued,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskStatus,
+    Trace,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "CycleError",
     "DependencyError",
     "DuplicateToolError",
+    "Event",
     "LLMCError",
     "Plan",
     "PlanError",
     "PlanParser",
     "PlanSyntaxError",
     "Ref",
+    "Result",
     "RetryableToolError",
+    "RunFinished",
+    "RunStarted",
+    "Scheduler",
     "Task",
-        "Tool",
+    "TaskCancelled",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskFinished",
+    "TaskQueued",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskStatus",
+    "Tool",
     "ToolArgumentError",
     "ToolDefinitionError",
     "ToolLoadError",
     "ToolTimeoutError",
     "Toolbox",
+    "Trace",
     "UnknownToolError",
     "__version__",
     "load_tools",
+    "run_plan",
+    "run_plan_sync",
+    "stream_plan",
     "tool",
 ]

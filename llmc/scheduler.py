@@ -1,0 +1,790 @@
+"""Run a plan: every task starts the moment its last dependency finishes.
+
+There is no polling loop and no level barrier. Each task keeps a counter of unfinished
+dependencies and each task a list of its dependents; when a task finishes, its dependents'
+counters drop, and a task whose counter reaches zero is started at once with
+:func:`asyncio.create_task`. The work per task is O(1) amortised, whatever the plan's size.
+
+Tasks may keep arriving while the run goes (an async iterable of :class:`~llmc.plan.Task`,
+as the streaming planner produces): a task whose dependencies are already done starts on
+arrival. A task that cannot run (unknown tool, duplicate id, a reference to a task not seen
+yet) is a broken plan: the run cancels what is running and raises that :class:`PlanError`
+from :func:`run_plan`, so the caller (e.g. a replanning loop) decides what comes next.
+
+Failures stay local: a failed task's dependents are skipped (``TaskStatus.SKIPPED``, with a
+:class:`DependencyError` that names the failed task) and every independent branch goes on.
+``fail_fast=True`` cancels the rest instead; ``errors_as_observations=True`` hands the error's
+text (``"Error: ToolTimeoutError: ..."``) to the dependents in place of an output.
+
+Limits: a run-wide ``max_concurrency``, each tool's ``max_concurrency`` (per run) and
+``rate_limit`` (a throttler shared by every run), per-attempt timeouts, and retries with
+exponential backoff and jitter. A task waiting for a concurrency slot holds no slot of any
+other kind, so one saturated tool never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict, Unpack
+
+import structlog
+
+from .errors import DependencyError, PlanError, ToolTimeoutError
+from .executors import AsyncioExecutor, Executor
+from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
+from .result import Result, error_text, text_form
+from .tool import Tool
+from .toolbox import Toolbox, ToolLike
+from .trace import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskEvent,
+    TaskFailed,
+    TaskFinished,
+    TaskQueued,
+    TaskRecord,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskStatus,
+    Trace,
+)
+
+__all__ = [
+    "Backoff",
+    "PlanSource",
+    "RateLimiter",
+    "RunOptions",
+    "Scheduler",
+    "resolve_references",
+    "run_plan",
+    "run_plan_sync",
+    "stream_plan",
+]
+
+#: What a run accepts as its plan: a built plan, tasks in order, or tasks as they arrive.
+PlanSource = Plan | Iterable[Task] | AsyncIterable[Task]
+
+_logger = structlog.get_logger("llmc.scheduler")
+_now = time.perf_counter
+
+_PENDING = TaskStatus.PENDING
+_RUNNING = TaskStatus.RUNNING
+_DONE = TaskStatus.DONE
+_FAILED = TaskStatus.FAILED
+
+
+class RateLimiter(Protocol):
+    """Anything with ``await acquire()`` that returns when one more call may start.
+
+    ``asyncio_throttle.Throttler`` (what ``@llmc.tool(rate_limit=...)`` creates) is one.
+    The scheduler acquires a tool's limiter before every attempt, after its concurrency slot,
+    so the limit holds for call starts; LLM clients take a limiter the same way.
+    """
+
+    async def acquire(self) -> None:
+        """Wait until one more call may start, and count it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter between a task's attempts.
+
+    The delay before attempt ``n + 1`` is ``min(max_delay, base * factor ** (n - 1))``, less a
+    random fraction of up to ``jitter`` of it, so retries of many tasks spread out.
+
+    Attributes:
+        base: seconds before the first retry (before jitter).
+        factor: growth per further retry.
+        max_delay: the longest delay.
+        jitter: the largest fraction taken off at random, from 0 (none) to 1.
+    """
+
+    base: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.max_delay < 0 or self.factor < 1:
+            raise ValueError("Backoff needs base >= 0, max_delay >= 0 and factor >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("Backoff jitter is a fraction between 0 and 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1 for the first)."""
+        full = min(self.max_delay, self.base * self.factor ** (attempt - 1))
+        return full * (1 - self.jitter * random.random())
+
+
+class RunOptions(TypedDict, total=False):
+    """Options of a run, the keyword arguments of :class:`Scheduler` and :func:`run_plan`.
+
+    Attributes:
+        max_concurrency: most tasks running at once in the run (None: no limit).
+        timeout: seconds per attempt for tools without their own ``timeout``.
+        fail_fast: on the first failure, cancel everything else and return.
+        errors_as_observations: give a failed task's dependents its error text
+            (``"Error: <Type>: <message>"``) in place of its output, instead of skipping them.
+        backoff: the delays between retries.
+        executor: where tool calls run; the caller owns (and closes) one passed here.
+            By default each run uses, and closes, its own :class:`AsyncioExecutor`.
+        on_event: called with every :class:`~llmc.trace.Event`, in order, on the event loop;
+            it should return quickly. An exception from it ends the run and is raised.
+    """
+
+    max_concurrency: int | None
+    timeout: float | None
+    fail_fast: bool
+    errors_as_observations: bool
+    backoff: Backoff
+    executor: Executor | None
+    on_event: Callable[[Event], object] | None
+
+
+# -- references ------------------------------------------------------------------------------
+
+
+def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
+    """Replace references to earlier tasks in an argument by what those tasks produced.
+
+    A :class:`~llmc.plan.Ref` becomes the output object itself (not a copy); ``$N`` and
+    ``${N}`` inside a string become the output's :func:`~llmc.result.text_form`, and ``$$``
+    becomes ``$``. Lists, tuples, sets and dicts (keys too) are resolved recursively.
+    """
+    if isinstance(value, Ref):
+        return outputs[value.task_id]
+    if isinstance(value, str):
+        return _fill_placeholders(value, outputs) if "$" in value else value
+    if isinstance(value, list):
+        return [resolve_references(item, outputs) for item in value]
+    if isinstance(value, tuple):
+        return tuple(resolve_references(item, outputs) for item in value)
+    if isinstance(value, dict):
+        return {
+            resolve_references(key, outputs): resolve_references(item, outputs)
+            for key, item in value.items()
+        }
+    if isinstance(value, set | frozenset):
+        return type(value)(resolve_references(item, outputs) for item in value)
+    return value
+
+
+def _fill_placeholders(text: str, outputs: Mapping[int, Any]) -> str:
+    def replace(match: Any) -> str:
+        number = match.group(1) or match.group(2)
+        return text_form(outputs[int(number)]) if number else "$"
+
+    return PLACEHOLDER.sub(replace, text)
+
+
+# -- the public entry points -----------------------------------------------------------------
+
+
+class Scheduler:
+    """Runs plans over a set of tools with one set of options; reusable across runs.
+
+    Args:
+        tools: the tools tasks may call (functions or :class:`~llmc.tool.Tool` objects, or a
+            Toolbox); when None, each run uses its plan's own tools.
+        **options: see :class:`RunOptions`.
+
+    Example:
+        >>> scheduler = Scheduler([search], max_concurrency=8, timeout=30)
+        >>> result = await scheduler.run(plan)       # doctest: +SKIP
+    """
+
+    def __init__(
+        self, tools: Iterable[ToolLike] | Toolbox | None = None, **options: Unpack[RunOptions]
+    ) -> None:
+        self.tools = Toolbox.of(tools) if tools is not None else None
+        self.max_concurrency = options.get("max_concurrency")
+        self.timeout = options.get("timeout")
+        self.fail_fast = options.get("fail_fast", False)
+        self.errors_as_observations = options.get("errors_as_observations", False)
+        self.backoff = options.get("backoff") or Backoff()
+        self.executor = options.get("executor")
+        self.on_event = options.get("on_event")
+        unknown = set(options) - set(RunOptions.__annotations__)
+        if unknown:
+            raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds (or None)")
+        if self.fail_fast and self.errors_as_observations:
+            raise ValueError("fail_fast and errors_as_observations exclude each other; pick one")
+
+    async def run(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
+        """Run a plan to the end and return its :class:`~llmc.result.Result`.
+
+        Failed, skipped and cancelled tasks are recorded in the result, not raised.
+
+        Raises:
+            PlanError: the plan cannot run (no tools, unknown tool, duplicate task id, a
+                reference to a task not seen yet); running tasks are cancelled first.
+            Exception: whatever the plan stream or ``on_event`` raised, likewise.
+            asyncio.CancelledError: the run was cancelled; every running task was
+                cancelled and awaited before this propagates.
+        """
+        return await _Run(self, plan, run_id, self.on_event).run()
+
+    def run_sync(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
+        """Run a plan from synchronous code (a new event loop); Ctrl-C cancels it cleanly.
+
+        Raises:
+            KeyboardInterrupt: after Ctrl-C, once every running task was cancelled.
+            PlanError: as :meth:`run`.
+        """
+        with asyncio.Runner() as runner:
+            return runner.run(self.run(plan, run_id=run_id))
+
+    async def stream(self, plan: PlanSource, *, run_id: str | None = None) -> AsyncIterator[Event]:
+        """Run a plan and yield its events as they happen; the last is :class:`RunFinished`.
+
+        Events are buffered without bound, so a slow reader never slows the run. Leaving the
+        loop early cancels the run; use ``contextlib.aclosing`` to make that immediate.
+
+        Raises:
+            PlanError: as :meth:`run`, after the events that came before it.
+        """
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        user_callback = self.on_event
+
+        def on_event(event: Event) -> None:
+            queue.put_nowait(event)
+            if user_callback is not None:
+                user_callback(event)
+
+        running = asyncio.create_task(_Run(self, plan, run_id, on_event).run())
+        running.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            running.result()  # raises what ended the run
+        finally:
+            if not running.done():
+                running.cancel()
+                with suppress(asyncio.CancelledError):
+                    await running
+            elif not running.cancelled():
+                running.exception()  # mark it retrieved: the reader left early on purpose
+
+    def __repr__(self) -> str:
+        tools = ", ".join(self.tools) if self.tools is not None else "the plan's"
+        return f"<Scheduler tools: {tools}; max_concurrency={self.max_concurrency}>"
+
+
+async def run_plan(
+    plan: PlanSource,
+    tools: Iterable[ToolLike] | Toolbox | None = None,
+    **options: Unpack[RunOptions],
+) -> Result:
+    """Run a plan: each task starts as soon as its dependencies are done.
+
+    Args:
+        plan: a :class:`~llmc.plan.Plan`, tasks in order, or an async iterable of tasks
+            that arrive while the run goes.
+        tools: the tools (functions, Tools or a Toolbox); defaults to the plan's own.
+        **options: see :class:`RunOptions`.
+
+    Returns:
+        outputs, per-task statuses and errors, and the run's trace.
+
+    Raises:
+        PlanError: see :meth:`Scheduler.run`.
+    """
+    return await Scheduler(tools, **options).run(plan)
+
+
+def run_plan_sync(
+    plan: PlanSource,
+    tools: Iterable[ToolLike] | Toolbox | None = None,
+    **options: Unpack[RunOptions],
+) -> Result:
+    """:func:`run_plan` for synchronous code; Ctrl-C cancels the run and raises promptly.
+
+    Raises:
+        KeyboardInterrupt: after Ctrl-C, once every running task was cancelled.
+        PlanError: see :meth:`Scheduler.run`.
+    """
+    return Scheduler(tools, **options).run_sync(plan)
+
+
+def stream_plan(
+    plan: PlanSource,
+    tools: Iterable[ToolLike] | Toolbox | None = None,
+    **options: Unpack[RunOptions],
+) -> AsyncIterator[Event]:
+    """Run a plan and yield its events: ``async for event in llmc.stream_plan(plan, tools)``.
+
+    The last event is :class:`~llmc.trace.RunFinished`, which carries the result.
+    """
+    return Scheduler(tools, **options).stream(plan)
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+class _Closing(Exception):
+    """Raised inside a task that is about to call its tool after the run began to close."""
+
+
+class _Slots:
+    """Concurrency slots of one tool within one run, and the tasks waiting for one."""
+
+    __slots__ = ("free", "waiting")
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiting: deque[_Node] = deque()
+
+
+class _Node:
+    """A task inside a run: its tool, record, unfinished-dependency count and dependents."""
+
+    __slots__ = ("dependents", "record", "slots", "task", "tool", "waiting")
+
+    def __init__(self, task: Task, tool: Tool, record: TaskRecord, slots: _Slots | None) -> None:
+        self.task = task
+        self.tool = tool
+        self.record = record
+        self.slots = slots
+        self.waiting = 0
+        self.dependents: list[_Node] = []
+
+
+def _debug_enabled(log: Any) -> bool:
+    """Whether a bound structlog logger emits debug lines; when not, tasks skip logging."""
+    check = getattr(log, "is_enabled_for", None) or getattr(log, "isEnabledFor", None)
+    return bool(check(logging.DEBUG)) if check is not None else True
+
+
+class _Run:
+    """The state of one run.
+
+    All bookkeeping happens in synchronous methods, so it never interleaves with itself;
+    only :meth:`run`, the feeder and the task bodies await.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        source: PlanSource,
+        run_id: str | None,
+        on_event: Callable[[Event], object] | None,
+    ) -> None:
+        toolbox = scheduler.tools
+        if toolbox is None and isinstance(source, Plan):
+            toolbox = source.tools
+        if toolbox is None:
+            raise PlanError("no tools to run the plan with: pass tools=[...] to run_plan, or "
+                            "build the plan with tools")
+        self.toolbox = toolbox
+        self.source = source
+        # A plan built with this very toolbox has checked its calls already.
+        self.trusted = isinstance(source, Plan) and source.tools is toolbox
+        self.fail_fast = scheduler.fail_fast
+        self.observe_errors = scheduler.errors_as_observations
+        self.timeout = scheduler.timeout
+        self.backoff = scheduler.backoff
+        self.owns_executor = scheduler.executor is None
+        self.executor: Executor = scheduler.executor or AsyncioExecutor()
+        self.on_event = on_event
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.log = _logger.bind(run_id=self.run_id)
+        self.debug = _debug_enabled(self.log)
+        self.trace = Trace(self.run_id, _now())
+        self.nodes: dict[int, _Node] = {}
+        self.values: dict[int, Any] = {}  # what references receive: outputs (and error texts)
+        self.open = 0  # tasks received and not final yet
+        self.source_done = False
+        self.free = scheduler.max_concurrency  # free run-wide slots; None: unlimited
+        self.parked: deque[_Node] = deque()  # ready, waiting for a run-wide slot
+        self.tool_slots: dict[str, _Slots] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+        self.error: BaseException | None = None
+        self.loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+
+    # -- the run's life ----------------------------------------------------------------------
+
+    async def run(self) -> Result:
+        if self.debug:
+            self.log.debug("run started")
+        if self.on_event is not None:
+            self._emit(RunStarted(run_id=self.run_id, time=self.trace.started))
+        feeder: asyncio.Task[None] | None = None
+        try:
+            if isinstance(self.source, AsyncIterable):
+                feeder = self.loop.create_task(self._feed(self.source))
+            else:
+                for task in self.source:
+                    self._arrive(task)
+                self.source_done = True
+                self._check_finished()
+            await self.finished
+        except asyncio.CancelledError:
+            await self._shutdown(feeder)
+            raise
+        except Exception as exc:  # a broken task from a plain iterable or plan
+            self.error = exc
+        await self._shutdown(feeder)
+        result = self._result()
+        if self.debug:
+            self.log.debug("run finished", makespan=self.trace.makespan, error=self.error)
+        if self.on_event is not None:
+            self.on_event(RunFinished(run_id=self.run_id, time=_now(), result=result,
+                                      error=self.error))
+        if self.error is not None:
+            raise self.error
+        return result
+
+    async def _feed(self, source: AsyncIterable[Task]) -> None:
+        """Receive streamed tasks; a broken task or a failing stream ends the run."""
+        try:
+            async for task in source:
+                if self.closing:
+                    return
+                self._arrive(task)
+        except Exception as exc:
+            self._abort(exc)
+            return
+        self.source_done = True
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        if self.open == 0 and self.source_done and not self.finished.done():
+            self.finished.set_result(None)
+
+    def _abort(self, error: BaseException | None) -> None:
+        """End the run early: cancel the rest; raise ``error`` from :meth:`run` if given."""
+        if self.error is None:
+            self.error = error
+        self.closing = True
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    async def _shutdown(self, feeder: asyncio.Task[None] | None) -> None:
+        """Cancel and await whatever still runs, mark the rest cancelled, close the executor.
+
+        Awaiting even when cancelled again is what keeps no task orphaned.
+        """
+        self.closing = True
+        pending = [task for task in self.tasks if not task.done()]
+        if feeder is not None and not feeder.done():
+            pending.append(feeder)
+        for task in pending:
+            task.cancel()
+        cancelled_again = False
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                cancelled_again = True
+            pending = [task for task in pending if not task.done()]
+        if self.open:
+            for node in self.nodes.values():
+                if not node.record.status.is_final:
+                    self._cancelled(node)
+        self.trace.finished = _now()
+        if self.owns_executor:
+            self.executor.close()
+        if cancelled_again:
+            raise asyncio.CancelledError
+
+    def _result(self) -> Result:
+        values = self.values
+        if self.observe_errors:  # failed tasks left their error text here for dependents
+            values = {i: v for i, v in values.items() if self.nodes[i].record.status is _DONE}
+        return Result(self.run_id, values, self.trace)
+
+    # -- events and logs ---------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        """Hand an event to ``on_event``; if that raises, the run ends with its error."""
+        assert self.on_event is not None
+        try:
+            self.on_event(event)
+        except Exception as exc:
+            self._abort(exc)
+
+    def _emit_task(self, kind: type[TaskEvent], node: _Node, **fields: Any) -> None:
+        self._emit(kind(run_id=self.run_id, time=_now(), task_id=node.task.id,
+                        tool=node.tool.name, **fields))
+
+    # -- tasks arrive ------------------------------------------------------------------------
+
+    def _arrive(self, task: Task) -> None:
+        """Register a task; start it now if its dependencies are done.
+
+        Raises:
+            PlanError: duplicate id, unknown dependency; UnknownToolError: unknown tool.
+        """
+        if task.id in self.nodes:
+            raise PlanError(f"task {task.id} arrived twice; each task needs its own id",
+                            task_id=task.id)
+        for dep in task.dependencies:
+            if dep not in self.nodes:
+                raise PlanError(
+                    f"task {task.id} refers to ${dep}, which has not arrived; a task may only "
+                    "use the outputs of tasks sent before it",
+                    task_id=task.id,
+                )
+        tool = self.toolbox[task.tool] if self.trusted else check_call(task, self.toolbox)
+        record = TaskRecord(task.id, tool.name, task.dependencies, _now())
+        node = _Node(task, tool, record, self._slots_for(tool))
+        self.nodes[task.id] = node
+        self.trace.tasks[task.id] = record
+        self.open += 1
+        if self.on_event is not None:
+            self._emit_task(TaskQueued, node, task=task)
+        blocker: _Node | None = None
+        for dep in task.dependencies:
+            parent = self.nodes[dep]
+            status = parent.record.status
+            if status is _PENDING or status is _RUNNING:
+                node.waiting += 1
+                parent.dependents.append(node)
+            elif status is not _DONE and not (status is _FAILED and self.observe_errors):
+                blocker = parent
+        if blocker is not None:
+            self._skip(node, blocker)
+            self._check_finished()
+        elif node.waiting == 0:
+            self._ready(node)
+
+    def _slots_for(self, tool: Tool) -> _Slots | None:
+        if tool.max_concurrency is None:
+            return None
+        slots = self.tool_slots.get(tool.name)
+        if slots is None:
+            slots = self.tool_slots[tool.name] = _Slots(tool.max_concurrency)
+        return slots
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _ready(self, node: _Node) -> None:
+        """All dependencies are done: start the task, or queue it for a free slot."""
+        node.record.ready = _now()
+        if self.closing:
+            return
+        slots = node.slots
+        if slots is not None and slots.free == 0:
+            slots.waiting.append(node)
+            return
+        if self.free is not None:
+            if self.free == 0:
+                self.parked.append(node)
+                return
+            self.free -= 1
+        if slots is not None:
+            slots.free -= 1
+        self._launch(node)
+
+    def _launch(self, node: _Node) -> None:
+        task = self.loop.create_task(self._execute(node))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _release(self, node: _Node) -> None:
+        """Give a finished task's slots to waiting tasks: its own tool's first, then any."""
+        slots = node.slots
+        if slots is None and self.free is None:
+            return
+        if self.free is not None:
+            self.free += 1
+        if slots is not None:
+            slots.free += 1
+            if slots.waiting and not self.closing:
+                self._take_and_launch(slots.waiting.popleft())
+        if self.free is None:
+            return
+        while self.free > 0 and self.parked and not self.closing:
+            waiting = self.parked.popleft()
+            if waiting.slots is not None and waiting.slots.free == 0:
+                waiting.slots.waiting.append(waiting)  # its tool is full now: wait there
+            else:
+                self._take_and_launch(waiting)
+
+    def _take_and_launch(self, node: _Node) -> None:
+        if self.free is not None:
+            self.free -= 1
+        if node.slots is not None:
+            node.slots.free -= 1
+        self._launch(node)
+
+    # -- a task runs -------------------------------------------------------------------------
+
+    async def _execute(self, node: _Node) -> None:
+        if self.closing:  # launched just before the run began to close: never call the tool
+            self._cancelled(node)
+            return
+        record = node.record
+        record.status = _RUNNING
+        record.started = _now()
+        if self.on_event is not None:
+            self._emit_task(TaskStarted, node)
+        if self.debug:
+            self.log.debug("task started", task_id=node.task.id, tool=node.tool.name)
+        try:
+            output = await self._attempts(node)
+        except _Closing:
+            self._cancelled(node)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                self._cancelled(node)
+                raise
+            self._failed(node, exc)  # the tool raised CancelledError on its own
+        except Exception as exc:
+            self._failed(node, exc)
+        else:
+            self._done(node, output)
+
+    async def _attempts(self, node: _Node) -> Any:
+        """Resolve and bind the arguments once, then call the tool with retries."""
+        task, tool, record = node.task, node.tool, node.record
+        values = self.values
+        args = [resolve_references(value, values) for value in task.args]
+        kwargs = {key: resolve_references(value, values) for key, value in task.kwargs.items()}
+        arguments = tool.bind(args, kwargs)  # ToolArgumentError: the tool is not called
+        timeout = tool.timeout if tool.timeout is not None else self.timeout
+        attempts = 1 + tool.retries
+        limiter: RateLimiter | None = tool.rate_limit
+        while True:
+            if limiter is not None:
+                await limiter.acquire()
+            if self.closing:  # woke from a wait just as the run began to close
+                raise _Closing
+            record.attempts += 1
+            try:
+                if timeout is None:
+                    return await self.executor.call(tool, arguments)
+                return await self._call_with_limit(tool, arguments, timeout)
+            except Exception as exc:
+                if record.attempts >= attempts or not isinstance(exc, tool.retry_on):
+                    raise
+                delay = self.backoff.delay(record.attempts)
+                self._retrying(node, exc, delay)
+            await asyncio.sleep(delay)
+
+    async def _call_with_limit(self, tool: Tool, arguments: dict[str, Any], seconds: float) -> Any:
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await self.executor.call(tool, arguments)
+        except TimeoutError:
+            if scope.expired():
+                raise ToolTimeoutError(
+                    f"{tool.name}() took longer than its timeout of {seconds:g} s and was "
+                    "cancelled; raise the tool's timeout or make the call faster"
+                ) from None
+            raise  # the tool's own TimeoutError
+
+    # -- a task ends -------------------------------------------------------------------------
+
+    def _retrying(self, node: _Node, error: Exception, delay: float) -> None:
+        if self.on_event is not None:
+            self._emit_task(TaskRetrying, node, attempt=node.record.attempts, error=error,
+                            delay=delay)
+        if self.debug:
+            self.log.debug("task retrying", task_id=node.task.id, tool=node.tool.name,
+                           attempt=node.record.attempts, error=error_text(error), delay=delay)
+
+    def _done(self, node: _Node, output: Any) -> None:
+        record = node.record
+        record.status = _DONE
+        record.finished = _now()
+        self.values[node.task.id] = output
+        self._release(node)
+        if self.on_event is not None:
+            self._emit_task(TaskFinished, node, output=output,
+                            duration=record.finished - (record.started or record.finished))
+        if self.debug:
+            self.log.debug("task finished", task_id=node.task.id, tool=node.tool.name)
+        self.open -= 1
+        self._unblock_dependents(node)
+        self._check_finished()
+
+    def _unblock_dependents(self, node: _Node) -> None:
+        for dependent in node.dependents:
+            if dependent.record.status is _PENDING:
+                dependent.waiting -= 1
+                if dependent.waiting == 0:
+                    self._ready(dependent)
+
+    def _failed(self, node: _Node, error: BaseException) -> None:
+        record = node.record
+        record.status = _FAILED
+        record.finished = _now()
+        record.error = error
+        self._release(node)
+        if self.on_event is not None:
+            self._emit_task(TaskFailed, node, error=error, attempts=record.attempts)
+        if self.debug:
+            self.log.debug("task failed", task_id=node.task.id, tool=node.tool.name,
+                           error=error_text(error), attempts=record.attempts)
+        self.open -= 1
+        if self.fail_fast:
+            self._abort(None)
+            return
+        if self.observe_errors:
+            self.values[node.task.id] = error_text(error)
+            self._unblock_dependents(node)
+        else:
+            self._skip_dependents(node)
+        self._check_finished()
+
+    def _skip_dependents(self, failed: _Node) -> None:
+        stack = [(dependent, failed) for dependent in failed.dependents]
+        while stack:
+            node, cause = stack.pop()
+            if node.record.status is _PENDING:
+                self._skip(node, cause)
+                stack.extend((dependent, node) for dependent in node.dependents)
+
+    def _skip(self, node: _Node, cause: _Node) -> None:
+        """Mark a task skipped because ``cause`` (a dependency) failed or was skipped."""
+        cause_record = cause.record
+        root = cause_record.blocked_by or cause.task.id
+        what = f"task {cause.task.id} ({cause.tool.name})"
+        if cause_record.status is _FAILED and cause_record.error is not None:
+            why = f"{what} failed: {error_text(cause_record.error)}"
+        elif cause_record.status is TaskStatus.SKIPPED:
+            why = f"{what} was skipped because task {root} failed"
+        else:
+            why = f"{what} was {cause_record.status.value}"
+        record = node.record
+        record.status = TaskStatus.SKIPPED
+        record.finished = _now()
+        record.error = reason = DependencyError(f"task {node.task.id} was not run: {why}")
+        record.blocked_by = root
+        self.open -= 1
+        if self.on_event is not None:
+            self._emit_task(TaskSkipped, node, reason=reason)
+        if self.debug:
+            self.log.debug("task skipped", task_id=node.task.id, tool=node.tool.name,
+                           reason=str(reason))
+
+    def _cancelled(self, node: _Node) -> None:
+        record = node.record
+        record.status = TaskStatus.CANCELLED
+        record.finished = _now()
+        self.open -= 1
+        if self.on_event is not None:
+            self._emit_task(TaskCancelled, node)
+        if self.debug:
+            self.log.debug("task cancelled", task_id=node.task.id, tool=node.tool.name)

@@ -1,0 +1,270 @@
+"""What happened in a run: typed events as it goes, and a :class:`Trace` when it is over.
+
+Events are small frozen dataclasses, one per thing that happens to a run or a task. Every
+event carries the ``run_id`` and a ``time`` from :func:`time.perf_counter` (the clock of
+every timestamp in this module); task events also carry the ``task_id`` and the tool's name::
+
+    Event
+    ├── RunStarted
+    ├── RunFinished          the last event of a run: its Result, and the error that ended it
+    └── TaskEvent
+        ├── TaskQueued       the scheduler received the task (from a plan or a stream)
+        ├── TaskStarted      its dependencies are done and a slot was free: it is running now
+        ├── TaskRetrying     an attempt failed with a retryable error; the next one follows
+        ├── TaskFinished     done, with its output
+        ├── TaskFailed       failed for good, with the error
+        ├── TaskSkipped      not run because a task it needs failed (or was skipped)
+        └── TaskCancelled    cancelled: fail-fast, a broken plan stream, or the run cancelled
+
+A :class:`Trace` keeps one :class:`TaskRecord` per task: when it was queued, became ready,
+started and finished, its status, attempts and error. Timelines and benchmarks read it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import DependencyError
+    from .plan import Task
+    from .result import Result
+
+__all__ = [
+    "Event",
+    "RunFinished",
+    "RunStarted",
+    "TaskCancelled",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskFinished",
+    "TaskQueued",
+    "TaskRecord",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskStatus",
+    "Trace",
+]
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task stands. A finished run leaves every task in one of the last four."""
+
+    PENDING = "pending"  #: waiting for its dependencies or for a free slot
+    RUNNING = "running"  #: started, not finished
+    DONE = "done"  #: finished with an output
+    FAILED = "failed"  #: raised an error (after any retries)
+    SKIPPED = "skipped"  #: not run, because a task it needs failed or was skipped
+    CANCELLED = "cancelled"  #: stopped or never started: fail-fast, or the run was cancelled
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task can no longer change (done, failed, skipped or cancelled)."""
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something that happened in a run.
+
+    Attributes:
+        run_id: the run it belongs to.
+        time: when, by :func:`time.perf_counter`.
+    """
+
+    run_id: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    """A run began; task events follow."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(Event):
+    """The last event of a run that was not cancelled from outside.
+
+    Attributes:
+        result: what the run produced (partial when ``error`` is set).
+        error: the exception that ended the run early (e.g. a broken plan stream), or None.
+    """
+
+    result: Result
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvent(Event):
+    """Something that happened to one task.
+
+    Attributes:
+        task_id: the task's id in its plan.
+        tool: the name of the tool it calls.
+    """
+
+    task_id: int
+    tool: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskQueued(TaskEvent):
+    """The scheduler received a task; it starts once its dependencies are done.
+
+    Attributes:
+        task: the task itself.
+    """
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted(TaskEvent):
+    """A task started running (its first attempt)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRetrying(TaskEvent):
+    """An attempt failed with a retryable error; the next attempt starts after ``delay``.
+
+    Attributes:
+        attempt: the attempt that failed, from 1.
+        error: what it raised.
+        delay: seconds of backoff before the next attempt.
+    """
+
+    attempt: int
+    error: BaseException
+    delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished(TaskEvent):
+    """A task finished with an output.
+
+    Attributes:
+        output: what the tool returned.
+        duration: seconds from start to finish, retries included.
+    """
+
+    output: Any
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFailed(TaskEvent):
+    """A task failed for good.
+
+    Attributes:
+        error: the last attempt's error (``ToolArgumentError`` when the tool was not called).
+        attempts: how many attempts ran.
+    """
+
+    error: BaseException
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSkipped(TaskEvent):
+    """A task was not run because a task it needs failed or was skipped.
+
+    Attributes:
+        reason: names the task that failed.
+    """
+
+    reason: DependencyError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCancelled(TaskEvent):
+    """A task was cancelled, running or not yet started."""
+
+
+# -- the trace -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class TaskRecord:
+    """The life of one task in a run; times are :func:`time.perf_counter` seconds.
+
+    Attributes:
+        task_id: the task's id.
+        tool: the tool's name.
+        dependencies: ids of the tasks it waited for.
+        status: where it stands.
+        queued: when the scheduler received it.
+        ready: when its last dependency finished (None if it never got there).
+        started: when it started running.
+        finished: when it reached its final status.
+        attempts: tool calls made, retries included (0 if the tool was never called).
+        error: why it failed, or the ``DependencyError`` it was skipped for.
+        blocked_by: for a skipped task, the id of the failed task at the root of the skip.
+    """
+
+    task_id: int
+    tool: str
+    dependencies: frozenset[int]
+    queued: float
+    status: TaskStatus = TaskStatus.PENDING
+    ready: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    error: BaseException | None = None
+    blocked_by: int | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, or None if it never ran to the end."""
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    @property
+    def wait(self) -> float | None:
+        """Seconds between becoming ready and starting: the scheduler's latency plus limits."""
+        if self.ready is None or self.started is None:
+            return None
+        return self.started - self.ready
+
+
+@dataclass(slots=True, eq=False)
+class Trace:
+    """Every task's record in a run, plus when the run started and finished.
+
+    Attributes:
+        run_id: the run's id.
+        started: when the run started (:func:`time.perf_counter`).
+        finished: when it finished; None while it runs.
+        tasks: one record per task id, in the order the tasks arrived.
+    """
+
+    run_id: str
+    started: float
+    finished: float | None = None
+    tasks: dict[int, TaskRecord] = field(default_factory=dict)
+
+    @property
+    def makespan(self) -> float:
+        """Seconds from the run's start to its end (to now's last record while it runs)."""
+        end = self.finished
+        if end is None:
+            end = max((r.finished or r.started or r.queued for r in self.tasks.values()),
+                      default=self.started)
+        return end - self.started
+
+    def durations(self) -> dict[int, float]:
+        """Seconds each task ran, for the tasks that ran to the end.
+
+        Feed it to :meth:`llmc.Plan.critical_path` to compare a makespan with its bound.
+        """
+        return {i: r.duration for i, r in self.tasks.items() if r.duration is not None}
+
+    def statuses(self) -> dict[int, TaskStatus]:
+        """Each task's status by id."""
+        return {i: r.status for i, r in self.tasks.items()}
