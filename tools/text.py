@@ -7,6 +7,7 @@ This file is loaded by path under an arbitrary module name: it imports only llmc
 standard library.
 """
 
+import math
 import re
 from collections import Counter
 
@@ -82,7 +83,7 @@ def extract_numbers(text: str) -> list[float]:
     -> [1200.5, 3400.0, -5.0, 2023.0].
     Commas between groups of three digits are thousands separators; a "-" right after a
     letter or digit is a dash, not a sign ("2019-2021" -> [2019.0, 2021.0]); digits glued
-    after letters ("H2O", "v2") are not numbers.
+    after letters ("H2O", "v2") are not numbers, nor are values too large for a float.
 
     Args:
         text: the text to read numbers from.
@@ -91,5 +92,7 @@ def extract_numbers(text: str) -> list[float]:
     for match in _NUMBER.finditer(text):
         sign, digits, exponent = match.groups()
         literal = ("-" if sign in ("-", "\u2212") else "") + digits.replace(",", "")
-        numbers.append(float(literal + (exponent or "")))
+        number = float(literal + (exponent or ""))
+        if math.isfinite(number):  # "1e999" overflows to inf: not a number worth returning
+            numbers.append(number)
     return numbers
