@@ -188,6 +188,16 @@ def test_list_files(pack: ModuleType) -> None:
     assert pack.list_files("deep/*.py", recursive=True) == ["notes/deep/x.py"]
     assert pack.list_files("*.md", "notes") == ["notes/todo.md"]
     assert pack.list_files("*.nothing", recursive=True) == []
+    assert pack.list_files(folder=".hidden") == [".hidden/h.txt"]  # named explicitly
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_special_files_are_not_opened(pack: ModuleType, tree: Path) -> None:
+    os.mkfifo(tree / "pipe")
+    with pytest.raises(ValueError, match="not a regular file"):
+        pack.read_file("pipe")
+    assert "pipe" not in pack.list_files()
+    assert pack.grep("never there") == []  # does not block on the pipe
 
 
 def test_list_files_caps_results_with_a_note(pack: ModuleType) -> None:

@@ -9,8 +9,9 @@ listed, read or searched. The root is, in order of precedence:
 
 Paths that leave the root (``..``, absolute paths elsewhere, symlinks whose target lies
 outside) raise :class:`PathOutsideRootError`, a ``PermissionError`` naming the path and the
-root. ``list_files`` and ``grep`` skip such symlinks silently and never follow symlinked
-folders.
+root. ``list_files`` and ``grep`` skip such symlinks silently, never follow symlinked
+folders and do not descend into hidden folders (``.git``, ``.venv``, ...); name a hidden
+folder explicitly to look inside it.
 
 Reads are capped at ``LLMC_FILES_MAX_BYTES`` bytes (default 1,000,000): a longer read is
 *truncated* at a line boundary and ends with a ``[truncated: ...]`` marker line that says how
@@ -239,8 +240,9 @@ def list_files(
     """List files whose name matches a glob pattern, as paths relative to the files root.
 
     Example: list_files("*.py", "src", recursive=True) -> ["src/app.py", "src/util/io.py"].
-    Folders themselves are not listed. When more files match than max_results, the last
-    entry is a note "... N more files not listed".
+    Folders themselves are not listed, and recursion skips hidden folders such as .git.
+    When more files match than max_results, the last entry is a note "... N more files not
+    listed".
 
     Args:
         pattern: a glob on file names, e.g. "*.md" or "report_202?.csv"; a pattern with "/"
@@ -388,8 +390,9 @@ def grep(
     """Search the text files under a folder (recursively) for a substring or a regex.
 
     Example: grep("TODO", "src", file_pattern="*.py") -> ["src/app.py:12: # TODO: retry"].
-    Each hit is "path:line: text". Binary files are skipped. When there are more than
-    max_hits hits, the last entry is a note "... more hits not shown".
+    Each hit is "path:line: text". Binary files and hidden folders such as .git are
+    skipped. When there are more than max_hits hits, the last entry is a note "... more
+    hits not shown".
 
     Args:
         pattern: the text to find; a Python regular expression when regex is true.
