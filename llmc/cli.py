@@ -132,8 +132,10 @@ async def _run_with_progress(plan: Plan, args: argparse.Namespace, out: TextIO) 
         if isinstance(event, TaskStarted):
             print(f"  started  ${event.task_id} {event.tool}", file=out)
         elif isinstance(event, TaskFinished):
-            print(f"  done     ${event.task_id} {event.tool} ({event.duration * 1000:.0f} ms)",
-                  file=out)
+            print(
+                f"  done     ${event.task_id} {event.tool} ({event.duration * 1000:.0f} ms)",
+                file=out,
+            )
         elif isinstance(event, TaskFailed):
             print(f"  FAILED   ${event.task_id} {event.tool}: {error_text(event.error)}", file=out)
         elif isinstance(event, TaskSkipped):

@@ -236,56 +236,131 @@ class _Call(NamedTuple):
 
 
 # A fast path for the common shape of a task line: a call whose arguments are plain strings
-# (no escapes, no prefixes), decimal numbers, None/True/False and $N references. It gives
-# exactly what the ast path gives (a property test holds it to that) at a third of the cost;
-# anything else falls through to the ast path.
-_SIMPLE_CALL = re.compile(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*")
-_SIMPLE_ARG = re.compile(
-    r"""\s*(?:([A-Za-z_]\w*)\s*=\s*)?(?:"([^"\\\n\r\0]*)"|'([^'\\\n\r\0]*)'"""
-    r"|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])|\$(\d+)(?![\w.])|\$\{(\d+)\}"
-    r"|(None|True|False)(?!\w))\s*(?:,|$)"
+# (no escapes, no prefixes), decimal numbers, None/True/False, $N references, and lists and
+# dicts of those. It gives exactly what the ast path gives (a property test holds it to that)
+# at a fraction of the cost; anything else (tuples, sets, escapes, errors) falls through to
+# the ast path, which also produces every error message.
+_TOKEN = re.compile(
+    r"""\s*(?:"([^"\\\n\r\0]*)"|'([^'\\\n\r\0]*)'"""
+    r"|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])"
+    r"|\$(\d+)(?![\w.])|\$\{(\d+)\}|([A-Za-z_]\w*)|([()\[\]{},:=]))"
 )
 _CONSTANTS = {"None": None, "True": True, "False": False}
+_STRING, _NUMBER, _REF, _NAME, _PUNCT = "s", "n", "r", "w", "p"
+
+
+class _NotSimple(Exception):
+    """The statement is outside the fast path's subset: use the ast path."""
+
+
+def _tokens(body: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    pos, end = 0, len(body.rstrip())
+    while pos < end:
+        match = _TOKEN.match(body, pos)
+        if match is None:
+            raise _NotSimple
+        dq, sq, num, ref, bref, name, punct = match.groups()
+        if punct is not None:
+            out.append((_PUNCT, punct))
+        elif dq is not None or sq is not None:
+            out.append((_STRING, dq if dq is not None else sq))
+        elif num is not None:
+            try:
+                out.append((_NUMBER, int(num) if num.lstrip("-").isdigit() else float(num)))
+            except ValueError:  # beyond int's digit limit: let the ast path judge
+                raise _NotSimple from None
+        elif ref or bref:
+            out.append((_REF, Ref(int(ref or bref))))
+        else:
+            out.append((_NAME, name))
+        pos = match.end()
+    return out
+
+
+class _FastReader:
+    """Recursive descent over the fast path's tokens."""
+
+    def __init__(self, tokens: list[tuple[str, Any]]) -> None:
+        self.tokens = tokens
+        self.index = 0
+
+    def take(self) -> tuple[str, Any]:
+        if self.index >= len(self.tokens):
+            raise _NotSimple
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def peek(self, punct: str) -> bool:
+        return self.index < len(self.tokens) and self.tokens[self.index] == (_PUNCT, punct)
+
+    def items(self, close: str) -> list[Any]:
+        """Comma-separated values up to ``close`` (a trailing comma allowed)."""
+        values: list[Any] = []
+        while not self.peek(close):
+            values.append(self.value())
+            if not self.peek(close) and self.take() != (_PUNCT, ","):
+                raise _NotSimple
+        self.index += 1
+        return values
+
+    def value(self) -> Any:
+        kind, text = self.take()
+        if kind in (_STRING, _NUMBER, _REF):
+            return text
+        if kind == _NAME and text in _CONSTANTS:
+            return _CONSTANTS[text]
+        if (kind, text) == (_PUNCT, "["):
+            return self.items("]")
+        if (kind, text) == (_PUNCT, "{") and not self.peek("}"):
+            result: dict[Any, Any] = {}
+            while not self.peek("}"):
+                key = self.value()
+                if isinstance(key, list | dict) or self.take() != (_PUNCT, ":"):
+                    raise _NotSimple
+                result[key] = self.value()
+                if not self.peek("}") and self.take() != (_PUNCT, ","):
+                    raise _NotSimple
+            self.index += 1
+            return result
+        raise _NotSimple
+
+    def call(self) -> _Call:
+        kind, name = self.take()
+        if kind != _NAME or keyword.iskeyword(name) or self.take() != (_PUNCT, "("):
+            raise _NotSimple
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        while not self.peek(")"):
+            if (
+                self.index + 1 < len(self.tokens)
+                and self.tokens[self.index][0] == _NAME
+                and self.tokens[self.index + 1] == (_PUNCT, "=")
+            ):
+                key = self.tokens[self.index][1]
+                if key in kwargs or keyword.iskeyword(key):
+                    raise _NotSimple
+                self.index += 2
+                kwargs[key] = self.value()
+            elif kwargs:
+                raise _NotSimple  # positional after keyword: the ast path reports it
+            else:
+                args.append(self.value())
+            if not self.peek(")") and self.take() != (_PUNCT, ","):
+                raise _NotSimple
+        self.index += 1
+        if self.index != len(self.tokens):
+            raise _NotSimple
+        return _Call(name, tuple(args), kwargs)
 
 
 def _fast_call(body: str) -> _Call | None:
-    """The call in ``body`` if it has the common simple shape, else None."""
-    whole = _SIMPLE_CALL.fullmatch(body)
-    if whole is None or keyword.iskeyword(whole.group(1)):
+    """The call in ``body`` if it lies in the fast path's subset, else None."""
+    try:
+        return _FastReader(_tokens(body)).call()
+    except _NotSimple:
         return None
-    text = whole.group(2)
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    pos, end = 0, len(text)
-    while pos < end:
-        match = _SIMPLE_ARG.match(text, pos)
-        if match is None or match.end() == pos:
-            return None if text[pos:].strip() else _Call(whole.group(1), tuple(args), kwargs)
-        key, dq, sq, num, ref, bref, const = match.groups()
-        if dq is not None:
-            value: Any = dq
-        elif sq is not None:
-            value = sq
-        elif num is not None:
-            value = float(num) if "." in num or "e" in num or "E" in num else int(num)
-        elif ref or bref:
-            value = Ref(int(ref or bref))
-        else:
-            value = _CONSTANTS[const]
-        if key is None:
-            if kwargs:
-                return None  # positional after keyword: let the ast path report it
-            args.append(value)
-        elif key in kwargs or keyword.iskeyword(key):
-            return None
-        else:
-            kwargs[key] = value
-        pos = match.end()
-        if text[match.end() - 1 : match.end()] != "," and pos < end:
-            return None
-    if text.rstrip().endswith(",") and not (args or kwargs):
-        return None
-    return _Call(whole.group(1), tuple(args), kwargs)
 
 
 def _parse_call(body: str, *, final: bool) -> _Call | SyntaxError | _LiteralError | object:

@@ -44,8 +44,18 @@ def test_wheel_install_in_fresh_venv_finds_planners_and_tools(tmp_path: Path) ->
     site_dir = next((env_dir / "lib").glob("python3*/site-packages"))
     (site_dir / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--no-deps", "--no-build-isolation", str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            str(REPO),
+        ],
         check=True,
         cwd=tmp_path,
     )

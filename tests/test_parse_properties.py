@@ -162,7 +162,7 @@ def test_arbitrary_text_raises_only_plan_errors_and_runs_nothing(text: str) -> N
     assert _EXEC_EVENTS == []
 
 
-simple_args = st.lists(
+simple_values = st.recursive(
     st.one_of(
         st.text(
             alphabet=st.characters(blacklist_characters='"\\\n', max_codepoint=0x2FF), max_size=8
@@ -192,12 +192,22 @@ simple_args = st.lists(
                 "'a' 'b'",
                 "r'a'",
                 "1_0",
+                "{}",
+                "()",
+                "{1}",
             ]
         ),
-        st.tuples(names, st.sampled_from(['"v"', "1", "$1", "None"])).map(
-            lambda p: f"{p[0]}={p[1]}"
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.lists(st.tuples(inner, inner), max_size=3).map(
+            lambda pairs: "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
         ),
     ),
+    max_leaves=6,
+)
+simple_args = st.lists(
+    st.one_of(simple_values, st.tuples(names, simple_values).map(lambda p: f"{p[0]}={p[1]}")),
     max_size=5,
 )
 

@@ -1,0 +1,93 @@
+"""The llmc command: list tools, check plans, run plans with real tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmc.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "plans" / "compare_docs.plan"
+
+
+@pytest.fixture
+def docs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("llmc runs plans. llmc is fast.\n")
+    (tmp_path / "docs" / "plan-language.md").write_text(" ".join(["word"] * 20) + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLMC_FILES_ROOT", raising=False)
+    return tmp_path
+
+
+def test_tools_lists_signatures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "text"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("text:\n  word_count(text: str) -> int")
+
+
+def test_check_shows_levels(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "6 tasks on 3 levels, at most 3 at once" in out
+    assert "level 2: $3 word_count, $4 word_count, $5 top_words" in out
+
+
+def test_exec_runs_the_example_with_real_tools(
+    docs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["exec", str(EXAMPLE), "--json"]) == 0
+    captured = capsys.readouterr()
+    outputs = json.loads(captured.out)
+    assert outputs["3"] == "6" and outputs["4"] == "20"
+    assert json.loads(outputs["5"]) == {"llmc": 2, "runs": 1, "plans": 1, "fast": 1}
+    assert float(outputs["6"]) == pytest.approx((20 - 6) / 6 * 100)
+    assert "started  $1 read_file" in captured.err
+    assert "run took" in captured.err
+
+
+def test_exec_reports_a_failed_task_and_exits_1(
+    docs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (docs_root / "docs" / "plan-language.md").unlink()
+    assert main(["exec", str(EXAMPLE)]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED   $2 read_file" in captured.err
+    assert "skipped  $4 word_count" in captured.err
+    assert "$3 = 6" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("plan", "words"),
+    [
+        ('1. read_file("a")\n2. nope($1)\n', "unknown tool 'nope'"),
+        ("1. read_file(path)\n", "line 1, column 14"),
+    ],
+)
+def test_bad_plans_exit_2_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan: str, words: str
+) -> None:
+    path = tmp_path / "bad.plan"
+    path.write_text(plan)
+    assert main(["check", str(path)]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_missing_plan_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "/nonexistent/plan.txt"]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
+def test_user_tool_pack_by_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = tmp_path / "mine.py"
+    pack.write_text(
+        "import llmc\n\n@llmc.tool\ndef double(x: int) -> int:\n"
+        "    '''Double x.'''\n    return 2 * x\n"
+    )
+    plan = tmp_path / "p.plan"
+    plan.write_text("1. double(21)\n2. double($1)\njoin()\n")
+    assert main(["exec", str(plan), "--tools", str(pack)]) == 0
+    assert "$2 = 84" in capsys.readouterr().out
