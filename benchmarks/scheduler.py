@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -59,16 +59,22 @@ async def work(ms: float, deps: list[Any]) -> float:
 
 
 def random_dag(
-    n: int, rng: random.Random, *, tool: str, window: int, max_deps: int,
-    first_args: Callable[[int], tuple[Any, ...]] = lambda _: (),
+    n: int, rng: random.Random, *, window: int, max_deps: int,
+    millis: Mapping[int, float] | None = None,
 ) -> Plan:
-    """A plan of ``n`` tasks; each depends on up to ``max_deps`` of the ``window`` before it."""
+    """A plan of ``n`` tasks; each depends on up to ``max_deps`` of the ``window`` before it.
+
+    Tasks call ``work`` for the given milliseconds, or ``noop`` when ``millis`` is None.
+    """
     tasks = []
     for i in range(1, n + 1):
         earlier = range(max(1, i - window), i)
         k = min(len(earlier), rng.randint(0, max_deps))
-        deps = sorted(rng.sample(earlier, k))
-        tasks.append(Task(i, tool, (*first_args(i), [Ref(d) for d in deps])))
+        refs = [Ref(d) for d in sorted(rng.sample(earlier, k))]
+        if millis is None:
+            tasks.append(Task(i, "noop", (refs,)))
+        else:
+            tasks.append(Task(i, "work", (millis[i], refs)))
     return Plan(tasks, tools=[noop, work])
 
 
@@ -115,17 +121,17 @@ async def with_llmc(plan: Plan) -> float:
     return elapsed
 
 
-def best_of(repeat: int, make: Callable[[], Awaitable[float]]) -> float:
+def best_of(repeat: int, make: Callable[[], Coroutine[Any, Any, float]]) -> float:
     """The fastest of ``repeat`` runs, each on a fresh event loop after a collection."""
-    times = []
+    times: list[float] = []
     for _ in range(repeat):
         gc.collect()
-        times.append(asyncio.run(make()))  # type: ignore[arg-type]
+        times.append(asyncio.run(make()))
     return min(times)
 
 
 def overhead(args: argparse.Namespace) -> None:
-    plan = random_dag(args.tasks, random.Random(1), tool="noop", window=50, max_deps=3)
+    plan = random_dag(args.tasks, random.Random(1), window=50, max_deps=3)
     edges = sum(len(task.dependencies) for task in plan)
     base = best_of(args.repeat, lambda: bare_asyncio(plan, noop.fn))
     ours = best_of(args.repeat, lambda: with_llmc(plan))
@@ -145,23 +151,25 @@ def makespan(args: argparse.Namespace) -> None:
         rng = random.Random(100 + seed)
         times = {i: args.median_ms * rng.lognormvariate(0, args.sigma)
                  for i in range(1, args.dag_size + 1)}
-        plan = random_dag(args.dag_size, rng, tool="work", window=20, max_deps=3,
-                          first_args=lambda i, t=times: (t[i],))  # type: ignore[misc]
-        critical, _ = plan.critical_path(lambda task, t=times: t[task.id] / 1000)  # type: ignore[misc]
+        plan = random_dag(args.dag_size, rng, window=20, max_deps=3, millis=times)
+        critical, _ = plan.critical_path({i: ms / 1000 for i, ms in times.items()})
         ours = asyncio.run(with_llmc(plan)) / critical
+        bare = asyncio.run(bare_asyncio(plan, work.fn)) / critical
         levels = asyncio.run(level_by_level(plan, work.fn)) / critical
-        rows.append((ours, levels))
+        rows.append((ours, bare, levels))
         print(f"    DAG {seed}: {len(plan.levels()):3d} levels, critical path "
-              f"{critical * 1000:7.1f} ms   llmc {ours:5.3f}   level-by-level {levels:5.3f}")
-    print(f"    mean: llmc {statistics.mean(r[0] for r in rows):.3f}   "
-          f"level-by-level {statistics.mean(r[1] for r in rows):.3f}")
+              f"{critical * 1000:6.1f} ms   llmc {ours:5.3f}   bare asyncio {bare:5.3f}   "
+              f"level-by-level {levels:5.3f}")
+    ours, bare, levels = (statistics.mean(column) for column in zip(*rows, strict=True))
+    print(f"    mean:                                 llmc {ours:5.3f}   bare asyncio {bare:5.3f}"
+          f"   level-by-level {levels:5.3f}")
 
 
 def memory(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     gc.collect()
     tracemalloc.start()
-    plan = random_dag(args.memory_tasks, rng, tool="noop", window=50, max_deps=3)
+    plan = random_dag(args.memory_tasks, rng, window=50, max_deps=3)
     _, plan_peak = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
     held, _ = tracemalloc.get_traced_memory()

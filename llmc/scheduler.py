@@ -30,7 +30,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, Unpack
@@ -161,23 +161,29 @@ def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
 
     A :class:`~llmc.plan.Ref` becomes the output object itself (not a copy); ``$N`` and
     ``${N}`` inside a string become the output's :func:`~llmc.result.text_form`, and ``$$``
-    becomes ``$``. Lists, tuples, sets and dicts (keys too) are resolved recursively.
+    becomes ``$``. Lists, tuples, sets and dicts (keys too) are resolved recursively; one
+    that holds no reference is returned as it is, not copied.
     """
     if isinstance(value, Ref):
         return outputs[value.task_id]
     if isinstance(value, str):
         return _fill_placeholders(value, outputs) if "$" in value else value
-    if isinstance(value, list):
-        return [resolve_references(item, outputs) for item in value]
-    if isinstance(value, tuple):
-        return tuple(resolve_references(item, outputs) for item in value)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [resolve_references(item, outputs) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        if isinstance(value, list):
+            return items
+        return tuple(items) if isinstance(value, tuple) else type(value)(items)
     if isinstance(value, dict):
-        return {
-            resolve_references(key, outputs): resolve_references(item, outputs)
+        pairs = [
+            (resolve_references(key, outputs), resolve_references(item, outputs))
             for key, item in value.items()
-        }
-    if isinstance(value, set | frozenset):
-        return type(value)(resolve_references(item, outputs) for item in value)
+        ]
+        if all(k is old_k and v is old_v for (k, v), (old_k, old_v) in
+               zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
     return value
 
 
@@ -250,7 +256,9 @@ class Scheduler:
         with asyncio.Runner() as runner:
             return runner.run(self.run(plan, run_id=run_id))
 
-    async def stream(self, plan: PlanSource, *, run_id: str | None = None) -> AsyncIterator[Event]:
+    async def stream(
+        self, plan: PlanSource, *, run_id: str | None = None
+    ) -> AsyncGenerator[Event, None]:
         """Run a plan and yield its events as they happen; the last is :class:`RunFinished`.
 
         Events are buffered without bound, so a slow reader never slows the run. Leaving the
@@ -326,7 +334,7 @@ def stream_plan(
     plan: PlanSource,
     tools: Iterable[ToolLike] | Toolbox | None = None,
     **options: Unpack[RunOptions],
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run a plan and yield its events: ``async for event in llmc.stream_plan(plan, tools)``.
 
     The last event is :class:`~llmc.trace.RunFinished`, which carries the result.
@@ -354,7 +362,7 @@ class _Slots:
 class _Node:
     """A task inside a run: its tool, record, unfinished-dependency count and dependents."""
 
-    __slots__ = ("dependents", "record", "slots", "task", "tool", "waiting")
+    __slots__ = ("dependents", "handle", "record", "slots", "task", "tool", "waiting")
 
     def __init__(self, task: Task, tool: Tool, record: TaskRecord, slots: _Slots | None) -> None:
         self.task = task
@@ -363,6 +371,7 @@ class _Node:
         self.slots = slots
         self.waiting = 0
         self.dependents: list[_Node] = []
+        self.handle: asyncio.Task[None] | None = None  # while launched; a strong reference
 
 
 def _debug_enabled(log: Any) -> bool:
@@ -413,7 +422,8 @@ class _Run:
         self.free = scheduler.max_concurrency  # free run-wide slots; None: unlimited
         self.parked: deque[_Node] = deque()  # ready, waiting for a run-wide slot
         self.tool_slots: dict[str, _Slots] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        # Tools of the default executor are awaited here directly: one coroutine less per task.
+        self.direct = type(self.executor) is AsyncioExecutor
         self.closing = False
         self.error: BaseException | None = None
         self.loop = asyncio.get_running_loop()
@@ -483,7 +493,10 @@ class _Run:
         Awaiting even when cancelled again is what keeps no task orphaned.
         """
         self.closing = True
-        pending = [task for task in self.tasks if not task.done()]
+        pending = [
+            node.handle for node in self.nodes.values()
+            if node.handle is not None and not node.handle.done()
+        ]
         if feeder is not None and not feeder.done():
             pending.append(feeder)
         for task in pending:
@@ -595,9 +608,7 @@ class _Run:
         self._launch(node)
 
     def _launch(self, node: _Node) -> None:
-        task = self.loop.create_task(self._execute(node))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        node.handle = self.loop.create_task(self._execute(node))
 
     def _release(self, node: _Node) -> None:
         """Give a finished task's slots to waiting tasks: its own tool's first, then any."""
@@ -639,8 +650,19 @@ class _Run:
             self._emit_task(TaskStarted, node)
         if self.debug:
             self.log.debug("task started", task_id=node.task.id, tool=node.tool.name)
+        tool = node.tool
         try:
-            output = await self._attempts(node)
+            arguments = self._arguments(node)  # ToolArgumentError: the tool is not called
+            if tool.retries or tool.rate_limit is not None or (
+                tool.timeout is not None or self.timeout is not None
+            ):
+                output = await self._attempts(node, arguments)
+            else:  # the common case, kept short: one attempt, nothing to wait for first
+                record.attempts = 1
+                if self.direct and tool.is_async:
+                    output = await tool.fn(**arguments)
+                else:
+                    output = await self.executor.call(tool, arguments)
         except _Closing:
             self._cancelled(node)
         except asyncio.CancelledError as exc:
@@ -654,13 +676,18 @@ class _Run:
         else:
             self._done(node, output)
 
-    async def _attempts(self, node: _Node) -> Any:
-        """Resolve and bind the arguments once, then call the tool with retries."""
-        task, tool, record = node.task, node.tool, node.record
-        values = self.values
+    def _arguments(self, node: _Node) -> dict[str, Any]:
+        """The task's arguments with references resolved, validated by the tool."""
+        task, values = node.task, self.values
         args = [resolve_references(value, values) for value in task.args]
-        kwargs = {key: resolve_references(value, values) for key, value in task.kwargs.items()}
-        arguments = tool.bind(args, kwargs)  # ToolArgumentError: the tool is not called
+        if task.kwargs:
+            kwargs = {k: resolve_references(value, values) for k, value in task.kwargs.items()}
+            return node.tool.bind(args, kwargs)
+        return node.tool.bind(args)
+
+    async def _attempts(self, node: _Node, arguments: dict[str, Any]) -> Any:
+        """Call the tool under its rate limit and timeout, retrying retryable errors."""
+        tool, record = node.tool, node.record
         timeout = tool.timeout if tool.timeout is not None else self.timeout
         attempts = 1 + tool.retries
         limiter: RateLimiter | None = tool.rate_limit

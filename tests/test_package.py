@@ -80,7 +80,7 @@ def test_catalog_in_the_source_tree() -> None:
     assert catalog.catalog_dir("tools").is_dir()
     assert {"files", "math", "text"} <= set(catalog.tool_packs())
     assert catalog.pack_path("math").name == "math.py"
-    with pytest.raises(llmc.ToolLoadError, match="ready-made packs: .*files"):
+    with pytest.raises(llmc.ToolLoadError, match=r"ready-made packs: .*files"):
         catalog.pack_path("nope")
     with pytest.raises(FileNotFoundError, match="llmc has: default"):
         catalog.planner_dir("nope")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 import llmc
-from llmc import Backoff, Plan, Ref, Task, TaskStatus
+from llmc import Backoff, Ref, Task, TaskStatus
 
 FAST = Backoff(base=0.001, max_delay=0.01)
 
@@ -253,7 +254,7 @@ async def test_retries_with_backoff_until_success() -> None:
     retries = [e for e in events if isinstance(e, llmc.TaskRetrying)]
     assert [(e.attempt, e.delay) for e in retries] == [(1, 0.02), (2, 0.04)]
     assert all(isinstance(e.error, llmc.RetryableToolError) for e in retries)
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.019 and gaps[1] >= 0.039
 
 
