@@ -1,0 +1,5 @@
+"""Language models: the :class:`LLM` protocol and its backends."""
+
+from .base import LLM, Chunk, Completion, GenerateOptions, Message, Usage, generate
+
+__all__ = ["LLM", "Chunk", "Completion", "GenerateOptions", "Message", "Usage", "generate"]

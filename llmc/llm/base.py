@@ -1,0 +1,131 @@
+"""The LLM seam: chat messages in, streamed text chunks out, usage at the end.
+
+Every backend (an OpenAI-compatible endpoint, the embedded local model, the scripted test
+double) implements one method, :meth:`LLM.stream`, an async iterator of :class:`Chunk`.
+The last chunk of a stream carries the :class:`Usage`. :func:`generate` collects a stream
+into a :class:`Completion` for callers that do not need the chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+__all__ = [
+    "LLM",
+    "Chunk",
+    "Completion",
+    "GenerateOptions",
+    "Message",
+    "Usage",
+    "generate",
+]
+
+
+class Message(TypedDict):
+    """One chat message, in the OpenAI shape: ``{"role": "user", "content": "..."}``."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one or more LLM calls used.
+
+    Attributes:
+        prompt_tokens: tokens read, cached ones included.
+        completion_tokens: tokens written.
+        cached_tokens: prompt tokens the server served from its prompt (KV prefix) cache.
+        calls: how many LLM calls this counts.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.calls + other.calls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateOptions:
+    """How to generate.
+
+    Attributes:
+        max_tokens: most tokens to write (None: the backend's default).
+        stop: strings that end the output (not included in it).
+        temperature: sampling temperature (None: the backend's default).
+        json_schema: constrain the output to JSON matching this schema, where supported.
+        grammar: constrain the output to a GBNF grammar, where the backend supports one.
+        extra: backend-specific request fields, passed through unchanged.
+    """
+
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    temperature: float | None = None
+    json_schema: Mapping[str, Any] | None = None
+    grammar: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a streamed completion; the last one carries usage and the finish reason."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """What llmc needs of a language model.
+
+    Attributes:
+        model: the model's name (part of cache keys and traces).
+    """
+
+    model: str
+
+    def stream(
+        self, messages: Sequence[Message], options: GenerateOptions | None = None
+    ) -> AsyncIterator[Chunk]:
+        """Generate a reply to ``messages``, chunk by chunk; the last chunk carries usage."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A whole reply: its text, usage and why it ended."""
+
+    text: str
+    usage: Usage
+    finish_reason: str | None = None
+
+
+async def generate(
+    llm: LLM, messages: Sequence[Message], options: GenerateOptions | None = None
+) -> Completion:
+    """Run ``llm`` to the end of its reply and return the whole :class:`Completion`."""
+    parts: list[str] = []
+    usage = Usage(calls=1)
+    finish: str | None = None
+    async for chunk in llm.stream(messages, options):
+        parts.append(chunk.text)
+        if chunk.usage is not None:
+            usage = chunk.usage
+        finish = chunk.finish_reason or finish
+    return Completion("".join(parts), usage, finish)
