@@ -121,26 +121,31 @@ async def with_llmc(plan: Plan) -> float:
     return elapsed
 
 
-def best_of(repeat: int, make: Callable[[], Coroutine[Any, Any, float]]) -> float:
-    """The fastest of ``repeat`` runs, each on a fresh event loop after a collection."""
+def best_of(repeat: int, make: Callable[[], Coroutine[Any, Any, float]], *, gc_on: bool) -> float:
+    """The fastest of ``repeat`` runs, each on a fresh event loop after a full collection."""
     times: list[float] = []
     for _ in range(repeat):
         gc.collect()
-        times.append(asyncio.run(make()))
+        if not gc_on:
+            gc.disable()
+        try:
+            times.append(asyncio.run(make()))
+        finally:
+            gc.enable()
     return min(times)
 
 
 def overhead(args: argparse.Namespace) -> None:
     plan = random_dag(args.tasks, random.Random(1), window=50, max_deps=3)
     edges = sum(len(task.dependencies) for task in plan)
-    base = best_of(args.repeat, lambda: bare_asyncio(plan, noop.fn))
-    ours = best_of(args.repeat, lambda: with_llmc(plan))
-    per_base, per_ours = base / len(plan) * 1e6, ours / len(plan) * 1e6
     print(f"(a) overhead: {len(plan)} no-op async tasks, {edges} edges, "
-          f"{len(plan.levels())} levels, best of {args.repeat}")
-    print(f"    bare asyncio (Event per task) {per_base:8.1f} us/task")
-    print(f"    llmc run_plan                 {per_ours:8.1f} us/task   "
-          f"ratio {per_ours / per_base:.2f}x")
+          f"{len(plan.levels())} levels, best of {args.repeat}, in us/task")
+    for gc_on in (True, False):
+        base = best_of(args.repeat, lambda: bare_asyncio(plan, noop.fn), gc_on=gc_on)
+        ours = best_of(args.repeat, lambda: with_llmc(plan), gc_on=gc_on)
+        per_base, per_ours = base / len(plan) * 1e6, ours / len(plan) * 1e6
+        print(f"    garbage collector {'on: ' if gc_on else 'off:'}  bare asyncio (Event per "
+              f"task) {per_base:5.1f}   llmc {per_ours:5.1f}   ratio {per_ours / per_base:.2f}x")
 
 
 def makespan(args: argparse.Namespace) -> None:

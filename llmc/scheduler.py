@@ -164,27 +164,53 @@ def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
     becomes ``$``. Lists, tuples, sets and dicts (keys too) are resolved recursively; one
     that holds no reference is returned as it is, not copied.
     """
+    # Exact-class checks first: this runs for every argument of every task.
+    cls = value.__class__
+    if cls is Ref:
+        return outputs[value.task_id]
+    if cls is str:
+        return _fill_placeholders(value, outputs) if "$" in value else value
+    if cls in _PLAIN:
+        return value
     if isinstance(value, Ref):
         return outputs[value.task_id]
     if isinstance(value, str):
         return _fill_placeholders(value, outputs) if "$" in value else value
     if isinstance(value, list | tuple | set | frozenset):
-        items = [resolve_references(item, outputs) for item in value]
-        if all(new is old for new, old in zip(items, value, strict=True)):
-            return value
-        if isinstance(value, list):
-            return items
-        return tuple(items) if isinstance(value, tuple) else type(value)(items)
+        return _resolve_items(value, outputs)
     if isinstance(value, dict):
-        pairs = [
-            (resolve_references(key, outputs), resolve_references(item, outputs))
-            for key, item in value.items()
-        ]
-        if all(k is old_k and v is old_v for (k, v), (old_k, old_v) in
-               zip(pairs, value.items(), strict=True)):
-            return value
-        return dict(pairs)
+        return _resolve_dict(value, outputs)
     return value
+
+
+_PLAIN = frozenset({int, float, bool, type(None), bytes})
+
+
+def _resolve_items(
+    value: list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any], outputs: Mapping[int, Any]
+) -> Any:
+    items = []
+    changed = False
+    for item in value:
+        new = resolve_references(item, outputs)
+        changed = changed or new is not item
+        items.append(new)
+    if not changed:
+        return value
+    if isinstance(value, list):
+        return items
+    return tuple(items) if isinstance(value, tuple) else type(value)(items)
+
+
+def _resolve_dict(value: dict[Any, Any], outputs: Mapping[int, Any]) -> dict[Any, Any]:
+    pairs = []
+    changed = False
+    for key, item in value.items():
+        new_key = resolve_references(key, outputs)
+        new_item = resolve_references(item, outputs)
+        changed = changed or new_key is not key or new_item is not item
+        pairs.append((new_key, new_item))
+    return dict(pairs) if changed else value
 
 
 def _fill_placeholders(text: str, outputs: Mapping[int, Any]) -> str:
@@ -544,8 +570,11 @@ class _Run:
         """Register a task; start it now if its dependencies are done.
 
         Raises:
-            PlanError: duplicate id, unknown dependency; UnknownToolError: unknown tool.
+            PlanError: not a Task, a duplicate id, a dependency not seen yet, arguments that
+                do not fit the tool; UnknownToolError: the tool does not exist.
         """
+        if not isinstance(task, Task):
+            raise PlanError(f"a plan stream must yield llmc.Task objects, got {task!r}")
         if task.id in self.nodes:
             raise PlanError(f"task {task.id} arrived twice; each task needs its own id",
                             task_id=task.id)
@@ -613,8 +642,6 @@ class _Run:
     def _release(self, node: _Node) -> None:
         """Give a finished task's slots to waiting tasks: its own tool's first, then any."""
         slots = node.slots
-        if slots is None and self.free is None:
-            return
         if self.free is not None:
             self.free += 1
         if slots is not None:
@@ -735,8 +762,10 @@ class _Run:
         record = node.record
         record.status = _DONE
         record.finished = _now()
+        node.handle = None
         self.values[node.task.id] = output
-        self._release(node)
+        if node.slots is not None or self.free is not None:
+            self._release(node)
         if self.on_event is not None:
             self._emit_task(TaskFinished, node, output=output,
                             duration=record.finished - (record.started or record.finished))
@@ -758,7 +787,9 @@ class _Run:
         record.status = _FAILED
         record.finished = _now()
         record.error = error
-        self._release(node)
+        node.handle = None
+        if node.slots is not None or self.free is not None:
+            self._release(node)
         if self.on_event is not None:
             self._emit_task(TaskFailed, node, error=error, attempts=record.attempts)
         if self.debug:
@@ -810,6 +841,7 @@ class _Run:
         record = node.record
         record.status = TaskStatus.CANCELLED
         record.finished = _now()
+        node.handle = None
         self.open -= 1
         if self.on_event is not None:
             self._emit_task(TaskCancelled, node)
