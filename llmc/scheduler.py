@@ -448,6 +448,7 @@ class _Run:
         self.free = scheduler.max_concurrency  # free run-wide slots; None: unlimited
         self.parked: deque[_Node] = deque()  # ready, waiting for a run-wide slot
         self.tool_slots: dict[str, _Slots] = {}
+        self.tool_cache: dict[str, tuple[Tool, _Slots | None]] = {}
         # Tools of the default executor are awaited here directly: one coroutine less per task.
         self.direct = type(self.executor) is AsyncioExecutor
         self.closing = False
@@ -575,27 +576,28 @@ class _Run:
         """
         if not isinstance(task, Task):
             raise PlanError(f"a plan stream must yield llmc.Task objects, got {task!r}")
-        if task.id in self.nodes:
+        nodes = self.nodes
+        if task.id in nodes:
             raise PlanError(f"task {task.id} arrived twice; each task needs its own id",
                             task_id=task.id)
-        for dep in task.dependencies:
-            if dep not in self.nodes:
-                raise PlanError(
-                    f"task {task.id} refers to ${dep}, which has not arrived; a task may only "
-                    "use the outputs of tasks sent before it",
-                    task_id=task.id,
-                )
-        tool = self.toolbox[task.tool] if self.trusted else check_call(task, self.toolbox)
+        try:
+            parents = [nodes[dep] for dep in task.dependencies]
+        except KeyError as missing:
+            raise PlanError(
+                f"task {task.id} refers to ${missing.args[0]}, which has not arrived; a task "
+                "may only use the outputs of tasks sent before it",
+                task_id=task.id,
+            ) from None
+        tool, slots = self._tool_for(task)
         record = TaskRecord(task.id, tool.name, task.dependencies, _now())
-        node = _Node(task, tool, record, self._slots_for(tool))
-        self.nodes[task.id] = node
+        node = _Node(task, tool, record, slots)
+        nodes[task.id] = node
         self.trace.tasks[task.id] = record
         self.open += 1
         if self.on_event is not None:
             self._emit_task(TaskQueued, node, task=task)
         blocker: _Node | None = None
-        for dep in task.dependencies:
-            parent = self.nodes[dep]
+        for parent in parents:
             status = parent.record.status
             if status is _PENDING or status is _RUNNING:
                 node.waiting += 1
@@ -607,6 +609,18 @@ class _Run:
             self._check_finished()
         elif node.waiting == 0:
             self._ready(node)
+
+    def _tool_for(self, task: Task) -> tuple[Tool, _Slots | None]:
+        """The task's tool (its call checked unless the plan did) and the tool's slots."""
+        if self.trusted:
+            known = self.tool_cache.get(task.tool)
+            if known is not None:
+                return known
+            tool = self.toolbox[task.tool]
+        else:
+            tool = check_call(task, self.toolbox)
+        known = self.tool_cache[tool.name] = (tool, self._slots_for(tool))
+        return known
 
     def _slots_for(self, tool: Tool) -> _Slots | None:
         if tool.max_concurrency is None:

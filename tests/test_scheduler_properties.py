@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,21 +126,33 @@ def expected_statuses(spec: Spec) -> dict[int, TaskStatus]:
     return status
 
 
-async def run_checked(spec: Spec, rec: Recorder, **options: Any) -> llmc.Result:
-    """Run the spec's plan; check that no asyncio task outlives the run."""
+async def stream(tasks: list[Task], gaps: list[float]) -> AsyncIterator[Task]:
+    """Send the tasks one by one, as a streaming planner would, with pauses between."""
+    for i, task in enumerate(tasks):
+        yield task
+        await asyncio.sleep(gaps[i] if i < len(gaps) else 0)
+
+
+async def run_checked(spec: Spec, rec: Recorder, gaps: list[float] | None = None,
+                      **options: Any) -> llmc.Result:
+    """Run the spec's plan (streamed when ``gaps`` are given); check nothing outlives it."""
     before = asyncio.all_tasks()
+    tasks = build_tasks(spec)
+    source = tasks if gaps is None else stream(tasks, gaps)
     async with asyncio.timeout(10):  # a hang guard, not a timing assertion
-        result = await llmc.run_plan(build_tasks(spec), **options)
+        result = await llmc.run_plan(source, **options)
     leftover = asyncio.all_tasks() - before
     assert not leftover, leftover
     return result
 
 
 @SETTINGS
-@given(specs())
-def test_random_dags_run_each_task_once_after_its_dependencies(spec: Spec) -> None:
+@given(specs(), st.none() | st.lists(st.sampled_from([0.0, 0.0005, 0.002]), max_size=12))
+def test_random_dags_run_each_task_once_after_its_dependencies(
+    spec: Spec, gaps: list[float] | None
+) -> None:
     rec = Recorder()
-    result = asyncio.run(run_checked(spec, rec, tools=build_tools(spec, rec),
+    result = asyncio.run(run_checked(spec, rec, gaps, tools=build_tools(spec, rec),
                                      max_concurrency=spec.max_concurrency))
     assert rec.problems == []
     expected = expected_statuses(spec)
