@@ -1,5 +1,15 @@
 """Language models: the :class:`LLM` protocol and its backends."""
 
 from .base import LLM, Chunk, Completion, GenerateOptions, Message, Usage, generate
+from .openai_compat import OpenAI
 
-__all__ = ["LLM", "Chunk", "Completion", "GenerateOptions", "Message", "Usage", "generate"]
+__all__ = [
+    "LLM",
+    "Chunk",
+    "Completion",
+    "GenerateOptions",
+    "Message",
+    "OpenAI",
+    "Usage",
+    "generate",
+]

@@ -1,0 +1,560 @@
+"""An :class:`~llmc.llm.LLM` for any OpenAI-compatible chat completions endpoint.
+
+One class, :class:`OpenAI`, on top of the official ``openai`` package's ``AsyncOpenAI``. It
+talks to OpenAI itself and to local servers that copy its API: vLLM, Ollama, llama.cpp's
+``llama-server``, LM Studio. Replies always stream; the last chunk carries the usage the
+server reported (``stream_options.include_usage``).
+
+Retries are llmc's own (the ``openai`` client's are turned off, so every attempt is visible
+in logs and tests): HTTP 429, 408 and 5xx answers, refused connections and timeouts are tried
+again with exponential backoff and jitter, waiting at least what a ``Retry-After`` or
+``retry-after-ms`` header asks for. Only a request whose reply has not started is retried; a
+reply that breaks off half-way raises :class:`~llmc.errors.LLMConnectionError`, because its
+first part has already gone to the caller. The errors (see :mod:`llmc.errors`) name the model,
+the endpoint and what to check next. The API key appears in no message, ``repr`` or log line.
+
+Option mapping (:class:`~llmc.llm.GenerateOptions` to the request body):
+
+- ``max_tokens``, ``stop``, ``temperature``: the fields of the same name (``max_tokens`` can be
+  sent as ``max_completion_tokens``, which OpenAI's reasoning models want);
+- ``json_schema``: ``response_format = {"type": "json_schema", "json_schema": {"name": ...,
+  "schema": ..., "strict": True}}``;
+- ``grammar``: a ``grammar`` field in the body, which llama.cpp's server reads as GBNF. vLLM
+  reads ``guided_grammar`` instead (``structured_outputs`` in newer versions): pass
+  ``extra={"guided_grammar": ...}``;
+- ``extra``: merged into the body last, so it can also replace any field above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import structlog
+from asyncio_throttle.throttler import Throttler
+
+from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
+from ..scheduler import Backoff, RateLimiter
+from .base import Chunk, GenerateOptions, Message, Usage
+
+if TYPE_CHECKING:  # imported when first used: ``import openai`` takes most of a second
+    import openai
+
+__all__ = ["PLACEHOLDER_API_KEY", "OpenAI"]
+
+#: The key sent when none is given or set in ``OPENAI_API_KEY``: local servers ignore it.
+PLACEHOLDER_API_KEY = "no-key-needed"
+
+_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_RETRY_STATUSES = frozenset({408, 429})
+_logger = structlog.get_logger("llmc")
+
+
+class _Secret:
+    """Holds the API key; shows as stars wherever it is printed."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+    def redact(self, text: str) -> str:
+        """``text`` with the key replaced by stars."""
+        return text.replace(self.value, "***") if len(self.value) >= 4 else text
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """What went wrong with one attempt, before it becomes an :class:`LLMError`."""
+
+    kind: Literal["connection", "timeout", "rate_limit", "status", "unreadable"]
+    detail: str
+    status: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        if self.kind in ("connection", "timeout", "rate_limit"):
+            return True
+        return self.status is not None and (self.status in _RETRY_STATUSES or self.status >= 500)
+
+
+class _Unreadable(ValueError):
+    """A streamed chunk does not have the shape of a chat completion chunk."""
+
+
+class OpenAI:
+    """An OpenAI-compatible chat completions endpoint as an :class:`~llmc.llm.LLM`.
+
+    Example::
+
+        llm = OpenAI("gpt-4o-mini")                                   # OPENAI_API_KEY
+        llm = OpenAI("qwen2.5:7b", base_url="http://localhost:11434/v1")  # Ollama, no key
+        async for chunk in llm.stream([{"role": "user", "content": "Hi"}]):
+            print(chunk.text, end="")
+
+    One object can serve many concurrent runs. Its request rate limit (``rate_limit``) is
+    shared by all of them, and by every other backend given the same ``Throttler``.
+
+    Attributes:
+        model: the model name sent with every request.
+        base_url: the endpoint, e.g. ``http://localhost:8000/v1``.
+        max_retries: extra attempts after a retryable failure.
+        backoff: the delays between attempts when the server does not say how long to wait.
+        max_retry_wait: the longest ``Retry-After`` llmc waits for; a longer one fails at once.
+        default_options: options for every call; a call's own options override them.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        organization: str | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: Backoff | None = None,
+        max_retry_wait: float = 60.0,
+        rate_limit: float | RateLimiter | None = None,
+        rate_period: float = 1.0,
+        default_options: GenerateOptions | None = None,
+        max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        """Configure the endpoint; nothing is sent until the first call.
+
+        Args:
+            model: the model name; defaults to the ``OPENAI_MODEL`` environment variable.
+            base_url: the endpoint; defaults to ``OPENAI_BASE_URL``, then OpenAI's own.
+            api_key: the key; defaults to ``OPENAI_API_KEY``, then a placeholder that local
+                servers accept (:data:`PLACEHOLDER_API_KEY`).
+            organization: the OpenAI organization; defaults to ``OPENAI_ORG_ID``.
+            timeout: seconds to wait for the first byte of a reply, and between its chunks.
+            connect_timeout: seconds to wait for a connection.
+            max_retries: extra attempts after a retryable failure (0: none).
+            backoff: delays between attempts; by default 0.5 s doubling to 30 s, with jitter.
+            max_retry_wait: the longest ``Retry-After`` to honour, in seconds.
+            rate_limit: requests per ``rate_period`` seconds, or a shared limiter such as an
+                ``asyncio_throttle.Throttler``; acquired before every attempt.
+            rate_period: the window of a numeric ``rate_limit``, in seconds.
+            default_options: options for every call, under each call's own.
+            max_tokens_param: the body field for ``max_tokens``.
+            client: an ``AsyncOpenAI`` client to use as it is configured (e.g. for Azure or a
+                proxy), instead of one built from the arguments above; its own retries are
+                turned off.
+
+        Raises:
+            ValueError: no model was given and ``OPENAI_MODEL`` is not set, or a limit is
+                not positive.
+        """
+        model = model or os.environ.get("OPENAI_MODEL")
+        if not model:
+            raise ValueError("OpenAI() needs a model name: OpenAI('gpt-4o-mini') or OPENAI_MODEL")
+        if max_retries < 0 or timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("max_retries must be >= 0 and timeouts must be positive")
+        self.model = model
+        if client is not None:
+            base_url = str(client.base_url)
+            api_key = client.api_key
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
+        self._api_key = _Secret(api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_API_KEY)
+        self._organization = organization
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff or Backoff()
+        self.max_retry_wait = max_retry_wait
+        self.default_options = default_options
+        self.max_tokens_param = max_tokens_param
+        self.rate_limiter = _limiter(rate_limit, rate_period)
+        self._given_client = client.with_options(max_retries=0) if client is not None else None
+        self._client: openai.AsyncOpenAI | None = None
+        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    # -- the LLM protocol
+
+    async def stream(
+        self, messages: Sequence[Message], options: GenerateOptions | None = None
+    ) -> AsyncIterator[Chunk]:
+        """Stream a reply to ``messages``; the last chunk carries usage and the finish reason.
+
+        A server that reports no usage gets ``Usage(calls=1)``: zero tokens, nothing
+        estimated.
+
+        Raises:
+            LLMConnectionError: the endpoint could not be reached or timed out on every
+                attempt, or the reply broke off after it had started.
+            LLMRateLimitError: the endpoint answered 429 on every attempt.
+            LLMResponseError: the endpoint answered another error status, or something that
+                is not a chat completion stream.
+        """
+        import openai
+
+        request = self._request(messages, self._merged(options))
+        client = self._client_for_this_loop()
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire()
+            received: list[str] = []
+            finish: str | None = None
+            usage = Usage(calls=1)
+            first_token: float | None = None
+            try:
+                response = await client.chat.completions.create(**request)
+                async with response:
+                    async for event in response:
+                        text, reason, reported = _read_chunk(event)
+                        finish = reason or finish
+                        usage = reported or usage
+                        if text:
+                            received.append(text)
+                            first_token = first_token or time.perf_counter()
+                            yield Chunk(text)
+                if finish is None:
+                    raise openai.APIConnectionError(
+                        message="the stream ended before the server said the reply was finished",
+                        request=response.response.request,
+                    )
+            except (openai.OpenAIError, ValueError) as exc:
+                failure = self._failure(exc)
+                if received:
+                    raise self._broken(failure, "".join(received), len(received)) from (
+                        self._cause(exc)
+                    )
+                delay = self._retry_delay(failure, attempt)
+                if delay is None:
+                    error = self._error(failure, attempt)
+                    self._log("llm.failed", attempts=attempt, error=str(error))
+                    raise error from self._cause(exc)
+                self._log(
+                    "llm.retry",
+                    attempt=attempt,
+                    status=failure.status,
+                    reason=failure.kind,
+                    delay=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._log(
+                "llm.call",
+                attempts=attempt,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                finish_reason=finish,
+                time_to_first_token=(
+                    None if first_token is None else round(first_token - started, 4)
+                ),
+                latency=round(time.perf_counter() - started, 4),
+            )
+            yield Chunk("", usage, finish)
+            return
+
+    # -- life cycle
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this backend opened (a given ``client`` stays open)."""
+        client, self._client = self._client, None
+        loop = self._client_loop() if self._client_loop is not None else None
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"OpenAI(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- requests
+
+    def _client_for_this_loop(self) -> openai.AsyncOpenAI:
+        """The HTTP client; a new one per event loop, since connections belong to a loop."""
+        import openai
+
+        if self._given_client is not None:
+            return self._given_client
+        loop = asyncio.get_running_loop()
+        current = self._client_loop() if self._client_loop is not None else None
+        if self._client is None or current is not loop:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key.value,
+                organization=self._organization,
+                base_url=self.base_url,
+                timeout=openai.Timeout(self.timeout, connect=self.connect_timeout),
+                max_retries=0,
+            )
+            self._client_loop = weakref.ref(loop)
+        return self._client
+
+    def _merged(self, options: GenerateOptions | None) -> GenerateOptions:
+        """A call's options over the defaults: a field the call leaves unset takes the default."""
+        call = options or GenerateOptions()
+        base = self.default_options
+        if base is None:
+            return call
+        return replace(
+            call,
+            max_tokens=base.max_tokens if call.max_tokens is None else call.max_tokens,
+            stop=call.stop or base.stop,
+            temperature=base.temperature if call.temperature is None else call.temperature,
+            json_schema=base.json_schema if call.json_schema is None else call.json_schema,
+            grammar=base.grammar if call.grammar is None else call.grammar,
+            extra={**base.extra, **call.extra},
+        )
+
+    def _request(self, messages: Sequence[Message], options: GenerateOptions) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for one call."""
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(message) for message in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if options.max_tokens is not None:
+            request[self.max_tokens_param] = options.max_tokens
+        if options.stop:
+            request["stop"] = list(options.stop)
+        if options.temperature is not None:
+            request["temperature"] = options.temperature
+        if options.json_schema is not None:
+            request["response_format"] = _response_format(options.json_schema)
+        extra: dict[str, Any] = {}
+        if options.grammar is not None:
+            extra["grammar"] = options.grammar
+        extra.update(options.extra)
+        if extra:
+            request["extra_body"] = extra
+        return request
+
+    # -- failures
+
+    def _failure(self, exc: Exception) -> _Failure:
+        """Classify what went wrong in one attempt."""
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return _Failure("timeout", "timed out")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__
+            detail = exc.message if cause is None else f"{type(cause).__name__}: {cause}"
+            return _Failure("connection", self._api_key.redact(detail))
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = self._api_key.redact(_server_message(exc))
+            kind: Literal["rate_limit", "status"] = "rate_limit" if status == 429 else "status"
+            return _Failure(kind, detail, status, _retry_after(exc.response.headers))
+        return _Failure("unreadable", self._api_key.redact(f"{type(exc).__name__}: {exc}"))
+
+    def _retry_delay(self, failure: _Failure, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if not failure.retryable or attempt > self.max_retries:
+            return None
+        if failure.retry_after is None:
+            return self.backoff.delay(attempt)
+        if failure.retry_after > self.max_retry_wait:
+            return None
+        # At least what the server asked for; a little more at random so clients spread out.
+        return failure.retry_after + min(1.0, 0.1 * failure.retry_after) * random.random()
+
+    def _error(self, failure: _Failure, attempts: int) -> LLMError:
+        """The error to raise once ``failure`` is final."""
+        where = f"{self.base_url} (model {self.model!r})"
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        status = failure.status
+        waited_too_long = (
+            failure.retry_after is not None and failure.retry_after > self.max_retry_wait
+        )
+        if failure.kind == "connection":
+            return LLMConnectionError(
+                f"Cannot reach the LLM server at {where} after {tries}: {failure.detail}. "
+                f"Is the server running and listening there? Pass base_url=... (or set "
+                f"OPENAI_BASE_URL) to where it is.",
+                model=self.model,
+            )
+        if failure.kind == "timeout":
+            return LLMConnectionError(
+                f"The LLM server at {where} did not answer within {self.timeout:g} s "
+                f"(connect: {self.connect_timeout:g} s) after {tries}. Is it overloaded or "
+                f"still loading the model? Raise timeout=... for slow servers.",
+                model=self.model,
+            )
+        if failure.kind == "rate_limit":
+            if waited_too_long:
+                reason = (
+                    f"it asked to wait {failure.retry_after:g} s, more than "
+                    f"max_retry_wait={self.max_retry_wait:g} s"
+                )
+            else:
+                reason = f"still rate limited after {tries}"
+            return LLMRateLimitError(
+                f"The LLM server at {where} answered HTTP 429 (rate limited): {reason}. "
+                f"Server said: {failure.detail}. Lower the request rate (rate_limit=...) or "
+                f"allow more retries (max_retries=...).",
+                model=self.model,
+                status=429,
+            )
+        if failure.kind == "unreadable":
+            return LLMResponseError(
+                f"The LLM server at {where} sent a reply that is not a chat completion "
+                f"stream: {failure.detail}. Is base_url an OpenAI-compatible endpoint "
+                f"(usually ending in /v1)?",
+                model=self.model,
+            )
+        retried = f" after {tries}" if failure.retryable else ""
+        return LLMResponseError(
+            f"The LLM server at {where} answered HTTP {status}{retried}: {failure.detail}."
+            f"{_hint(status)}",
+            model=self.model,
+            status=status,
+        )
+
+    def _broken(self, failure: _Failure, text: str, chunks: int) -> LLMError:
+        """The error for a reply that failed after part of it was yielded."""
+        what = (
+            f"The reply from the LLM server at {self.base_url} (model {self.model!r}) broke off "
+            f"after {len(text)} characters in {chunks} chunk{'s' if chunks != 1 else ''} "
+            f"had arrived: {failure.detail}. A reply that has started is not retried"
+        )
+        if failure.kind in ("connection", "timeout"):
+            return LLMConnectionError(what + "; try the call again.", model=self.model)
+        return LLMResponseError(what + ".", model=self.model, status=failure.status)
+
+    def _cause(self, exc: Exception) -> Exception | None:
+        """The exception to chain: the original, unless its text shows the API key."""
+        key = self._api_key.value
+        leaky = len(key) >= 4 and (key in str(exc) or key in str(getattr(exc, "body", "")))
+        return None if leaky else exc
+
+    def _log(self, event: str, **fields: Any) -> None:
+        """A debug line, only when the application configured structlog."""
+        if structlog.is_configured():
+            _logger.debug(event, model=self.model, base_url=self.base_url, **fields)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _limiter(rate_limit: float | RateLimiter | None, period: float) -> RateLimiter | None:
+    """A rate limiter from a number of requests per ``period``, or the one given."""
+    if rate_limit is None:
+        return None
+    if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
+        if rate_limit <= 0 or period <= 0:
+            raise ValueError("rate_limit and rate_period must be positive")
+        return Throttler(rate_limit=rate_limit, period=period)  # type: ignore[arg-type]
+    if not callable(getattr(rate_limit, "acquire", None)):
+        raise ValueError(f"rate_limit must be a number or have acquire(), not {rate_limit!r}")
+    return rate_limit  # type: ignore[return-value]
+
+
+def _response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``response_format`` asking for JSON that matches ``schema``."""
+    title = schema.get("title")
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", title)[:64] if isinstance(title, str) else ""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name or "response", "schema": dict(schema), "strict": True},
+    }
+
+
+def _read_chunk(event: Any) -> tuple[str, str | None, Usage | None]:
+    """Text, finish reason and usage of one streamed chunk."""
+    try:
+        text, finish = "", None
+        for choice in event.choices or ():
+            delta = choice.delta
+            content = getattr(delta, "content", None) if delta is not None else None
+            if isinstance(content, str):
+                text += content
+            finish = choice.finish_reason or finish
+        reported = getattr(event, "usage", None)
+    except (AttributeError, TypeError) as exc:
+        raise _Unreadable(f"a chunk without choices: {event!r:.200}") from exc
+    if reported is None:
+        return text, finish, None
+    details = getattr(reported, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    usage = Usage(
+        prompt_tokens=int(getattr(reported, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(reported, "completion_tokens", 0) or 0),
+        cached_tokens=int(cached or 0),
+        calls=1,
+    )
+    return text, finish, usage
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """The error message the server sent, or its body, shortened."""
+    body = exc.body
+    if isinstance(body, Mapping):
+        message = body.get("message") or body.get("error") or body
+    else:
+        message = body or exc.message
+    text = str(message).strip() or "(empty body)"
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked to wait: ``retry-after-ms``, or ``Retry-After`` in seconds or
+    as an HTTP date; None when it did not ask or the value is unreadable."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _hint(status: int | None) -> str:
+    """What to check for an error status."""
+    if status in (401, 403):
+        return " Check the API key (api_key=... or OPENAI_API_KEY) and its permissions."
+    if status == 404:
+        return (
+            " Check the model name and that base_url is the API root, usually ending in /v1 "
+            "(e.g. http://localhost:8000/v1)."
+        )
+    if status in (400, 422):
+        return " The server rejected the request: check the options it supports."
+    return ""
