@@ -20,6 +20,10 @@ Limits: a run-wide ``max_concurrency``, each tool's ``max_concurrency`` (per run
 ``rate_limit`` (a throttler shared by every run), per-attempt timeouts, and retries with
 exponential backoff and jitter. A task waiting for a concurrency slot holds no slot of any
 other kind, so one saturated tool never blocks the others.
+
+Logging: debug lines through structlog (logger ``llmc.scheduler``), bound with ``run_id`` and
+carrying ``task_id``. llmc never configures structlog; it stays quiet until the application
+does (structlog's defaults would print every line to stdout), and then follows its level.
 """
 
 from __future__ import annotations
@@ -401,7 +405,13 @@ class _Node:
 
 
 def _debug_enabled(log: Any) -> bool:
-    """Whether a bound structlog logger emits debug lines; when not, tasks skip logging."""
+    """Whether the run should log its debug lines; checked once per run, not per task.
+
+    Not before the application configures structlog: its defaults print every debug line to
+    stdout, which is no place for a library's chatter (nor for a CLI's JSON output).
+    """
+    if not structlog.is_configured():
+        return False
     check = getattr(log, "is_enabled_for", None) or getattr(log, "isEnabledFor", None)
     return bool(check(logging.DEBUG)) if check is not None else True
 
