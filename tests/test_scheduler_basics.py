@@ -393,3 +393,46 @@ async def test_sync_tools_see_context_variables() -> None:
     var.set("from the caller")
     result = await llmc.run_plan([Task(1, "read_var")], tools=[read_var])
     assert result[1] == "from the caller"
+
+
+# -- the executor seam -----------------------------------------------------------------------
+
+
+class RecordingExecutor:
+    """An executor that runs every call itself and remembers it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.closed = False
+
+    async def call(self, tool: llmc.Tool, arguments: dict[str, Any]) -> Any:
+        self.calls.append((tool.name, arguments))
+        output = tool.fn(**arguments)
+        return await output if tool.is_async else output
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_tool_calls_go_through_a_given_executor_which_the_caller_keeps() -> None:
+    from llmc.executors import Executor
+
+    executor = RecordingExecutor()
+    assert isinstance(executor, Executor)
+    tasks = [Task(1, "add", (1, 2)), Task(2, "double", (Ref(1),))]
+    result = await llmc.run_plan(tasks, tools=[add, double], executor=executor)
+    assert result.outputs == {1: 3, 2: 6}
+    assert executor.calls == [("add", {"a": 1, "b": 2}), ("double", {"x": 3})]
+    assert not executor.closed
+
+
+async def test_a_shared_asyncio_executor_serves_several_runs() -> None:
+    from llmc.executors import AsyncioExecutor
+
+    with AsyncioExecutor(max_workers=2) as executor:
+        for n in (1, 2):
+            result = await llmc.run_plan([Task(1, "double", (n,))], tools=[double],
+                                         executor=executor)
+            assert result[1] == 2 * n
+    with pytest.raises(RuntimeError, match="closed"):
+        await executor.call(llmc.tool(double), {"x": 1})

@@ -25,6 +25,9 @@ class AsyncioExecutor:
     the function returns, and the interpreter waits for it at exit. Give slow sync tools
     their own timeouts (e.g. a socket timeout), or make them async.
 
+    An executor passed to a run belongs to the caller, who closes it (``with
+    AsyncioExecutor(8) as executor: ...``); a run without one makes and closes its own.
+
     Args:
         max_workers: threads for sync tools; ``None`` uses :class:`ThreadPoolExecutor`'s
             default (``min(32, cpu_count + 4)``).
@@ -53,6 +56,12 @@ class AsyncioExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    def __enter__(self) -> AsyncioExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"AsyncioExecutor(max_workers={self.max_workers})"
