@@ -13,7 +13,11 @@
     │   ├── PlanSyntaxError      plan text does not parse; line, column and the offending text
     │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
     │   └── CycleError           the plan's dependencies form a cycle
-    └── DependencyError          why a task was skipped: a task it needs failed or was skipped
+    ├── DependencyError          why a task was skipped: a task it needs failed or was skipped
+    └── LLMError                 a language model call failed (after any retries)
+        ├── LLMConnectionError   the endpoint cannot be reached, or the stream broke off
+        ├── LLMRateLimitError    the endpoint kept answering 429 (rate limited)
+        └── LLMResponseError     the endpoint answered with an error or something unreadable
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ __all__ = [
     "DependencyError",
     "DuplicateToolError",
     "LLMCError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMResponseError",
     "PlanError",
     "PlanSyntaxError",
     "RetryableToolError",
@@ -126,3 +134,29 @@ class CycleError(PlanError):
 
 class DependencyError(LLMCError):
     """Why a task did not run: a task it needs failed, was skipped or was cancelled."""
+
+
+class LLMError(LLMCError):
+    """A language model call failed; the message names the model and endpoint (never a key).
+
+    Attributes:
+        model: the model's name.
+        status: the HTTP status, when there was one.
+    """
+
+    def __init__(self, message: str, *, model: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+
+
+class LLMConnectionError(LLMError, ConnectionError):
+    """The endpoint cannot be reached, timed out, or the stream broke off."""
+
+
+class LLMRateLimitError(LLMError):
+    """The endpoint kept answering 429 after every retry."""
+
+
+class LLMResponseError(LLMError):
+    """The endpoint answered with an error status or a reply llmc cannot read."""
