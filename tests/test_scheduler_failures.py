@@ -330,7 +330,7 @@ async def test_cancelling_the_run_cancels_every_task_and_leaves_none_behind() ->
         time.sleep(seconds)
 
     tasks = [Task(1, "wait", (1,)), Task(2, "wait", (2,)), Task(3, "wait", (Ref(1),)),
-             Task(4, "blocking", (0.2,))]
+             Task(4, "blocking", (1.5,))]
     events: list[llmc.Event] = []
     before = asyncio.all_tasks()
     run = asyncio.create_task(llmc.run_plan(tasks, tools=[wait, blocking],
@@ -340,7 +340,7 @@ async def test_cancelling_the_run_cancels_every_task_and_leaves_none_behind() ->
     start = time.perf_counter()
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert time.perf_counter() - start < 0.15, "did not wait for the blocking sync tool"
+    assert time.perf_counter() - start < 1.0, "did not wait for the blocking sync tool"
     assert sorted(cancelled) == [1, 2]
     assert asyncio.all_tasks() == before
     assert {e.task_id for e in events if isinstance(e, llmc.TaskCancelled)} == {1, 2, 3, 4}

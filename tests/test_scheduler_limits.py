@@ -114,15 +114,15 @@ async def test_makespan_follows_the_critical_path_not_the_levels() -> None:
         """
         await asyncio.sleep(seconds)
 
-    # Two chains, long-short and short-long: 0.21 s each. Level by level it would take
-    # max(0.2, 0.01) + max(0.01, 0.2) = 0.4 s.
+    # Two chains, long-short and short-long: 0.315 s each. Level by level it would take
+    # max(0.3, 0.015) + max(0.015, 0.3) = 0.6 s.
     plan = Plan(tools=[sleep])
-    a = plan.add(sleep, 0.2)
-    b = plan.add(sleep, 0.01)
-    plan.add(sleep, 0.01, a)
-    plan.add(sleep, 0.2, b)
+    a = plan.add(sleep, 0.3)
+    b = plan.add(sleep, 0.015)
+    plan.add(sleep, 0.015, a)
+    plan.add(sleep, 0.3, b)
     assert plan.levels() == [[1, 2], [3, 4]]
     result = await llmc.run_plan(plan)
     critical, _ = plan.critical_path(lambda task: task.args[0])
-    assert critical == pytest.approx(0.21)
-    assert critical <= result.trace.makespan < 0.32
+    assert critical == pytest.approx(0.315)
+    assert critical <= result.trace.makespan < 0.5

@@ -76,7 +76,7 @@ async def test_a_task_whose_dependencies_are_done_starts_on_arrival() -> None:
     result = await llmc.run_plan(source(), tools=TOOLS)
     record = result.trace.tasks[2]
     assert record.ready == pytest.approx(record.queued, abs=0.005)
-    assert record.started - record.queued < 0.04  # type: ignore[operator]
+    assert record.started - record.queued < 0.2  # type: ignore[operator]
     assert result[2] == "x"
 
 
