@@ -59,7 +59,11 @@ async def work(ms: float, deps: list[Any]) -> float:
 
 
 def random_dag(
-    n: int, rng: random.Random, *, window: int, max_deps: int,
+    n: int,
+    rng: random.Random,
+    *,
+    window: int,
+    max_deps: int,
     millis: Mapping[int, float] | None = None,
 ) -> Plan:
     """A plan of ``n`` tasks; each depends on up to ``max_deps`` of the ``window`` before it.
@@ -138,36 +142,48 @@ def best_of(repeat: int, make: Callable[[], Coroutine[Any, Any, float]], *, gc_o
 def overhead(args: argparse.Namespace) -> None:
     plan = random_dag(args.tasks, random.Random(1), window=50, max_deps=3)
     edges = sum(len(task.dependencies) for task in plan)
-    print(f"(a) overhead: {len(plan)} no-op async tasks, {edges} edges, "
-          f"{len(plan.levels())} levels, best of {args.repeat}, in us/task")
+    print(
+        f"(a) overhead: {len(plan)} no-op async tasks, {edges} edges, "
+        f"{len(plan.levels())} levels, best of {args.repeat}, in us/task"
+    )
     for gc_on in (True, False):
         base = best_of(args.repeat, lambda: bare_asyncio(plan, noop.fn), gc_on=gc_on)
         ours = best_of(args.repeat, lambda: with_llmc(plan), gc_on=gc_on)
         per_base, per_ours = base / len(plan) * 1e6, ours / len(plan) * 1e6
-        print(f"    garbage collector {'on: ' if gc_on else 'off:'}  bare asyncio (Event per "
-              f"task) {per_base:5.1f}   llmc {per_ours:5.1f}   ratio {per_ours / per_base:.2f}x")
+        print(
+            f"    garbage collector {'on: ' if gc_on else 'off:'}  bare asyncio (Event per "
+            f"task) {per_base:5.1f}   llmc {per_ours:5.1f}   ratio {per_ours / per_base:.2f}x"
+        )
 
 
 def makespan(args: argparse.Namespace) -> None:
-    print(f"(b) makespan / critical path: {args.dags} random DAGs of {args.dag_size} tasks, "
-          f"lognormal times (median {args.median_ms:g} ms, sigma {args.sigma:g})")
+    print(
+        f"(b) makespan / critical path: {args.dags} random DAGs of {args.dag_size} tasks, "
+        f"lognormal times (median {args.median_ms:g} ms, sigma {args.sigma:g})"
+    )
     rows = []
     for seed in range(args.dags):
         rng = random.Random(100 + seed)
-        times = {i: args.median_ms * rng.lognormvariate(0, args.sigma)
-                 for i in range(1, args.dag_size + 1)}
+        times = {
+            i: args.median_ms * rng.lognormvariate(0, args.sigma)
+            for i in range(1, args.dag_size + 1)
+        }
         plan = random_dag(args.dag_size, rng, window=20, max_deps=3, millis=times)
         critical, _ = plan.critical_path({i: ms / 1000 for i, ms in times.items()})
         ours = asyncio.run(with_llmc(plan)) / critical
         bare = asyncio.run(bare_asyncio(plan, work.fn)) / critical
         levels = asyncio.run(level_by_level(plan, work.fn)) / critical
         rows.append((ours, bare, levels))
-        print(f"    DAG {seed}: {len(plan.levels()):3d} levels, critical path "
-              f"{critical * 1000:6.1f} ms   llmc {ours:5.3f}   bare asyncio {bare:5.3f}   "
-              f"level-by-level {levels:5.3f}")
+        print(
+            f"    DAG {seed}: {len(plan.levels()):3d} levels, critical path "
+            f"{critical * 1000:6.1f} ms   llmc {ours:5.3f}   bare asyncio {bare:5.3f}   "
+            f"level-by-level {levels:5.3f}"
+        )
     ours, bare, levels = (statistics.mean(column) for column in zip(*rows, strict=True))
-    print(f"    mean:                                 llmc {ours:5.3f}   bare asyncio {bare:5.3f}"
-          f"   level-by-level {levels:5.3f}")
+    print(
+        f"    mean:                                 llmc {ours:5.3f}   bare asyncio {bare:5.3f}"
+        f"   level-by-level {levels:5.3f}"
+    )
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -184,10 +200,14 @@ def memory(args: argparse.Namespace) -> None:
     assert result.ok
     mib = 1024 * 1024
     print(f"(c) memory (tracemalloc) for a {len(plan)}-task plan of no-op tools")
-    print(f"    building the plan: peak {plan_peak / mib:7.1f} MiB "
-          f"({plan_peak / len(plan):.0f} B/task)")
-    print(f"    running it:        peak {(run_peak - held) / mib:7.1f} MiB above the plan "
-          f"({(run_peak - held) / len(plan):.0f} B/task: records, outputs, result)")
+    print(
+        f"    building the plan: peak {plan_peak / mib:7.1f} MiB "
+        f"({plan_peak / len(plan):.0f} B/task)"
+    )
+    print(
+        f"    running it:        peak {(run_peak - held) / mib:7.1f} MiB above the plan "
+        f"({(run_peak - held) / len(plan):.0f} B/task: records, outputs, result)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dag-size", type=int, default=200, help="tasks per makespan DAG")
     parser.add_argument("--median-ms", type=float, default=10.0, help="median task time")
     parser.add_argument("--sigma", type=float, default=1.0, help="lognormal sigma of task times")
-    parser.add_argument("--memory-tasks", type=int, default=100_000,
-                        help="tasks in the memory test (0 skips it)")
+    parser.add_argument(
+        "--memory-tasks", type=int, default=100_000, help="tasks in the memory test (0 skips it)"
+    )
     args = parser.parse_args(argv)
     print(f"llmc {llmc.__version__}, Python {platform.python_version()}, {sys.platform}")
     overhead(args)

@@ -434,8 +434,10 @@ class _Run:
         if toolbox is None and isinstance(source, Plan):
             toolbox = source.tools
         if toolbox is None:
-            raise PlanError("no tools to run the plan with: pass tools=[...] to run_plan, or "
-                            "build the plan with tools")
+            raise PlanError(
+                "no tools to run the plan with: pass tools=[...] to run_plan, or "
+                "build the plan with tools"
+            )
         self.toolbox = toolbox
         self.source = source
         # A plan built with this very toolbox has checked its calls already.
@@ -493,8 +495,9 @@ class _Run:
         if self.debug:
             self.log.debug("run finished", makespan=self.trace.makespan, error=self.error)
         if self.on_event is not None:
-            self.on_event(RunFinished(run_id=self.run_id, time=_now(), result=result,
-                                      error=self.error))
+            self.on_event(
+                RunFinished(run_id=self.run_id, time=_now(), result=result, error=self.error)
+            )
         if self.error is not None:
             raise self.error
         return result
@@ -531,7 +534,8 @@ class _Run:
         """
         self.closing = True
         pending = [
-            node.handle for node in self.nodes.values()
+            node.handle
+            for node in self.nodes.values()
             if node.handle is not None and not node.handle.done()
         ]
         if feeder is not None and not feeder.done():
@@ -572,8 +576,11 @@ class _Run:
             self._abort(exc)
 
     def _emit_task(self, kind: type[TaskEvent], node: _Node, **fields: Any) -> None:
-        self._emit(kind(run_id=self.run_id, time=_now(), task_id=node.task.id,
-                        tool=node.tool.name, **fields))
+        self._emit(
+            kind(
+                run_id=self.run_id, time=_now(), task_id=node.task.id, tool=node.tool.name, **fields
+            )
+        )
 
     # -- tasks arrive ------------------------------------------------------------------------
 
@@ -588,8 +595,9 @@ class _Run:
             raise PlanError(f"a plan stream must yield llmc.Task objects, got {task!r}")
         nodes = self.nodes
         if task.id in nodes:
-            raise PlanError(f"task {task.id} arrived twice; each task needs its own id",
-                            task_id=task.id)
+            raise PlanError(
+                f"task {task.id} arrived twice; each task needs its own id", task_id=task.id
+            )
         try:
             parents = [nodes[dep] for dep in task.dependencies]
         except KeyError as missing:
@@ -704,8 +712,10 @@ class _Run:
         tool = node.tool
         try:
             arguments = self._arguments(node)  # ToolArgumentError: the tool is not called
-            if tool.retries or tool.rate_limit is not None or (
-                tool.timeout is not None or self.timeout is not None
+            if (
+                tool.retries
+                or tool.rate_limit is not None
+                or (tool.timeout is not None or self.timeout is not None)
             ):
                 output = await self._attempts(node, arguments)
             else:  # the common case, kept short: one attempt, nothing to wait for first
@@ -776,11 +786,18 @@ class _Run:
 
     def _retrying(self, node: _Node, error: Exception, delay: float) -> None:
         if self.on_event is not None:
-            self._emit_task(TaskRetrying, node, attempt=node.record.attempts, error=error,
-                            delay=delay)
+            self._emit_task(
+                TaskRetrying, node, attempt=node.record.attempts, error=error, delay=delay
+            )
         if self.debug:
-            self.log.debug("task retrying", task_id=node.task.id, tool=node.tool.name,
-                           attempt=node.record.attempts, error=error_text(error), delay=delay)
+            self.log.debug(
+                "task retrying",
+                task_id=node.task.id,
+                tool=node.tool.name,
+                attempt=node.record.attempts,
+                error=error_text(error),
+                delay=delay,
+            )
 
     def _done(self, node: _Node, output: Any) -> None:
         record = node.record
@@ -791,8 +808,12 @@ class _Run:
         if node.slots is not None or self.free is not None:
             self._release(node)
         if self.on_event is not None:
-            self._emit_task(TaskFinished, node, output=output,
-                            duration=record.finished - (record.started or record.finished))
+            self._emit_task(
+                TaskFinished,
+                node,
+                output=output,
+                duration=record.finished - (record.started or record.finished),
+            )
         if self.debug:
             self.log.debug("task finished", task_id=node.task.id, tool=node.tool.name)
         self.open -= 1
@@ -817,8 +838,13 @@ class _Run:
         if self.on_event is not None:
             self._emit_task(TaskFailed, node, error=error, attempts=record.attempts)
         if self.debug:
-            self.log.debug("task failed", task_id=node.task.id, tool=node.tool.name,
-                           error=error_text(error), attempts=record.attempts)
+            self.log.debug(
+                "task failed",
+                task_id=node.task.id,
+                tool=node.tool.name,
+                error=error_text(error),
+                attempts=record.attempts,
+            )
         self.open -= 1
         if self.fail_fast:
             self._abort(None)
@@ -858,8 +884,9 @@ class _Run:
         if self.on_event is not None:
             self._emit_task(TaskSkipped, node, reason=reason)
         if self.debug:
-            self.log.debug("task skipped", task_id=node.task.id, tool=node.tool.name,
-                           reason=str(reason))
+            self.log.debug(
+                "task skipped", task_id=node.task.id, tool=node.tool.name, reason=str(reason)
+            )
 
     def _cancelled(self, node: _Node) -> None:
         record = node.record

@@ -254,8 +254,10 @@ class Trace:
         """Seconds from the run's start to its end (to now's last record while it runs)."""
         end = self.finished
         if end is None:
-            end = max((r.finished or r.started or r.queued for r in self.tasks.values()),
-                      default=self.started)
+            end = max(
+                (r.finished or r.started or r.queued for r in self.tasks.values()),
+                default=self.started,
+            )
         return end - self.started
 
     def durations(self) -> dict[int, float]:

@@ -283,8 +283,13 @@ async def test_events_come_in_order_with_their_content() -> None:
     assert {e.run_id for e in events} == {result.run_id}
     times = [e.time for e in events]
     assert times == sorted(times)
-    queued, finished, failed, skipped, done = (events[1], events[5], events[7], events[8],
-                                               events[9])
+    queued, finished, failed, skipped, done = (
+        events[1],
+        events[5],
+        events[7],
+        events[8],
+        events[9],
+    )
     assert isinstance(queued, llmc.TaskQueued) and queued.task == plan[1] and queued.tool == "add"
     assert isinstance(finished, llmc.TaskFinished) and finished.output == 3
     assert finished.duration >= 0
@@ -345,8 +350,12 @@ async def test_logs_are_debug_lines_bound_to_run_and_task(structlog_untouched: N
     assert all(entry["log_level"] == "debug" for entry in logs)
     assert all(entry["run_id"] == result.run_id for entry in logs)
     per_task = [(entry["event"], entry["task_id"]) for entry in logs if "task_id" in entry]
-    assert per_task == [("task started", 1), ("task finished", 1),
-                        ("task started", 2), ("task finished", 2)]
+    assert per_task == [
+        ("task started", 1),
+        ("task finished", 1),
+        ("task started", 2),
+        ("task finished", 2),
+    ]
     assert logs[0]["event"] == "run started" and logs[-1]["event"] == "run finished"
 
 
@@ -431,8 +440,9 @@ async def test_a_shared_asyncio_executor_serves_several_runs() -> None:
 
     with AsyncioExecutor(max_workers=2) as executor:
         for n in (1, 2):
-            result = await llmc.run_plan([Task(1, "double", (n,))], tools=[double],
-                                         executor=executor)
+            result = await llmc.run_plan(
+                [Task(1, "double", (n,))], tools=[double], executor=executor
+            )
             assert result[1] == 2 * n
     with pytest.raises(RuntimeError, match="closed"):
         await executor.call(llmc.tool(double), {"x": 1})

@@ -169,8 +169,9 @@ async def test_fail_fast_cancels_everything_else() -> None:
     before = asyncio.all_tasks()
     events: list[llmc.Event] = []
     async with asyncio.timeout(5):
-        result = await llmc.run_plan(tasks, tools=[long, late_boom, ok], fail_fast=True,
-                                     on_event=events.append)
+        result = await llmc.run_plan(
+            tasks, tools=[long, late_boom, ok], fail_fast=True, on_event=events.append
+        )
     assert result.statuses == {
         1: TaskStatus.CANCELLED,
         2: TaskStatus.FAILED,
@@ -206,8 +207,9 @@ async def test_fail_fast_stops_reading_a_stream() -> None:
 
 async def test_tool_timeout_fails_the_task_with_tool_timeout_error() -> None:
     quick_out = llmc.tool(timeout=0.05, name="quick_out")(nap.fn)
-    result = await llmc.run_plan([Task(1, "quick_out", (10,)), Task(2, "nap", (0.01, "fine"))],
-                                 tools=[quick_out, nap])
+    result = await llmc.run_plan(
+        [Task(1, "quick_out", (10,)), Task(2, "nap", (0.01, "fine"))], tools=[quick_out, nap]
+    )
     error = result.errors[1]
     assert isinstance(error, llmc.ToolTimeoutError) and isinstance(error, TimeoutError)
     assert "timeout of 0.05 s" in str(error)
@@ -247,8 +249,9 @@ async def test_retries_with_backoff_until_success() -> None:
 
     events: list[llmc.Event] = []
     backoff = Backoff(base=0.02, factor=2, jitter=0)
-    result = await llmc.run_plan([Task(1, "flaky")], tools=[flaky], backoff=backoff,
-                                 on_event=events.append)
+    result = await llmc.run_plan(
+        [Task(1, "flaky")], tools=[flaky], backoff=backoff, on_event=events.append
+    )
     assert result[1] == "finally"
     assert result.trace.tasks[1].attempts == 3
     retries = [e for e in events if isinstance(e, llmc.TaskRetrying)]
@@ -329,12 +332,15 @@ async def test_cancelling_the_run_cancels_every_task_and_leaves_none_behind() ->
         """
         time.sleep(seconds)
 
-    tasks = [Task(1, "wait", (1,)), Task(2, "wait", (2,)), Task(3, "wait", (Ref(1),)),
-             Task(4, "blocking", (1.5,))]
+    tasks = [
+        Task(1, "wait", (1,)),
+        Task(2, "wait", (2,)),
+        Task(3, "wait", (Ref(1),)),
+        Task(4, "blocking", (1.5,)),
+    ]
     events: list[llmc.Event] = []
     before = asyncio.all_tasks()
-    run = asyncio.create_task(llmc.run_plan(tasks, tools=[wait, blocking],
-                                            on_event=events.append))
+    run = asyncio.create_task(llmc.run_plan(tasks, tools=[wait, blocking], on_event=events.append))
     await started.wait()
     run.cancel()
     start = time.perf_counter()
@@ -366,8 +372,9 @@ async def test_a_tool_raising_cancelled_error_on_its_own_fails_its_task() -> Non
         raise asyncio.CancelledError
 
     async with asyncio.timeout(5):
-        result = await llmc.run_plan([Task(1, "confused"), Task(2, "ok", (Ref(1),))],
-                                     tools=[confused, ok])
+        result = await llmc.run_plan(
+            [Task(1, "confused"), Task(2, "ok", (Ref(1),))], tools=[confused, ok]
+        )
     assert result.statuses == {1: TaskStatus.FAILED, 2: TaskStatus.SKIPPED}
 
 

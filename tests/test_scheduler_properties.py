@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 import llmc
 from llmc import Ref, Task, TaskStatus
 
-SETTINGS = settings(max_examples=80, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOOL_NAMES = ("a", "b", "c")
 
 
@@ -103,14 +102,16 @@ def build_tool(name: str, spec: Spec, rec: Recorder, throttler: Throttler | None
         return task_id
 
     work.__doc__ = "Instrumented work."
-    return llmc.tool(name=name, max_concurrency=spec.tool_limits[name],
-                     rate_limit=throttler)(work)
+    return llmc.tool(name=name, max_concurrency=spec.tool_limits[name], rate_limit=throttler)(work)
 
 
 def build_tasks(spec: Spec) -> list[Task]:
     return [
-        Task(i, spec.tools[i - 1],
-             (i, [Ref(d) for d in spec.deps[i - 1]], spec.millis[i - 1], spec.fails[i - 1]))
+        Task(
+            i,
+            spec.tools[i - 1],
+            (i, [Ref(d) for d in spec.deps[i - 1]], spec.millis[i - 1], spec.fails[i - 1]),
+        )
         for i in spec.ids
     ]
 
@@ -133,8 +134,9 @@ async def stream(tasks: list[Task], gaps: list[float]) -> AsyncIterator[Task]:
         await asyncio.sleep(gaps[i] if i < len(gaps) else 0)
 
 
-async def run_checked(spec: Spec, rec: Recorder, gaps: list[float] | None = None,
-                      **options: Any) -> llmc.Result:
+async def run_checked(
+    spec: Spec, rec: Recorder, gaps: list[float] | None = None, **options: Any
+) -> llmc.Result:
     """Run the spec's plan (streamed when ``gaps`` are given); check nothing outlives it."""
     before = asyncio.all_tasks()
     tasks = build_tasks(spec)
@@ -152,8 +154,11 @@ def test_random_dags_run_each_task_once_after_its_dependencies(
     spec: Spec, gaps: list[float] | None
 ) -> None:
     rec = Recorder()
-    result = asyncio.run(run_checked(spec, rec, gaps, tools=build_tools(spec, rec),
-                                     max_concurrency=spec.max_concurrency))
+    result = asyncio.run(
+        run_checked(
+            spec, rec, gaps, tools=build_tools(spec, rec), max_concurrency=spec.max_concurrency
+        )
+    )
     assert rec.problems == []
     expected = expected_statuses(spec)
     assert result.statuses == expected
@@ -178,8 +183,15 @@ def test_random_dags_run_each_task_once_after_its_dependencies(
 @given(specs())
 def test_fail_fast_starts_nothing_after_the_first_failure(spec: Spec) -> None:
     rec = Recorder()
-    result = asyncio.run(run_checked(spec, rec, tools=build_tools(spec, rec),
-                                     max_concurrency=spec.max_concurrency, fail_fast=True))
+    result = asyncio.run(
+        run_checked(
+            spec,
+            rec,
+            tools=build_tools(spec, rec),
+            max_concurrency=spec.max_concurrency,
+            fail_fast=True,
+        )
+    )
     assert rec.problems == []
     statuses = result.statuses
     assert TaskStatus.SKIPPED not in statuses.values()

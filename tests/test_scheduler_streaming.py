@@ -89,8 +89,12 @@ async def test_a_task_arriving_after_its_dependency_failed_is_skipped() -> None:
         yield Task(4, "echo", ("fine",))
 
     result = await llmc.run_plan(source(), tools=TOOLS)
-    assert result.statuses == {1: TaskStatus.FAILED, 2: TaskStatus.SKIPPED,
-                               3: TaskStatus.SKIPPED, 4: TaskStatus.DONE}
+    assert result.statuses == {
+        1: TaskStatus.FAILED,
+        2: TaskStatus.SKIPPED,
+        3: TaskStatus.SKIPPED,
+        4: TaskStatus.DONE,
+    }
     assert result.trace.tasks[3].blocked_by == 1
 
 
