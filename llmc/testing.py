@@ -464,7 +464,7 @@ class ScriptedOpenAIServer:
         self._httpd = _HTTPServer((self.host, 0), self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"llmc-test-server:{self.port}",
             daemon=True,
         )

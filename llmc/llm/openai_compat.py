@@ -239,16 +239,16 @@ class OpenAI:
             except (openai.OpenAIError, ValueError) as exc:
                 failure = self._failure(exc)
                 if received:
-                    raise self._broken(failure, "".join(received), len(received)) from (
-                        self._cause(exc)
-                    )
+                    broken = self._broken(failure, "".join(received), len(received))
+                    self._log("llm call failed", attempts=attempt, error=str(broken))
+                    raise broken from self._cause(exc)
                 delay = self._retry_delay(failure, attempt)
                 if delay is None:
                     error = self._error(failure, attempt)
-                    self._log("llm.failed", attempts=attempt, error=str(error))
+                    self._log("llm call failed", attempts=attempt, error=str(error))
                     raise error from self._cause(exc)
                 self._log(
-                    "llm.retry",
+                    "llm call retrying",
                     attempt=attempt,
                     status=failure.status,
                     reason=failure.kind,
@@ -257,7 +257,7 @@ class OpenAI:
                 await asyncio.sleep(delay)
                 continue
             self._log(
-                "llm.call",
+                "llm call finished",
                 attempts=attempt,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
