@@ -49,7 +49,6 @@ from .trace import Event
 
 __all__ = [
     "EventRecorder",
-    "Fault",
     "RecordedRequest",
     "Reply",
     "ScriptExhaustedError",
@@ -290,7 +289,7 @@ class ScriptedLLM:
 
 
 @dataclass(frozen=True, slots=True)
-class Fault:
+class _Fault:
     """What a :class:`ScriptedOpenAIServer` does wrong with one chat completion request.
 
     Attributes:
@@ -298,7 +297,8 @@ class Fault:
         message: the error body's message.
         retry_after: the ``Retry-After`` header: seconds, or any text such as an HTTP date.
         retry_after_ms: the ``retry-after-ms`` header, in milliseconds.
-        break_after: stream this many chunks of the reply, then drop the connection.
+        break_after: stream this many chunks of the reply, then drop the connection (a reply
+            that does not stream is dropped before it starts).
         delay: seconds to wait before answering at all (to run past a client's timeout).
     """
 
@@ -388,7 +388,7 @@ class ScriptedOpenAIServer:
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         self._script = _Script(script, "ScriptedOpenAIServer")
-        self._faults: deque[Fault] = deque()
+        self._faults: deque[_Fault] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -414,7 +414,7 @@ class ScriptedOpenAIServer:
             retry_after_ms: the ``retry-after-ms`` header, in milliseconds.
             message: the error body's message.
         """
-        fault = Fault(
+        fault = _Fault(
             status=status,
             message=message or f"injected HTTP {status}",
             retry_after=retry_after,
@@ -427,18 +427,18 @@ class ScriptedOpenAIServer:
 
         The reply is not used up, so a retry gets it again.
         """
-        return self._queue(Fault(break_after=after_chunks), times)
+        return self._queue(_Fault(break_after=after_chunks), times)
 
     def stall(self, seconds: float, *, times: int = 1) -> Self:
         """Wait ``seconds`` before answering the next ``times`` requests (to test timeouts)."""
-        return self._queue(Fault(delay=seconds), times)
+        return self._queue(_Fault(delay=seconds), times)
 
-    def _queue(self, fault: Fault, times: int) -> Self:
+    def _queue(self, fault: _Fault, times: int) -> Self:
         with self._lock:
             self._faults.extend([fault] * times)
         return self
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self) -> _Fault | None:
         with self._lock:
             return self._faults.popleft() if self._faults else None
 
@@ -628,7 +628,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         owner = self.owner
-        fault = owner._next_fault() or Fault()
+        fault = owner._next_fault() or _Fault()
         if owner._wait(fault.delay):
             return
         if fault.status is not None:
@@ -659,6 +659,8 @@ class _Handler(BaseHTTPRequestHandler):
             options = body.get("stream_options") or {}
             send_usage = owner.send_usage and bool(options.get("include_usage"))
             self._stream(model, text, finish, usage if send_usage else None, fault.break_after)
+        elif fault.break_after is not None:
+            self._drop()
         else:
             self._json(200, _completion(model, text, finish, usage, owner.send_usage))
 

@@ -354,27 +354,41 @@ async def test_a_server_that_does_not_answer_in_time_is_a_connection_error(
     assert time.perf_counter() - started < 1.5
 
 
-class _GarbageHandler(http.server.BaseHTTPRequestHandler):
+class _OddServer(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with 200 and the server's ``payload`` as an event stream."""
+
+    server: Any
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["content-length"]))
-        payload = b"data: this is not json\n\n"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(self.server.payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        self.wfile.write(self.server.payload)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-async def test_an_unreadable_reply_is_a_response_error() -> None:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GarbageHandler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"data: this is not json\n\n", "not a chat completion stream"),
+        (b'data: {"error": {"message": "context too long"}}\n\n', "error.*context too long"),
+    ],
+    ids=["garbage", "error-event"],
+)
+async def test_unreadable_replies_and_error_events_are_response_errors(
+    payload: bytes, expected: str
+) -> None:
+    httpd: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OddServer)
+    httpd.payload = payload
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
     try:
         base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-        with pytest.raises(LLMResponseError, match="not a chat completion stream"):
+        with pytest.raises(LLMResponseError, match=expected):
             await generate(OpenAI("m", base_url=base_url, api_key=KEY), HI)
     finally:
         httpd.shutdown()

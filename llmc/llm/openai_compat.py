@@ -5,6 +5,9 @@ talks to OpenAI itself and to local servers that copy its API: vLLM, Ollama, lla
 ``llama-server``, LM Studio. Replies always stream; the last chunk carries the usage the
 server reported (``stream_options.include_usage``).
 
+A server that reports no usage (some do not support ``include_usage``) gets
+``Usage(calls=1)``: zero tokens, since llmc estimates nothing.
+
 Retries are llmc's own (the ``openai`` client's are turned off, so every attempt is visible
 in logs and tests): HTTP 429, 408 and 5xx answers, refused connections and timeouts are tried
 again with exponential backoff and jitter, waiting at least what a ``Retry-After`` or
@@ -33,8 +36,9 @@ import random
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -43,11 +47,12 @@ import structlog
 from asyncio_throttle.throttler import Throttler
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
-from ..scheduler import Backoff, RateLimiter
 from .base import Chunk, GenerateOptions, Message, Usage
 
-if TYPE_CHECKING:  # imported when first used: ``import openai`` takes most of a second
-    import openai
+if TYPE_CHECKING:
+    import openai  # imported when first used: ``import openai`` takes most of a second
+
+    from ..scheduler import Backoff, RateLimiter  # at run time too, but lazily (no cycles)
 
 __all__ = ["PLACEHOLDER_API_KEY", "OpenAI"]
 
@@ -81,7 +86,7 @@ class _Secret:
 class _Failure:
     """What went wrong with one attempt, before it becomes an :class:`LLMError`."""
 
-    kind: Literal["connection", "timeout", "rate_limit", "status", "unreadable"]
+    kind: Literal["connection", "timeout", "rate_limit", "status", "stream_error", "unreadable"]
     detail: str
     status: int | None = None
     retry_after: float | None = None
@@ -91,6 +96,16 @@ class _Failure:
         if self.kind in ("connection", "timeout", "rate_limit"):
             return True
         return self.status is not None and (self.status in _RETRY_STATUSES or self.status >= 500)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far one attempt got: the text so far, and what the server reported."""
+
+    received: list[str] = field(default_factory=list)
+    finish: str | None = None
+    usage: Usage = field(default_factory=lambda: Usage(calls=1))
+    first_text: float | None = None
 
 
 class _Unreadable(ValueError):
@@ -180,7 +195,7 @@ class OpenAI:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_retries = max_retries
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or _default_backoff()
         self.max_retry_wait = max_retry_wait
         self.default_options = default_options
         self.max_tokens_param = max_tokens_param
@@ -216,60 +231,72 @@ class OpenAI:
             attempt += 1
             if self.rate_limiter is not None:
                 await self.rate_limiter.acquire()
-            received: list[str] = []
-            finish: str | None = None
-            usage = Usage(calls=1)
-            first_token: float | None = None
+            progress = _Progress()
             try:
-                response = await client.chat.completions.create(**request)
-                async with response:
-                    async for event in response:
-                        text, reason, reported = _read_chunk(event)
-                        finish = reason or finish
-                        usage = reported or usage
-                        if text:
-                            received.append(text)
-                            first_token = first_token or time.perf_counter()
-                            yield Chunk(text)
-                if finish is None:
-                    raise openai.APIConnectionError(
-                        message="the stream ended before the server said the reply was finished",
-                        request=response.response.request,
-                    )
+                async with aclosing(self._attempt(client, request, progress)) as texts:
+                    async for text in texts:
+                        yield Chunk(text)
             except (openai.OpenAIError, ValueError) as exc:
-                failure = self._failure(exc)
-                if received:
-                    broken = self._broken(failure, "".join(received), len(received))
-                    self._log("llm call failed", attempts=attempt, error=str(broken))
-                    raise broken from self._cause(exc)
-                delay = self._retry_delay(failure, attempt)
-                if delay is None:
-                    error = self._error(failure, attempt)
-                    self._log("llm call failed", attempts=attempt, error=str(error))
-                    raise error from self._cause(exc)
-                self._log(
-                    "llm call retrying",
-                    attempt=attempt,
-                    status=failure.status,
-                    reason=failure.kind,
-                    delay=round(delay, 3),
-                )
+                delay = self._after_failure(exc, attempt, progress)
                 await asyncio.sleep(delay)
                 continue
             self._log(
                 "llm call finished",
                 attempts=attempt,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                finish_reason=finish,
+                prompt_tokens=progress.usage.prompt_tokens,
+                completion_tokens=progress.usage.completion_tokens,
+                cached_tokens=progress.usage.cached_tokens,
+                finish_reason=progress.finish,
                 time_to_first_token=(
-                    None if first_token is None else round(first_token - started, 4)
+                    None if progress.first_text is None else round(progress.first_text - started, 4)
                 ),
                 latency=round(time.perf_counter() - started, 4),
             )
-            yield Chunk("", usage, finish)
+            yield Chunk("", progress.usage, progress.finish)
             return
+
+    async def _attempt(
+        self, client: openai.AsyncOpenAI, request: dict[str, Any], progress: _Progress
+    ) -> AsyncGenerator[str]:
+        """Send the request once and yield the reply's text as it arrives."""
+        import openai
+
+        response = await client.chat.completions.create(**request)
+        async with response:
+            async for event in response:
+                text, finish, usage = _read_chunk(event)
+                progress.finish = finish or progress.finish
+                progress.usage = usage or progress.usage
+                if text:
+                    progress.received.append(text)
+                    progress.first_text = progress.first_text or time.perf_counter()
+                    yield text
+        if progress.finish is None:
+            raise openai.APIConnectionError(
+                message="the stream ended before the server said the reply was finished",
+                request=response.response.request,
+            )
+
+    def _after_failure(self, exc: Exception, attempt: int, progress: _Progress) -> float:
+        """Seconds to wait before trying again, or raise the error that ends the call."""
+        failure = self._failure(exc)
+        if progress.received:
+            error = self._broken(failure, "".join(progress.received), len(progress.received))
+            delay = None
+        else:
+            delay = self._retry_delay(failure, attempt)
+            error = self._error(failure, attempt)
+        if delay is None:
+            self._log("llm call failed", attempts=attempt, error=str(error))
+            raise error from self._cause(exc)
+        self._log(
+            "llm call retrying",
+            attempt=attempt,
+            status=failure.status,
+            reason=failure.kind,
+            delay=round(delay, 3),
+        )
+        return delay
 
     # -- life cycle
 
@@ -372,6 +399,8 @@ class OpenAI:
             detail = self._api_key.redact(_server_message(exc))
             kind: Literal["rate_limit", "status"] = "rate_limit" if status == 429 else "status"
             return _Failure(kind, detail, status, _retry_after(exc.response.headers))
+        if isinstance(exc, openai.APIError):  # an error event inside the stream
+            return _Failure("stream_error", self._api_key.redact(exc.message))
         return _Failure("unreadable", self._api_key.redact(f"{type(exc).__name__}: {exc}"))
 
     def _retry_delay(self, failure: _Failure, attempt: int) -> float | None:
@@ -422,6 +451,12 @@ class OpenAI:
                 model=self.model,
                 status=429,
             )
+        if failure.kind == "stream_error":
+            return LLMResponseError(
+                f"The LLM server at {where} reported an error instead of a reply: "
+                f"{failure.detail}.",
+                model=self.model,
+            )
         if failure.kind == "unreadable":
             return LLMResponseError(
                 f"The LLM server at {where} sent a reply that is not a chat completion "
@@ -461,6 +496,13 @@ class OpenAI:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _default_backoff() -> Backoff:
+    """0.5 s doubling to 30 s with jitter: the scheduler's default, shared for consistency."""
+    from ..scheduler import Backoff
+
+    return Backoff()
 
 
 def _limiter(rate_limit: float | RateLimiter | None, period: float) -> RateLimiter | None:
