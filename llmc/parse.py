@@ -25,13 +25,12 @@ import keyword
 import re
 import tokenize
 import warnings
-from collections.abc import Iterable
 from io import StringIO
 from typing import Any, NamedTuple
 
 from .errors import PlanError, PlanSyntaxError
 from .plan import PLACEHOLDER, Ref, Task, check_call
-from .toolbox import Toolbox, ToolLike
+from .toolbox import Toolbox, Tools
 
 __all__ = ["PlanParser", "END_OF_PLAN"]
 
@@ -63,7 +62,7 @@ class PlanParser:
     every task so far.
     """
 
-    def __init__(self, *, tools: Iterable[ToolLike] | None = None) -> None:
+    def __init__(self, *, tools: Tools | None = None) -> None:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self.tasks: list[Task] = []
         self.joined = False

@@ -24,7 +24,7 @@ import pydantic
 
 from .errors import CycleError, PlanError, ToolArgumentError, UnknownToolError
 from .tool import Tool
-from .toolbox import Toolbox, ToolLike
+from .toolbox import Toolbox, Tools
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -201,11 +201,12 @@ class Plan:
     """
 
     def __init__(
-        self, tasks: Iterable[Task] = (), *, tools: Iterable[ToolLike] | None = None
+        self, tasks: Iterable[Task] = (), *, tools: Tools | None = None
     ) -> None:
         self.graph: nx.DiGraph[int] = nx.DiGraph()
         self.tools = Toolbox.of(tools) if tools is not None else None
         self._tasks: dict[int, Task] = {}
+        self._max_id = 0
         for task in tasks:
             self.append(task)
 
@@ -232,10 +233,19 @@ class Plan:
                 )
         if self.tools is not None:
             check_call(task, self.tools)
+        self._store(task)
+        return task
+
+    def _store(self, task: Task) -> None:
         self._tasks[task.id] = task
+        self._max_id = max(self._max_id, task.id)
         self.graph.add_node(task.id)
         self.graph.add_edges_from((dep, task.id) for dep in task.dependencies)
-        return task
+
+    @property
+    def next_id(self) -> int:
+        """The id :meth:`add` gives the next task: one more than the largest so far."""
+        return self._max_id + 1
 
     def add(self, tool: Tool | str, *args: Any, thought: str | None = None, **kwargs: Any) -> Ref:
         """Append a call of ``tool`` and return a Ref to its output, for later tasks' arguments.
@@ -248,12 +258,12 @@ class Plan:
         name = tool.name if isinstance(tool, Tool) else tool
         if isinstance(tool, Tool) and self.tools is not None and name not in self.tools:
             self.tools = Toolbox([*self.tools.values(), tool])
-        task_id = max(self._tasks, default=0) + 1
+        task_id = self.next_id
         self.append(Task(task_id, name, args, kwargs, thought))
         return Ref(task_id)
 
     @classmethod
-    def parse(cls, text: str, *, tools: Iterable[ToolLike] | None = None) -> Plan:
+    def parse(cls, text: str, *, tools: Tools | None = None) -> Plan:
         """Parse plan text (LLMCompiler's format) into a Plan.
 
         Raises:
@@ -266,13 +276,11 @@ class Plan:
         tasks += parser.close()
         plan = cls(tools=tools)
         for task in tasks:
-            plan._tasks[task.id] = task  # the parser already checked every task
-            plan.graph.add_node(task.id)
-            plan.graph.add_edges_from((dep, task.id) for dep in task.dependencies)
+            plan._store(task)  # the parser already checked every task
         return plan
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, tools: Iterable[ToolLike] | None = None) -> Plan:
+    def from_dict(cls, data: Mapping[str, Any], *, tools: Tools | None = None) -> Plan:
         """Build a plan from its JSON-like dict form (see :class:`PlanModel`).
 
         Tasks may come in any order; they are sorted by dependency.
@@ -317,7 +325,7 @@ class Plan:
         return cls((tasks[i] for i in order), tools=tools)
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, tools: Iterable[ToolLike] | None = None) -> Plan:
+    def from_json(cls, text: str | bytes, *, tools: Tools | None = None) -> Plan:
         """Build a plan from JSON text (see :meth:`from_dict`)."""
         try:
             data = json.loads(text)
@@ -331,7 +339,7 @@ class Plan:
 
     # -- checking ------------------------------------------------------------------------
 
-    def validate(self, tools: Iterable[ToolLike] | None = None) -> Plan:
+    def validate(self, tools: Tools | None = None) -> Plan:
         """Check every task against the tools (the plan's own when none are given).
 
         Returns the plan, so ``Plan.parse(text).validate(tools)`` reads well.

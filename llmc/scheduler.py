@@ -46,7 +46,7 @@ from .executors import AsyncioExecutor, Executor
 from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
 from .result import Result, error_text, text_form
 from .tool import Tool
-from .toolbox import Toolbox, ToolLike
+from .toolbox import Toolbox, Tools
 from .trace import (
     Event,
     RunFinished,
@@ -242,7 +242,7 @@ class Scheduler:
     """
 
     def __init__(
-        self, tools: Iterable[ToolLike] | Toolbox | None = None, **options: Unpack[RunOptions]
+        self, tools: Tools | None = None, **options: Unpack[RunOptions]
     ) -> None:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self.max_concurrency = options.get("max_concurrency")
@@ -326,7 +326,7 @@ class Scheduler:
 
 async def run_plan(
     plan: PlanSource,
-    tools: Iterable[ToolLike] | Toolbox | None = None,
+    tools: Tools | None = None,
     **options: Unpack[RunOptions],
 ) -> Result:
     """Run a plan: each task starts as soon as its dependencies are done.
@@ -348,7 +348,7 @@ async def run_plan(
 
 def run_plan_sync(
     plan: PlanSource,
-    tools: Iterable[ToolLike] | Toolbox | None = None,
+    tools: Tools | None = None,
     **options: Unpack[RunOptions],
 ) -> Result:
     """:func:`run_plan` for synchronous code; Ctrl-C cancels the run and raises promptly.
@@ -362,7 +362,7 @@ def run_plan_sync(
 
 def stream_plan(
     plan: PlanSource,
-    tools: Iterable[ToolLike] | Toolbox | None = None,
+    tools: Tools | None = None,
     **options: Unpack[RunOptions],
 ) -> AsyncGenerator[Event, None]:
     """Run a plan and yield its events: ``async for event in llmc.stream_plan(plan, tools)``.

@@ -134,6 +134,10 @@ class Tool:
     signature: inspect.Signature = field(init=False, repr=False)
     params_model: type[pydantic.BaseModel] = field(init=False, repr=False)
     is_async: bool = field(init=False, repr=False)
+    #: Parameter names, in order.
+    parameters: tuple[str, ...] = field(init=False, repr=False)
+    #: Names of the parameters without a default.
+    required: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -150,6 +154,9 @@ class Tool:
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.docstring = parse_docstring(self.fn.__doc__)
         self.signature = inspect.signature(self.fn)
+        params = self.signature.parameters.values()
+        self.parameters = tuple(p.name for p in params)
+        self.required = tuple(p.name for p in params if p.default is p.empty)
         self.params_model = self._build_model()
         if not self.description:
             self.description = self.docstring.summary
@@ -185,15 +192,6 @@ class Tool:
 
     # -- description ---------------------------------------------------------------------
 
-    @property
-    def parameters(self) -> list[str]:
-        """Parameter names, in order."""
-        return list(self.signature.parameters)
-
-    @property
-    def required(self) -> list[str]:
-        """Names of the parameters without a default."""
-        return [p.name for p in self.signature.parameters.values() if p.default is p.empty]
 
     def signature_line(self) -> str:
         """One line for planner prompts, e.g. ``search(query: str) -> str  # Search.``"""

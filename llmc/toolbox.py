@@ -8,14 +8,16 @@ import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .errors import DuplicateToolError, ToolLoadError, UnknownToolError
 from .tool import Tool, tool
 
-__all__ = ["Toolbox", "load_tools"]
+__all__ = ["ToolLike", "Toolbox", "Tools", "load_tools"]
 
 ToolLike = Tool | Callable[..., Any]
+#: Tools as users give them: a Toolbox, or any iterable of tools and plain functions.
+Tools = Union["Toolbox", Iterable[ToolLike]]
 
 
 class Toolbox(Mapping[str, Tool]):
@@ -25,13 +27,13 @@ class Toolbox(Mapping[str, Tool]):
     name raises :class:`UnknownToolError` listing the known names and the closest match.
     """
 
-    def __init__(self, tools: Iterable[ToolLike] | Toolbox | None = None) -> None:
+    def __init__(self, tools: Tools | None = None) -> None:
         self._tools: dict[str, Tool] = {}
         for item in tools.values() if isinstance(tools, Toolbox) else tools or ():
             self.add(item)
 
     @classmethod
-    def of(cls, tools: Iterable[ToolLike] | Toolbox | None) -> Toolbox:
+    def of(cls, tools: Tools | None) -> Toolbox:
         """Return ``tools`` if it already is a Toolbox, else a new Toolbox of them."""
         return tools if isinstance(tools, Toolbox) else cls(tools)
 

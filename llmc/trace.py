@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import DependencyError
+    from .llm.base import Usage
     from .plan import Task
     from .result import Result
 
@@ -35,6 +36,7 @@ __all__ = [
     "Event",
     "RunFinished",
     "RunStarted",
+    "Span",
     "TaskCancelled",
     "TaskEvent",
     "TaskFailed",
@@ -234,6 +236,32 @@ class TaskRecord:
 
 
 @dataclass(slots=True, eq=False)
+class Span:
+    """Something a run did besides tasks, such as an LLM call of the planner or the joiner.
+
+    Attributes:
+        kind: what it was: ``"planner"``, ``"joiner"``, ...
+        label: a short text for pictures, e.g. ``"plan 1"``.
+        started: when it began (:func:`time.perf_counter`).
+        finished: when it ended; None while it goes on.
+        first_output: when its first output arrived (an LLM's first token), if known.
+        usage: tokens it used, for LLM calls.
+    """
+
+    kind: str
+    label: str
+    started: float
+    finished: float | None = None
+    first_output: float | None = None
+    usage: Usage | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None while it goes on."""
+        return None if self.finished is None else self.finished - self.started
+
+
+@dataclass(slots=True, eq=False)
 class Trace:
     """Every task's record in a run, plus when the run started and finished.
 
@@ -242,12 +270,14 @@ class Trace:
         started: when the run started (:func:`time.perf_counter`).
         finished: when it finished; None while it runs.
         tasks: one record per task id, in the order the tasks arrived.
+        spans: what else the run did, in order: LLM calls of the planner and the joiner.
     """
 
     run_id: str
     started: float
     finished: float | None = None
     tasks: dict[int, TaskRecord] = field(default_factory=dict)
+    spans: list[Span] = field(default_factory=list)
 
     @property
     def makespan(self) -> float:
