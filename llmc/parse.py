@@ -25,6 +25,7 @@ import keyword
 import re
 import tokenize
 import warnings
+from collections.abc import Iterable
 from io import StringIO
 from typing import Any, NamedTuple
 
@@ -48,7 +49,8 @@ class PlanParser:
     Feed chunks of any size; each task comes out as soon as its statement is complete,
     and the tasks do not depend on how the text was cut. Every task is checked on arrival:
     duplicate ids and references to tasks not yet defined are errors, and so are unknown
-    tools and ill-fitting arguments when ``tools`` are given.
+    tools and ill-fitting arguments when ``tools`` are given. ``earlier`` holds the ids of
+    tasks from earlier plans (a replan): the plan may refer to them but not reuse them.
 
     Example:
         >>> parser = PlanParser()
@@ -62,12 +64,13 @@ class PlanParser:
     every task so far.
     """
 
-    def __init__(self, *, tools: Tools | None = None) -> None:
+    def __init__(self, *, tools: Tools | None = None, earlier: Iterable[int] = ()) -> None:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self.tasks: list[Task] = []
         self.joined = False
         self.ended = False
-        self._ids: set[int] = set()
+        self._earlier = frozenset(earlier)
+        self._ids: set[int] = set(self._earlier)
         self._buffer = ""
         self._scan_from = 0
         self._line = 1
@@ -187,6 +190,12 @@ class PlanParser:
         return task
 
     def _check(self, task: Task) -> None:
+        if task.id in self._earlier:
+            raise PlanError(
+                f"task {task.id} already ran in an earlier plan; number new tasks from "
+                f"{max(self._ids) + 1}",
+                task_id=task.id,
+            )
         if task.id in self._ids:
             raise PlanError(
                 f"task {task.id} is defined twice; number each task once", task_id=task.id

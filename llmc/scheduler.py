@@ -241,9 +241,7 @@ class Scheduler:
         >>> result = await scheduler.run(plan)       # doctest: +SKIP
     """
 
-    def __init__(
-        self, tools: Tools | None = None, **options: Unpack[RunOptions]
-    ) -> None:
+    def __init__(self, tools: Tools | None = None, **options: Unpack[RunOptions]) -> None:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self.max_concurrency = options.get("max_concurrency")
         self.timeout = options.get("timeout")
@@ -262,10 +260,27 @@ class Scheduler:
         if self.fail_fast and self.errors_as_observations:
             raise ValueError("fail_fast and errors_as_observations exclude each other; pick one")
 
-    async def run(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
+    async def run(
+        self,
+        plan: PlanSource,
+        *,
+        run_id: str | None = None,
+        prior: Mapping[int, Any] | None = None,
+        trace: Trace | None = None,
+        on_event: Callable[[Event], object] | None = None,
+    ) -> Result:
         """Run a plan to the end and return its :class:`~llmc.result.Result`.
 
         Failed, skipped and cancelled tasks are recorded in the result, not raised.
+
+        Args:
+            plan: a Plan, tasks in order, or an async iterable of tasks as they arrive.
+            run_id: an id for the run's events and logs (default: a random one).
+            prior: outputs of tasks that ran before (an earlier plan of the same question):
+                the plan may refer to them but not reuse their ids. They are not part of the
+                result.
+            trace: a Trace to record into (several runs can share one), else a new one.
+            on_event: called with every event of this run, besides the scheduler's own.
 
         Raises:
             PlanError: the plan cannot run (no tools, unknown tool, duplicate task id, a
@@ -274,7 +289,8 @@ class Scheduler:
             asyncio.CancelledError: the run was cancelled; every running task was
                 cancelled and awaited before this propagates.
         """
-        return await _Run(self, plan, run_id, self.on_event).run()
+        callback = _both(self.on_event, on_event)
+        return await _Run(self, plan, run_id, callback, prior, trace).run()
 
     def run_sync(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
         """Run a plan from synchronous code (a new event loop); Ctrl-C cancels it cleanly.
@@ -305,7 +321,7 @@ class Scheduler:
             if user_callback is not None:
                 user_callback(event)
 
-        running = asyncio.create_task(_Run(self, plan, run_id, on_event).run())
+        running = asyncio.create_task(_Run(self, plan, run_id, on_event, None, None).run())
         running.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
@@ -404,6 +420,20 @@ class _Node:
         self.handle: asyncio.Task[None] | None = None  # while launched; a strong reference
 
 
+def _both(
+    first: Callable[[Event], object] | None, second: Callable[[Event], object] | None
+) -> Callable[[Event], object] | None:
+    """One event callback that calls both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def call_both(event: Event) -> None:
+        first(event)
+        second(event)
+
+    return call_both
+
+
 def _debug_enabled(log: Any) -> bool:
     """Whether the run should log its debug lines; checked once per run, not per task.
 
@@ -429,6 +459,8 @@ class _Run:
         source: PlanSource,
         run_id: str | None,
         on_event: Callable[[Event], object] | None,
+        prior: Mapping[int, Any] | None,
+        trace: Trace | None,
     ) -> None:
         toolbox = scheduler.tools
         if toolbox is None and isinstance(source, Plan):
@@ -449,12 +481,14 @@ class _Run:
         self.owns_executor = scheduler.executor is None
         self.executor: Executor = scheduler.executor or AsyncioExecutor()
         self.on_event = on_event
-        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.run_id = run_id or (trace.run_id if trace is not None else uuid.uuid4().hex[:12])
         self.log = _logger.bind(run_id=self.run_id)
         self.debug = _debug_enabled(self.log)
-        self.trace = Trace(self.run_id, _now())
+        self.trace = trace if trace is not None else Trace(self.run_id, _now())
         self.nodes: dict[int, _Node] = {}
-        self.values: dict[int, Any] = {}  # what references receive: outputs (and error texts)
+        self.prior: Mapping[int, Any] = prior or {}
+        # What references receive: outputs (and error texts), earlier plans' outputs included.
+        self.values: dict[int, Any] = dict(self.prior)
         self.open = 0  # tasks received and not final yet
         self.source_done = False
         self.free = scheduler.max_concurrency  # free run-wide slots; None: unlimited
@@ -561,8 +595,11 @@ class _Run:
 
     def _result(self) -> Result:
         values = self.values
-        if self.observe_errors:  # failed tasks left their error text here for dependents
-            values = {i: v for i, v in values.items() if self.nodes[i].record.status is _DONE}
+        if self.observe_errors or self.prior:  # error texts and earlier outputs stay out
+            nodes = self.nodes
+            values = {
+                i: v for i, v in values.items() if i in nodes and nodes[i].record.status is _DONE
+            }
         return Result(self.run_id, values, self.trace)
 
     # -- events and logs ---------------------------------------------------------------------
@@ -593,13 +630,12 @@ class _Run:
         """
         if not isinstance(task, Task):
             raise PlanError(f"a plan stream must yield llmc.Task objects, got {task!r}")
-        nodes = self.nodes
-        if task.id in nodes:
-            raise PlanError(
-                f"task {task.id} arrived twice; each task needs its own id", task_id=task.id
-            )
+        nodes, prior = self.nodes, self.prior
+        if task.id in nodes or task.id in prior:
+            where = "ran in an earlier plan" if task.id in prior else "arrived twice"
+            raise PlanError(f"task {task.id} {where}; each task needs its own id", task_id=task.id)
         try:
-            parents = [nodes[dep] for dep in task.dependencies]
+            parents = [nodes[dep] for dep in task.dependencies if dep not in prior]
         except KeyError as missing:
             raise PlanError(
                 f"task {task.id} refers to ${missing.args[0]}, which has not arrived; a task "
