@@ -9,6 +9,7 @@ into a :class:`Completion` for callers that do not need the chunks.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -20,6 +21,7 @@ __all__ = [
     "Message",
     "Usage",
     "generate",
+    "open_stream",
 ]
 
 
@@ -116,6 +118,27 @@ class Completion:
     finish_reason: str | None = None
 
 
+@asynccontextmanager
+async def open_stream(
+    llm: LLM, messages: Sequence[Message], options: GenerateOptions | None = None
+) -> AsyncIterator[AsyncIterator[Chunk]]:
+    """``llm.stream(...)`` as a context: leaving it early closes the stream (and its request).
+
+    Example:
+        >>> async with open_stream(llm, messages) as chunks:   # doctest: +SKIP
+        ...     async for chunk in chunks:
+        ...         if enough(chunk):
+        ...             break
+    """
+    stream = llm.stream(messages, options)
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
 async def generate(
     llm: LLM, messages: Sequence[Message], options: GenerateOptions | None = None
 ) -> Completion:
@@ -123,9 +146,10 @@ async def generate(
     parts: list[str] = []
     usage = Usage(calls=1)
     finish: str | None = None
-    async for chunk in llm.stream(messages, options):
-        parts.append(chunk.text)
-        if chunk.usage is not None:
-            usage = chunk.usage
-        finish = chunk.finish_reason or finish
+    async with open_stream(llm, messages, options) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk.text)
+            if chunk.usage is not None:
+                usage = chunk.usage
+            finish = chunk.finish_reason or finish
     return Completion("".join(parts), usage, finish)
