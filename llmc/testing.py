@@ -479,7 +479,8 @@ class ScriptedOpenAIServer:
         self._stopping.set()
         httpd.shutdown()
         httpd.drop_connections()
-        httpd.server_close()  # joins the request threads
+        httpd.server_close()
+        httpd.join_threads(timeout=5.0)
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -537,14 +538,33 @@ class ScriptedOpenAIServer:
 class _HTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its owner and its open connections."""
 
-    daemon_threads = True
-    block_on_close = True  # server_close() joins the request threads
-
     def __init__(self, address: tuple[str, int], owner: ScriptedOpenAIServer) -> None:
         self.owner = owner
         self.connections: set[socket.socket] = set()
+        self.threads: list[threading.Thread] = []
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Like ThreadingMixIn's, but daemon threads are tracked too, so close() can join them.
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="llmc-test-server-request",
+            daemon=True,
+        )
+        with self.connections_lock:
+            self.threads = [t for t in self.threads if t.is_alive()]
+            self.threads.append(thread)
+        thread.start()
+
+    def join_threads(self, timeout: float) -> None:
+        """Wait for the request threads to end."""
+        with self.connections_lock:
+            threads, self.threads = self.threads, []
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def drop_connections(self) -> None:
         """Shut every open connection so that threads waiting on them return."""
@@ -576,6 +596,9 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+        if self.server.owner._stopping.is_set():  # accepted just as the server closed
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> None:
         with self.server.connections_lock:
@@ -794,5 +817,4 @@ class EventRecorder:
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
 
-    def __len__(self) -> int:
-        return len(self.events)
+    # No __len__ on purpose: an empty recorder must stay truthy, for ``callback or other``.
