@@ -2,8 +2,13 @@
 
 The public API, all importable from ``llmc``:
 
+- the compiler: :class:`Compiler` answers a question (an :class:`Answer`) by planning with an
+  :class:`LLM` (e.g. :class:`OpenAI`), running the plan and joining the results;
 - tools: :func:`tool` (decorator), :class:`Tool`, :class:`Toolbox`, :func:`load_tools`;
 - plans: :class:`Plan`, :class:`Task`, :class:`Ref`, :class:`PlanParser`;
+- running plans: :func:`run_plan`, :func:`run_plan_sync`, :func:`stream_plan`,
+  :class:`Scheduler`, giving a :class:`Result` with a :class:`Trace`; typed events
+  (:class:`Event` and its kinds) as a run goes;
 - errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
 
 Everything else lives in modules whose names say what they hold; what is not listed in
@@ -15,6 +20,10 @@ from .errors import (
     DependencyError,
     DuplicateToolError,
     LLMCError,
+    LLMConnectionError,
+    LLMError,
+    LLMRateLimitError,
+    LLMResponseError,
     PlanError,
     PlanSyntaxError,
     RetryableToolError,
@@ -24,6 +33,8 @@ from .errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from .compiler import Answer, Compiler
+from .llm import LLM, GenerateOptions, OpenAI, Usage
 from .parse import PlanParser
 from .plan import Plan, Ref, Task
 from .result import Result
@@ -34,6 +45,7 @@ from .trace import (
     Event,
     RunFinished,
     RunStarted,
+    Span,
     TaskCancelled,
     TaskEvent,
     TaskFailed,
@@ -49,12 +61,21 @@ from .trace import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Answer",
     "Backoff",
+    "Compiler",
     "CycleError",
     "DependencyError",
     "DuplicateToolError",
     "Event",
+    "GenerateOptions",
+    "LLM",
     "LLMCError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMResponseError",
+    "OpenAI",
     "Plan",
     "PlanError",
     "PlanParser",
@@ -65,6 +86,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "Scheduler",
+    "Span",
     "Task",
     "TaskCancelled",
     "TaskEvent",
@@ -83,6 +105,7 @@ __all__ = [
     "Toolbox",
     "Trace",
     "UnknownToolError",
+    "Usage",
     "__version__",
     "load_tools",
     "run_plan",

@@ -9,7 +9,8 @@ The format is LLMCompiler's::
     join()
     <END_OF_PLAN>
 
-Each task line is ``N. tool(arguments)``; arguments are Python literals (strings with any
+Each task line is ``N. tool(arguments)``; ``join()`` ends the plan (whatever follows it is
+ignored, as after ``<END_OF_PLAN>``). Arguments are Python literals (strings with any
 content, numbers, lists, tuples, sets, dicts, None/True/False) in which ``$N`` / ``${N}`` refer
 to earlier tasks. Lines are read with :mod:`ast` and only literals are accepted: nothing the
 model writes is ever evaluated or called. A statement may span lines (an open bracket or a
@@ -33,7 +34,7 @@ from .errors import PlanError, PlanSyntaxError
 from .plan import PLACEHOLDER, Ref, Task, check_call
 from .toolbox import Toolbox, Tools
 
-__all__ = ["PlanParser", "END_OF_PLAN"]
+__all__ = ["END_OF_PLAN", "PlanParser", "TaskChecker"]
 
 END_OF_PLAN = "<END_OF_PLAN>"
 
@@ -69,8 +70,7 @@ class PlanParser:
         self.tasks: list[Task] = []
         self.joined = False
         self.ended = False
-        self._earlier = frozenset(earlier)
-        self._ids: set[int] = set(self._earlier)
+        self.checker = TaskChecker(self.tools, earlier)
         self._buffer = ""
         self._scan_from = 0
         self._line = 1
@@ -147,22 +147,18 @@ class PlanParser:
             return None
         thought = _THOUGHT.match(text)
         if thought:
-            if not self.joined:
-                self._thought = text[thought.end() :].strip() or None
+            self._thought = text[thought.end() :].strip() or None
             return None
         prefix = _TASK.match(text)
         body_start = prefix.end() if prefix else len(text) - len(text.lstrip())
         body = text[body_start:]
         if _JOIN.match(body.rstrip()):
-            self.joined = True
-            self.ended = body.rstrip().endswith(END_OF_PLAN)
+            self.joined = self.ended = True  # join() ends the plan: what follows is ignored
             return None
         if prefix is None:
             raise self._syntax_error(
                 "expected a task like '1. tool(arguments)', 'Thought: ...' or 'join()'", text, 0
             )
-        if self.joined:
-            raise self._syntax_error("a task after join(); join() must come last", text, 0)
         call = _fast_call(body) or _parse_call(body, final=final)
         if call is _INCOMPLETE:
             return _INCOMPLETE
@@ -180,36 +176,13 @@ class PlanParser:
     def _task(self, task_id: int, call: _Call) -> Task:
         task = Task(task_id, call.tool, call.args, call.kwargs, self._thought)
         try:
-            self._check(task)
+            self.checker.accept(task)
         except PlanError as exc:
             raise type(exc)(
                 f"line {self._line}: {exc}", task_id=task_id, line=self._line, column=1
             ) from None
-        self._ids.add(task_id)
         self.tasks.append(task)
         return task
-
-    def _check(self, task: Task) -> None:
-        if task.id in self._earlier:
-            raise PlanError(
-                f"task {task.id} already ran in an earlier plan; number new tasks from "
-                f"{max(self._ids) + 1}",
-                task_id=task.id,
-            )
-        if task.id in self._ids:
-            raise PlanError(
-                f"task {task.id} is defined twice; number each task once", task_id=task.id
-            )
-        for dep in sorted(task.dependencies):
-            if dep not in self._ids:
-                where = "a later task" if dep >= task.id else "a task that was never defined"
-                raise PlanError(
-                    f"task {task.id} refers to ${dep}, {where}; a task may only "
-                    "use the outputs of tasks defined before it",
-                    task_id=task.id,
-                )
-        if self.tools is not None:
-            check_call(task, self.tools)
 
     def _syntax_error(
         self, reason: str, text: str, body_start: int, line: int = 1, col: int = 0
@@ -227,6 +200,48 @@ class PlanParser:
 
 
 _INCOMPLETE = object()
+
+
+class TaskChecker:
+    """Checks tasks as they arrive, in order, before anything runs.
+
+    A task may not reuse an id (its own plan's or an ``earlier`` plan's), may only refer to
+    tasks that came before it, and, when ``tools`` are given, must call a known tool with
+    arguments that fit its signature.
+    """
+
+    def __init__(self, tools: Toolbox | None, earlier: Iterable[int] = ()) -> None:
+        self.tools = tools
+        self.earlier = frozenset(earlier)
+        self.ids: set[int] = set(self.earlier)
+
+    def accept(self, task: Task) -> None:
+        """Check a task and remember its id.
+
+        Raises:
+            PlanError / UnknownToolError: what is wrong with it.
+        """
+        if task.id in self.earlier:
+            raise PlanError(
+                f"task {task.id} already ran in an earlier plan; number new tasks from "
+                f"{max(self.ids) + 1}",
+                task_id=task.id,
+            )
+        if task.id in self.ids:
+            raise PlanError(
+                f"task {task.id} is defined twice; number each task once", task_id=task.id
+            )
+        for dep in sorted(task.dependencies):
+            if dep not in self.ids:
+                where = "a later task" if dep >= task.id else "a task that was never defined"
+                raise PlanError(
+                    f"task {task.id} refers to ${dep}, {where}; a task may only "
+                    "use the outputs of tasks defined before it",
+                    task_id=task.id,
+                )
+        if self.tools is not None:
+            check_call(task, self.tools)
+        self.ids.add(task.id)
 
 
 class _LiteralError(Exception):

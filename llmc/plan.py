@@ -183,6 +183,12 @@ class TaskModel(pydantic.BaseModel):
     thought: str | None = None
 
 
+def task_from_model(model: TaskModel) -> Task:
+    """The Task a :class:`TaskModel` describes (``{"$ref": N}`` becomes a Ref)."""
+    args = tuple(_from_json_value(model.args))
+    return Task(model.id, model.tool, args, _from_json_value(model.kwargs), model.thought)
+
+
 class PlanModel(pydantic.BaseModel):
     """JSON form of a plan: its tasks (in any order; they are sorted by dependency)."""
 
@@ -295,13 +301,7 @@ class Plan:
             raise PlanError(f"not a valid plan: {exc}") from None
         tasks: dict[int, Task] = {}
         for item in model.tasks:
-            task = Task(
-                item.id,
-                item.tool,
-                tuple(_from_json_value(item.args)),
-                _from_json_value(item.kwargs),
-                item.thought,
-            )
+            task = task_from_model(item)
             if task.id in tasks:
                 raise PlanError(f"task {task.id} is defined twice", task_id=task.id)
             tasks[task.id] = task

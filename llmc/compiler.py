@@ -1,0 +1,345 @@
+"""The compiler: plan, run and answer a question, replanning when the joiner asks.
+
+One :meth:`Compiler.run` is a loop of rounds. In each, the planner's LLM stream flows through
+the parser straight into the scheduler, so tools start while the plan is still being written;
+then the joiner reads every observation so far and answers or asks for a new plan. A new plan
+continues the task numbering and may use every earlier output as ``$N``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Unpack
+
+from .joiner import Joiner
+from .llm.base import LLM, Usage
+from .llm.default import default_llm
+from .plan import Plan, Task
+from .planner import Planner, Round
+from .result import Result, error_text
+from .scheduler import RunOptions, Scheduler
+from .templates import Templates
+from .toolbox import Toolbox, Tools
+from .trace import Event, Trace
+
+__all__ = ["Answer", "AnswerText", "Answered", "Compiler", "PlanText", "Replanning"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanText(Event):
+    """A piece of the planner's output, as it streams.
+
+    Attributes:
+        round: which plan (1 for the first).
+        text: the new text.
+    """
+
+    round: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replanning(Event):
+    """The joiner asked for a new plan.
+
+    Attributes:
+        round: the number of the plan that comes next.
+        reason: what the joiner said is missing.
+    """
+
+    round: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerText(Event):
+    """A piece of the answer as the joiner writes it (``Answer.text`` is the final word)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answered(Event):
+    """The last event of a compiler run.
+
+    Attributes:
+        answer: the answer, with its plans, trace and usage.
+    """
+
+    answer: Answer
+
+
+@dataclass(slots=True, eq=False)
+class Answer:
+    """The answer to a question, and how it was reached.
+
+    Attributes:
+        question: the question.
+        text: the answer.
+        finished: True when the joiner answered; False when it still wanted another plan
+            but none was left (``text`` is then its last word).
+        rounds: each plan with its tasks, raw text, observations and the joiner's reason.
+        results: each plan's run :class:`~llmc.result.Result`.
+        trace: the whole run: every task, and every LLM call as a span.
+    """
+
+    question: str
+    text: str
+    finished: bool
+    rounds: list[Round]
+    results: list[Result]
+    trace: Trace
+    tools: Toolbox = field(repr=False)
+
+    @property
+    def plan(self) -> Plan:
+        """Every task of every round as one plan (for pictures and statistics)."""
+        return Plan((task for r in self.rounds for task in r.tasks), tools=self.tools)
+
+    @property
+    def plans(self) -> list[Plan]:
+        """Each round's plan; a later plan may refer to tasks of earlier ones."""
+        return [Plan(r.tasks) for r in self.rounds]
+
+    @property
+    def replans(self) -> int:
+        """How many times the joiner asked for a new plan that was then made."""
+        return len(self.rounds) - 1
+
+    @property
+    def llm_calls(self) -> int:
+        """How many LLM calls the answer took (planner, repairs and joiner)."""
+        return sum(1 for span in self.trace.spans if span.kind in ("planner", "joiner"))
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens of all LLM calls together (a call whose server sent none counts as 0)."""
+        total = Usage()
+        for span in self.trace.spans:
+            total = total + (span.usage or Usage(calls=1))
+        return total
+
+    @property
+    def usage_by_call(self) -> list[tuple[str, Usage]]:
+        """Each LLM call's label (``"plan 1"``, ``"join 1"``, ...) and its tokens."""
+        return [(span.label, span.usage or Usage()) for span in self.trace.spans]
+
+    @property
+    def dispatch_delays(self) -> dict[int, float]:
+        """Seconds from the end of each task's line in the planner's stream to its start.
+
+        Only tasks that could start at once (no dependencies) are listed: the others wait
+        for their inputs, which is not the scheduler's delay.
+        """
+        delays = {}
+        for r in self.rounds:
+            for task in r.tasks:
+                record = self.trace.tasks.get(task.id)
+                if record is None or record.started is None or task.dependencies:
+                    continue
+                delays[task.id] = record.started - r.parsed_at[task.id]
+        return delays
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Compiler:
+    """Answers questions by compiling them into task graphs over ``tools``.
+
+    Args:
+        tools: the tools plans may call (functions, Tools, or a Toolbox).
+        llm: the model for the planner and the joiner. Default: the model configured by
+            the environment (see :func:`llmc.llm.default_llm`).
+        joiner_llm: a different model for the joiner, if wanted.
+        templates: a prompt template folder (see :class:`~llmc.templates.Templates`).
+        json: plan and join with structured JSON outputs instead of text (for models with
+            response schemas).
+        max_replans: how many new plans the joiner may ask for (default 2).
+        **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
+            see :class:`~llmc.scheduler.RunOptions`).
+
+    Example:
+        >>> compiler = llmc.Compiler(tools=[search], llm=llmc.OpenAI("gpt-4o-mini"))
+        >>> answer = await compiler.run("Which trench is deeper?")   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        tools: Tools,
+        llm: LLM | None = None,
+        *,
+        joiner_llm: LLM | None = None,
+        templates: str | Path | None = None,
+        json: bool = False,
+        max_replans: int = 2,
+        **options: Unpack[RunOptions],
+    ) -> None:
+        if max_replans < 0:
+            raise ValueError("max_replans must be 0 or more")
+        if llm is None:
+            llm = default_llm()
+        self.tools = Toolbox.of(tools)
+        self.llm = llm
+        shared = Templates(templates)
+        self.planner = Planner(llm, self.tools, templates=shared, json=json)
+        self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
+        self.scheduler = Scheduler(self.tools, **options)
+        self.max_replans = max_replans
+
+    async def run(
+        self, question: str, *, on_event: Callable[[Event], object] | None = None
+    ) -> Answer:
+        """Plan, run and answer ``question``.
+
+        Args:
+            question: the question.
+            on_event: called with every event: planner text, task events, answer text.
+
+        Raises:
+            PlanError: the planner's output did not parse, even after a repair round.
+            LLMError: an LLM call failed (after its retries).
+        """
+        return await _Session(self, question, on_event).run()
+
+    def run_sync(self, question: str) -> Answer:
+        """:meth:`run` for synchronous code; Ctrl-C cancels the run cleanly."""
+        with asyncio.Runner() as runner:
+            return runner.run(self.run(question))
+
+    async def stream(self, question: str) -> AsyncGenerator[Event, None]:
+        """Run ``question`` and yield its events as they happen; the last is :class:`Answered`.
+
+        Events: :class:`PlanText` as the plan streams, the scheduler's task events,
+        :class:`Replanning`, :class:`AnswerText` as the answer streams, then :class:`Answered`.
+        Leaving the loop early cancels the run.
+        """
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        running = asyncio.create_task(self.run(question, on_event=queue.put_nowait))
+        running.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            running.result()  # raises what ended the run
+        finally:
+            if not running.done():
+                running.cancel()
+                with suppress(asyncio.CancelledError):
+                    await running
+
+    def __repr__(self) -> str:
+        return f"<Compiler tools: {', '.join(self.tools)}; llm: {self.llm.model}>"
+
+
+class _Session:
+    """One question's rounds of planning, running and joining."""
+
+    def __init__(
+        self, compiler: Compiler, question: str, on_event: Callable[[Event], object] | None
+    ) -> None:
+        self.compiler = compiler
+        self.question = question
+        self.on_event = on_event
+        self.run_id = uuid.uuid4().hex[:12]
+        self.trace = Trace(self.run_id, time.perf_counter())
+        self.rounds: list[Round] = []
+        self.results: list[Result] = []
+        self.values: dict[int, Any] = {}  # what later plans' references receive
+        self.observations: dict[int, str] = {}
+
+    def emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def run(self) -> Answer:
+        compiler = self.compiler
+        for number in range(1, compiler.max_replans + 2):
+            round_ = Round(number)
+            await self._execute(round_)
+            final = number == compiler.max_replans + 1
+            decision = await compiler.joiner.decide(
+                self.question,
+                [task for r in self.rounds for task in r.tasks],
+                self.observations,
+                final=final,
+                trace=self.trace,
+                label=f"join {number}",
+                on_answer=lambda text: self.emit(
+                    AnswerText(run_id=self.run_id, time=time.perf_counter(), text=text)
+                ),
+            )
+            if decision.action == "finish" or final:
+                return self._answer(decision.text, finished=decision.action == "finish")
+            round_.reason = decision.text
+            self.emit(
+                Replanning(
+                    run_id=self.run_id,
+                    time=time.perf_counter(),
+                    round=number + 1,
+                    reason=decision.text,
+                )
+            )
+        raise AssertionError("unreachable: the last round always answers")
+
+    async def _execute(self, round_: Round) -> None:
+        """Stream a plan into the scheduler and record what it observed."""
+        compiler = self.compiler
+        tasks = compiler.planner.stream(
+            self.question,
+            round_,
+            earlier=self.rounds,
+            trace=self.trace,
+            on_text=lambda text: self.emit(
+                PlanText(
+                    run_id=self.run_id, time=time.perf_counter(), round=round_.number, text=text
+                )
+            ),
+        )
+        result = await compiler.scheduler.run(
+            _tasks_of(tasks),
+            run_id=self.run_id,
+            prior=self.values,
+            trace=self.trace,
+            on_event=self.on_event,
+        )
+        self.rounds.append(round_)
+        self.results.append(result)
+        for task in round_.tasks:
+            observation = result.observation(task.id)
+            round_.observations[task.id] = observation
+            self.observations[task.id] = observation
+            if task.id in result.outputs:
+                self.values[task.id] = result.outputs[task.id]
+            else:  # a later plan that refers to it gets the error, not a crash
+                record = result.trace.tasks.get(task.id)
+                error = record.error if record is not None else None
+                self.values[task.id] = error_text(error) if error else observation
+
+    def _answer(self, text: str, *, finished: bool) -> Answer:
+        self.trace.finished = time.perf_counter()
+        answer = Answer(
+            self.question,
+            text,
+            finished,
+            self.rounds,
+            self.results,
+            self.trace,
+            self.compiler.tools,
+        )
+        self.emit(Answered(run_id=self.run_id, time=time.perf_counter(), answer=answer))
+        return answer
+
+
+async def _tasks_of(tasks: AsyncGenerator[Task, None]) -> AsyncGenerator[Task, None]:
+    """The planner's tasks, closing the planner's stream when the scheduler stops early."""
+    try:
+        async for task in tasks:
+            yield task
+    finally:
+        await tasks.aclose()

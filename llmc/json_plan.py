@@ -1,0 +1,127 @@
+"""Plans as JSON, for models with structured outputs: parsed as they stream.
+
+The model writes ``{"tasks": [{"id": 1, "tool": "search", "args": ["x"]}, ...]}`` (the schema
+is :data:`PLAN_SCHEMA`); each task is dispatched the moment its object closes, exactly like
+a line of the plan language. A whole-argument reference is ``{"$ref": N}``; ``$N`` inside
+strings works as in plan text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pydantic
+
+from .errors import PlanError
+from .parse import TaskChecker
+from .plan import Task, TaskModel, task_from_model
+from .toolbox import Toolbox, Tools
+
+__all__ = ["PLAN_SCHEMA", "JsonPlanParser"]
+
+_VALUE: dict[str, Any] = {}  # any JSON value: arguments are checked against the tool later
+
+#: The JSON Schema given to models with structured outputs.
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "thought": {"type": "string"},
+                    "id": {"type": "integer", "minimum": 1},
+                    "tool": {"type": "string"},
+                    "args": {"type": "array", "items": _VALUE},
+                    "kwargs": {"type": "object", "additionalProperties": _VALUE},
+                },
+                "required": ["id", "tool"],
+            },
+        }
+    },
+    "required": ["tasks"],
+}
+
+_TASK_DEPTH = 3  # the root object, the "tasks" array, a task object
+
+
+class JsonPlanParser:
+    """Reads a JSON plan as it streams; :meth:`feed` returns each task once its object closes.
+
+    Tasks are checked on arrival like :class:`~llmc.parse.PlanParser`'s (ids, references,
+    tools). The scan tracks only brackets and strings, so it costs little per character;
+    each complete task object is then read with :func:`json.loads`.
+    """
+
+    def __init__(self, *, tools: Tools | None = None, earlier: Iterable[int] = ()) -> None:
+        self.tools = Toolbox.of(tools) if tools is not None else None
+        self.checker = TaskChecker(self.tools, earlier)
+        self.tasks: list[Task] = []
+        self._text: list[str] = []
+        self._object: list[str] = []
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+
+    def feed(self, chunk: str) -> list[Task]:
+        """Add text; return the tasks whose objects it completed.
+
+        Raises:
+            PlanError: a completed task object is not valid JSON, does not fit the schema,
+                or fails the checks.
+        """
+        self._text.append(chunk)
+        out: list[Task] = []
+        for char in chunk:
+            if self._depth >= _TASK_DEPTH:
+                self._object.append(char)
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+            elif char == '"':
+                self._in_string = True
+            elif char in "{[":
+                self._depth += 1
+                if self._depth == _TASK_DEPTH:
+                    self._object = [char]
+            elif char in "}]":
+                self._depth -= 1
+                if self._depth == _TASK_DEPTH - 1 and char == "}":
+                    out.append(self._task("".join(self._object)))
+        return out
+
+    def close(self) -> list[Task]:
+        """Check that the whole text is one JSON plan object.
+
+        Raises:
+            PlanError: the text is not valid JSON or not of the form ``{"tasks": [...]}``.
+        """
+        text = "".join(self._text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(
+                f"plan JSON does not parse: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                line=exc.lineno,
+                column=exc.colno,
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+            raise PlanError('a JSON plan must be an object like {"tasks": [...]}')
+        return []
+
+    def _task(self, text: str) -> Task:
+        try:
+            model = TaskModel.model_validate_json(text)
+        except pydantic.ValidationError as exc:
+            raise PlanError(f"not a valid task object {text[:200]!r}: {exc}") from None
+        task = task_from_model(model)
+        self.checker.accept(task)
+        self.tasks.append(task)
+        return task
