@@ -15,6 +15,7 @@ Everything else lives in modules whose names say what they hold; what is not lis
 ``__all__`` may change without notice.
 """
 
+from .compiler import Answer, Compiler
 from .errors import (
     CycleError,
     DependencyError,
@@ -33,7 +34,6 @@ from .errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
-from .compiler import Answer, Compiler
 from .llm import LLM, GenerateOptions, OpenAI, Usage
 from .parse import PlanParser
 from .plan import Plan, Ref, Task
