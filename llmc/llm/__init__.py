@@ -1,6 +1,15 @@
 """Language models: the :class:`LLM` protocol and its backends."""
 
-from .base import LLM, Chunk, Completion, GenerateOptions, Message, Usage, generate
+from .base import (
+    LLM,
+    Chunk,
+    Completion,
+    GenerateOptions,
+    Message,
+    Usage,
+    generate,
+    open_stream,
+)
 from .openai_compat import OpenAI
 
 __all__ = [
@@ -12,4 +21,5 @@ __all__ = [
     "OpenAI",
     "Usage",
     "generate",
+    "open_stream",
 ]
