@@ -423,14 +423,23 @@ class ScriptedOpenAIServer:
         return self._queue(fault, times)
 
     def break_stream(self, after_chunks: int, *, times: int = 1) -> Self:
-        """Drop the connection after streaming ``after_chunks`` chunks, ``times`` requests in a row.
+        """Drop the connection part-way through the next ``times`` replies.
 
         The reply is not used up, so a retry gets it again.
+
+        Args:
+            after_chunks: chunks to stream before the connection drops (0: none).
+            times: how many requests in a row get it.
         """
         return self._queue(_Fault(break_after=after_chunks), times)
 
     def stall(self, seconds: float, *, times: int = 1) -> Self:
-        """Wait ``seconds`` before answering the next ``times`` requests (to test timeouts)."""
+        """Wait before answering the next requests, to run past a client's timeout.
+
+        Args:
+            seconds: how long to wait (closing the server cuts the wait short).
+            times: how many requests in a row get it.
+        """
         return self._queue(_Fault(delay=seconds), times)
 
     def _queue(self, fault: _Fault, times: int) -> Self:
