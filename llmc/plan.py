@@ -28,6 +28,7 @@ from .toolbox import Toolbox, Tools
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from os import PathLike
 
 __all__ = ["Plan", "Ref", "Task", "TaskModel", "PlanModel", "references", "render_value"]
 
@@ -450,6 +451,39 @@ class Plan:
     def to_json(self, *, indent: int | None = None) -> str:
         """The plan as JSON text."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    # -- pictures ------------------------------------------------------------------------
+
+    def to_svg(self, path: str | PathLike[str] | None = None, **options: Any) -> str:
+        """The plan as an SVG picture, drawn by llmc (no Graphviz, no network).
+
+        Args:
+            path: a file to write the picture to, if any.
+            **options: see :func:`llmc.viz.plan_svg`: ``direction="LR"``, ``trace=result``
+                (colours by status), ``groups``, ``budgets``, ``title``, ``legend``.
+
+        Returns:
+            the SVG text; the same plan and options give the same bytes.
+        """
+        from . import viz
+
+        return viz.write(viz.plan_svg(self, **options), path)
+
+    def to_mermaid(self, **options: Any) -> str:
+        """The plan as a Mermaid flowchart (see :func:`llmc.viz.plan_mermaid`)."""
+        from . import viz
+
+        return viz.plan_mermaid(self, **options)
+
+    def to_dot(self, **options: Any) -> str:
+        """The plan as a Graphviz digraph (see :func:`llmc.viz.plan_dot`)."""
+        from . import viz
+
+        return viz.plan_dot(self, **options)
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a plan as its picture."""
+        return self.to_svg()
 
 
 def check_call(task: Task, tools: Toolbox) -> Tool:

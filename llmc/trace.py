@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from os import PathLike
+
     from .errors import DependencyError
     from .llm.base import Usage
-    from .plan import Task
+    from .plan import Plan, Task
     from .result import Result
 
 __all__ = [
@@ -300,3 +302,25 @@ class Trace:
     def statuses(self) -> dict[int, TaskStatus]:
         """Each task's status by id."""
         return {i: r.status for i, r in self.tasks.items()}
+
+    def to_svg(
+        self, path: str | PathLike[str] | None = None, *, plan: Plan | None = None, **options: Any
+    ) -> str:
+        """The run as a timeline picture (SVG): tasks, LLM calls, the critical path.
+
+        Args:
+            path: a file to write the picture to, if any.
+            plan: the plan that ran, for fuller tooltips.
+            **options: see :func:`llmc.viz.timeline_svg`: ``width``, ``lanes=True`` (pack
+                tasks into lanes), ``arrows``, ``title``, ``legend``.
+
+        Returns:
+            the SVG text.
+        """
+        from . import viz
+
+        return viz.write(viz.timeline_svg(self, plan=plan, **options), path)
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a trace as its timeline."""
+        return self.to_svg()

@@ -1,0 +1,374 @@
+"""The picture of a plan: boxes in dependency levels, curved arrows, status colours, groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import PlanError
+from ..plan import Plan, Task, render_value
+from ..trace import TaskStatus, Trace
+from ._layout import Box, Spacing, layout
+from ._svg import (
+    FONT_FAMILY,
+    PLAIN,
+    STATUS_STYLES,
+    StatusStyle,
+    clean,
+    duration_text,
+    one_line,
+    render,
+    shorten,
+    text_width,
+)
+from ._timeline import critical_chain
+
+if TYPE_CHECKING:
+    from ..result import Result
+
+__all__ = ["Direction", "plan_svg", "resolve_statuses"]
+
+Direction = Literal["TB", "LR"]
+
+MARGIN = 16.0
+PAD_X = 10.0
+MIN_WIDTH = 96.0
+MAX_WIDTH = 248.0
+HEAD_SIZE = 12.0
+ARGS_SIZE = 11.0
+EXTRA_SIZE = 10.0
+LINE = 15.0
+LEGEND_SIZE = 11.0
+TITLE_SIZE = 14.0
+SPACING = {
+    "TB": Spacing(node_gap=24.0, rank_gap=40.0),
+    "LR": Spacing(node_gap=16.0, rank_gap=48.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    id: int
+    box: Box
+    style: StatusStyle
+    head: tuple[str, str]
+    lines: tuple[tuple[str, float], ...]
+    tooltip: str
+
+    @property
+    def centre(self) -> float:
+        return self.box.x + self.box.width / 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Outline:
+    name: str
+    label: str
+    label_width: float
+    x: float
+    y: float
+    width: float
+    height: float
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _LegendItem:
+    kind: str
+    label: str
+    x: float
+    style: StatusStyle
+
+
+def plan_svg(
+    plan: Plan,
+    *,
+    direction: Direction = "TB",
+    trace: Trace | Result | None = None,
+    statuses: Mapping[int, str] | None = None,
+    groups: Mapping[str, Iterable[int]] | None = None,
+    budgets: Mapping[int, int | str] | None = None,
+    title: str | None = None,
+    legend: bool = True,
+) -> str:
+    """Draw a plan as SVG: one box per task, in dependency levels, arrows from inputs to users.
+
+    Args:
+        plan: the plan.
+        direction: ``"TB"`` (levels top to bottom) or ``"LR"`` (left to right).
+        trace: a run of the plan (its :class:`~llmc.trace.Trace` or :class:`~llmc.Result`):
+            boxes take the colour of their task's status, show how long it ran, and the
+            critical path's arrows are marked.
+        statuses: a status per task id (``"done"``, ``"cached"``, ...; see
+            :data:`STATUS_STYLES`), over those the trace gives.
+        groups: outlined groups of tasks (fused calls), by name. Defaults to the plan's own
+            ``fused_groups`` attribute when it has one. Each group's tasks on one level are
+            placed side by side; a task belongs to one group.
+        budgets: a token budget (a number, shown as ``"≤ N tok"``) or any short label per
+            task id.
+        title: a line of text above the picture.
+        legend: whether to explain the colours and marks in use.
+
+    Returns:
+        the SVG document's text. The same arguments give the same bytes.
+
+    Raises:
+        ValueError: an unknown direction or status.
+    """
+    if direction not in SPACING:
+        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
+    records = _records(trace)
+    status_of = resolve_statuses(plan, records, statuses)
+    group_map = _groups(plan, groups)
+    budget_of = dict(budgets or getattr(plan, "budgets", None) or {})
+    extras = {task.id: _extra(task.id, records, budget_of) for task in plan}
+    lines_per_box = 3 if any(extras.values()) else 2
+    height = 10.0 + lines_per_box * LINE
+    texts = {task.id: _texts(task, extras[task.id]) for task in plan}
+    sizes = {i: (_box_width(*texts[i]), height) for i in texts}
+    clusters = {
+        task_id: number for number, members in enumerate(group_map.values()) for task_id in members
+    }
+    critical = critical_chain(records) if records is not None else []
+    critical_edges = set(pairwise(critical))
+
+    legend_items = _legend(plan, status_of, group_map, critical_edges) if legend else []
+    header = (TITLE_SIZE + 10 if title else 0.0) + (LEGEND_SIZE + 14 if legend_items else 0.0)
+    spacing = SPACING[direction]
+    pad = spacing.cluster_pad + (LEGEND_SIZE if group_map else 0.0)
+    origin = (MARGIN + pad, MARGIN + header + pad)
+    ranks = {i: depth for depth, level in enumerate(plan.levels()) for i in level}
+    edges = [(dep, task.id) for task in plan for dep in sorted(task.dependencies)]
+    placed = layout(
+        [task.id for task in plan],
+        edges,
+        ranks,
+        sizes,
+        direction=direction,
+        clusters=clusters,
+        spacing=spacing,
+        origin=origin,
+    )
+    nodes = [
+        _Node(
+            task.id,
+            placed.boxes[task.id],
+            _style(status_of.get(task.id)),
+            texts[task.id][0],
+            texts[task.id][1],
+            _tooltip(task, records, status_of.get(task.id), budget_of, group_map),
+        )
+        for task in plan
+    ]
+    outlines = _outlines(group_map, placed.boxes, spacing.cluster_pad)
+    legend_width = legend_items[-1].x + _legend_width(legend_items[-1]) if legend_items else 0.0
+    title_width = text_width(title, TITLE_SIZE) if title else 0.0
+    width = max(
+        placed.width + 2 * pad + 2 * MARGIN,
+        legend_width + MARGIN,
+        title_width + 2 * MARGIN,
+        160.0,
+    )
+    body = placed.height + 2 * pad if plan else 24.0
+    total_height = MARGIN + header + body + MARGIN
+    return render(
+        "plan.svg.j2",
+        width=width,
+        height=total_height,
+        direction=direction,
+        title=one_line(title) if title else "",
+        caption=f"plan of {len(plan)} task{'s' if len(plan) != 1 else ''}",
+        nodes=nodes,
+        routes=[(route, (route.source, route.target) in critical_edges) for route in placed.routes],
+        outlines=outlines,
+        legend=legend_items,
+        legend_y=MARGIN + (TITLE_SIZE + 10 if title else 0.0),
+        margin=MARGIN,
+        title_size=TITLE_SIZE,
+        legend_size=LEGEND_SIZE,
+        head_size=HEAD_SIZE,
+        line=LINE,
+        empty=not plan,
+        font=FONT_FAMILY,
+    )
+
+
+# -- statuses, groups, labels ----------------------------------------------------------------
+
+
+def _records(trace: Trace | Result | None) -> Trace | None:
+    if trace is None or isinstance(trace, Trace):
+        return trace
+    return trace.trace
+
+
+def resolve_statuses(
+    plan: Plan, trace: Trace | None, statuses: Mapping[int, str] | None
+) -> dict[int, str]:
+    """Each task's status name: from the trace (``"cached"`` when its record says so), then
+    from ``statuses``. Without either a task has none.
+
+    Raises:
+        ValueError: a status that is not one of :data:`STATUS_STYLES`.
+    """
+    found: dict[int, str] = {}
+    if trace is not None:
+        for task in plan:
+            record = trace.tasks.get(task.id)
+            if record is None:
+                found[task.id] = TaskStatus.PENDING.value
+            elif getattr(record, "cached", False):
+                found[task.id] = "cached"
+            else:
+                found[task.id] = record.status.value
+    for task_id, status in (statuses or {}).items():
+        name = str(getattr(status, "value", status))
+        if name not in STATUS_STYLES:
+            known = ", ".join(STATUS_STYLES)
+            raise ValueError(f"task {task_id}: unknown status {name!r}; use one of {known}")
+        found[task_id] = name
+    return found
+
+
+def _style(status: str | None) -> StatusStyle:
+    return PLAIN if status is None else STATUS_STYLES[status]
+
+
+def _groups(plan: Plan, groups: Mapping[str, Iterable[int]] | None) -> dict[str, list[int]]:
+    source = groups if groups is not None else getattr(plan, "fused_groups", None)
+    if not source:
+        return {}
+    taken: set[int] = set()
+    found: dict[str, list[int]] = {}
+    for name, members in source.items():
+        kept = sorted({int(i) for i in members} & {t.id for t in plan} - taken)
+        if kept:
+            found[str(name)] = kept
+            taken.update(kept)
+    return found
+
+
+def _extra(task_id: int, trace: Trace | None, budgets: Mapping[int, int | str]) -> str:
+    parts: list[str] = []
+    budget = budgets.get(task_id)
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        parts.append(f"≤ {budget} tok")
+    elif budget is not None:
+        parts.append(str(budget))
+    record = trace.tasks.get(task_id) if trace is not None else None
+    if record is not None and record.duration is not None:
+        parts.append(duration_text(record.duration))
+    if record is not None and record.attempts > 1:
+        parts.append(f"{record.attempts} tries")
+    return " · ".join(parts)
+
+
+def arguments_text(task: Task) -> str:
+    """A task's arguments as plan text, inside parentheses."""
+    try:
+        parts = [render_value(v) for v in task.args]
+        parts += [f"{k}={render_value(v)}" for k, v in task.kwargs.items()]
+    except PlanError:  # a value plan text cannot write: show Python's view of it
+        parts = [repr(v) for v in task.args] + [f"{k}={v!r}" for k, v in task.kwargs.items()]
+    return f"({', '.join(parts)})"
+
+
+def _texts(task: Task, extra: str) -> tuple[tuple[str, str], tuple[tuple[str, float], ...]]:
+    room = MAX_WIDTH - 2 * PAD_X
+    number = f"${task.id}"
+    tool = shorten(one_line(task.tool), HEAD_SIZE, room - text_width(number + " ", HEAD_SIZE))
+    head = (number, tool)
+    lines = [(shorten(one_line(arguments_text(task)), ARGS_SIZE, room), ARGS_SIZE)]
+    if extra:
+        lines.append((shorten(one_line(extra), EXTRA_SIZE, room), EXTRA_SIZE))
+    return head, tuple(lines)
+
+
+def _box_width(head: tuple[str, str], lines: tuple[tuple[str, float], ...]) -> float:
+    first = text_width(f"{head[0]} {head[1]}", HEAD_SIZE)
+    widest = max([first] + [text_width(t, s) for t, s in lines])
+    return float(round(min(MAX_WIDTH, max(MIN_WIDTH, widest + 2 * PAD_X))))
+
+
+def _tooltip(
+    task: Task,
+    trace: Trace | None,
+    status: str | None,
+    budgets: Mapping[int, int | str],
+    groups: Mapping[str, list[int]],
+) -> str:
+    lines = [task.to_text() if _writable(task) else f"{task.id}. {task.tool}{arguments_text(task)}"]
+    if task.thought:
+        lines.append(f"Thought: {task.thought}")
+    record = trace.tasks.get(task.id) if trace is not None else None
+    if status is not None:
+        took = ""
+        if record is not None and record.duration is not None:
+            took = f" in {duration_text(record.duration)}"
+        lines.append(f"status: {status}{took}")
+    if record is not None and record.attempts > 1:
+        lines.append(f"attempts: {record.attempts}")
+    if record is not None and record.error is not None:
+        lines.append(f"error: {type(record.error).__name__}: {record.error}")
+    if task.id in budgets:
+        lines.append(f"budget: {budgets[task.id]}")
+    lines += [f"group: {name}" for name, members in groups.items() if task.id in members]
+    return clean("\n".join(lines))
+
+
+def _writable(task: Task) -> bool:
+    try:
+        task.to_text()
+    except PlanError:
+        return False
+    return True
+
+
+def _outlines(
+    groups: Mapping[str, list[int]], boxes: Mapping[int, Box], pad: float
+) -> list[_Outline]:
+    outlines: list[_Outline] = []
+    for name, members in groups.items():
+        by_rank: dict[int, list[Box]] = {}
+        for task_id in members:
+            by_rank.setdefault(boxes[task_id].rank, []).append(boxes[task_id])
+        for i, rank in enumerate(sorted(by_rank)):
+            found = by_rank[rank]
+            left = min(b.x for b in found) - pad
+            top = min(b.y for b in found) - pad
+            right = max(b.x + b.width for b in found) + pad
+            bottom = max(b.y + b.height for b in found) + pad
+            label = shorten(one_line(name), LEGEND_SIZE - 1, max(right - left - 12, 24.0))
+            label_width = text_width(label, LEGEND_SIZE - 1) + 6
+            outlines.append(
+                _Outline(name, label, label_width, left, top, right - left, bottom - top, i == 0)
+            )
+    return outlines
+
+
+def _legend(
+    plan: Plan,
+    statuses: Mapping[int, str],
+    groups: Mapping[str, list[int]],
+    critical: set[tuple[int, int]],
+) -> list[_LegendItem]:
+    entries: list[tuple[str, str, StatusStyle]] = []
+    used = {statuses[t.id] for t in plan if t.id in statuses}
+    entries += [("status", name, style) for name, style in STATUS_STYLES.items() if name in used]
+    if groups:
+        entries.append(("group", "fused group", PLAIN))
+    if critical:
+        entries.append(("critical", "critical path", PLAIN))
+    items: list[_LegendItem] = []
+    x = MARGIN
+    for kind, label, style in entries:
+        item = _LegendItem(kind, label, x, style)
+        items.append(item)
+        x += _legend_width(item) + 14
+    return items
+
+
+def _legend_width(item: _LegendItem) -> float:
+    return 22 + text_width(item.label, LEGEND_SIZE)
