@@ -34,11 +34,12 @@ from .errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from .limits import Backoff
 from .llm import LLM, GenerateOptions, OpenAI, Usage
 from .parse import PlanParser
 from .plan import Plan, Ref, Task
 from .result import Result
-from .scheduler import Backoff, Scheduler, run_plan, run_plan_sync, stream_plan
+from .scheduler import Scheduler, run_plan, run_plan_sync, stream_plan
 from .tool import Tool, tool
 from .toolbox import Toolbox, load_tools
 from .trace import (

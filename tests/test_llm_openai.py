@@ -20,8 +20,8 @@ import structlog
 from asyncio_throttle.throttler import Throttler
 
 from llmc.errors import LLMConnectionError, LLMRateLimitError, LLMResponseError
+from llmc.limits import Backoff
 from llmc.llm import LLM, GenerateOptions, Message, OpenAI, Usage, generate, openai_compat
-from llmc.scheduler import Backoff
 from llmc.testing import Reply, ScriptedOpenAIServer
 
 KEY = "sk-llmc-test-KEY-8f3a9c2e1d7b"

@@ -47,12 +47,12 @@ import structlog
 from asyncio_throttle.throttler import Throttler
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
+from ..limits import Backoff, RateLimiter
 from .base import Chunk, GenerateOptions, Message, Usage
 
 if TYPE_CHECKING:
     import openai  # imported when first used: ``import openai`` takes most of a second
 
-    from ..scheduler import Backoff, RateLimiter  # at run time too, but lazily (no cycles)
 
 __all__ = ["PLACEHOLDER_API_KEY", "OpenAI"]
 
@@ -500,8 +500,6 @@ class OpenAI:
 
 def _default_backoff() -> Backoff:
     """0.5 s doubling to 30 s with jitter: the scheduler's default, shared for consistency."""
-    from ..scheduler import Backoff
-
     return Backoff()
 
 
