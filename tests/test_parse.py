@@ -183,3 +183,13 @@ def test_error_on_unclosed_statement_at_close() -> None:
     with pytest.raises(llmc.PlanSyntaxError, match="never closed") as info:
         parser.close()
     assert (info.value.line, info.value.column) == (2, 3)  # the '[' that is never closed
+
+
+def test_earlier_ids_may_be_referenced_but_not_reused() -> None:
+    parser = PlanParser(earlier=[1, 2])
+    [task] = parser.feed('3. search("$1 and ${2}")\n')
+    assert task.dependencies == {1, 2}
+    with pytest.raises(
+        llmc.PlanError, match="already ran in an earlier plan; number new tasks from 4"
+    ):
+        parser.feed('2. search("again")\n')
