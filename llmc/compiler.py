@@ -12,7 +12,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
@@ -26,7 +25,7 @@ from .result import Result, error_text
 from .scheduler import RunOptions, Scheduler
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event, Trace
+from .trace import Event, Trace, stream_events
 
 __all__ = ["Answer", "AnswerText", "Answered", "Compiler", "PlanText", "Replanning"]
 
@@ -213,25 +212,14 @@ class Compiler:
         with asyncio.Runner() as runner:
             return runner.run(self.run(question))
 
-    async def stream(self, question: str) -> AsyncGenerator[Event, None]:
+    def stream(self, question: str) -> AsyncGenerator[Event, None]:
         """Run ``question`` and yield its events as they happen; the last is :class:`Answered`.
 
         Events: :class:`PlanText` as the plan streams, the scheduler's task events,
         :class:`Replanning`, :class:`AnswerText` as the answer streams, then :class:`Answered`.
         Leaving the loop early cancels the run.
         """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        running = asyncio.create_task(self.run(question, on_event=queue.put_nowait))
-        running.add_done_callback(lambda _: queue.put_nowait(None))
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-            running.result()  # raises what ended the run
-        finally:
-            if not running.done():
-                running.cancel()
-                with suppress(asyncio.CancelledError):
-                    await running
+        return stream_events(lambda on_event: self.run(question, on_event=on_event))
 
     def __repr__(self) -> str:
         return f"<Compiler tools: {', '.join(self.tools)}; llm: {self.llm.model}>"

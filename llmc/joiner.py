@@ -9,6 +9,7 @@ so answers with parentheses, quotes and newlines survive (LLMCompiler cuts them 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import time
@@ -123,13 +124,7 @@ class Joiner:
         self.json = json
         options = options or GenerateOptions(temperature=0.0)
         if json and options.json_schema is None:
-            options = GenerateOptions(
-                max_tokens=options.max_tokens,
-                stop=options.stop,
-                temperature=options.temperature,
-                json_schema=DECISION_SCHEMA,
-                extra=options.extra,
-            )
+            options = dataclasses.replace(options, json_schema=DECISION_SCHEMA)
         self.options = options
         self.observation_chars = observation_chars
 

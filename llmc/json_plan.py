@@ -15,8 +15,7 @@ from typing import Any
 import pydantic
 
 from .errors import PlanError
-from .parse import TaskChecker
-from .plan import Task, TaskModel, task_from_model
+from .plan import Task, TaskChecker, TaskModel, task_from_model
 from .toolbox import Toolbox, Tools
 
 __all__ = ["PLAN_SCHEMA", "JsonPlanParser"]

@@ -31,10 +31,10 @@ from io import StringIO
 from typing import Any, NamedTuple
 
 from .errors import PlanError, PlanSyntaxError
-from .plan import PLACEHOLDER, Ref, Task, check_call
+from .plan import PLACEHOLDER, Ref, Task, TaskChecker
 from .toolbox import Toolbox, Tools
 
-__all__ = ["END_OF_PLAN", "PlanParser", "TaskChecker"]
+__all__ = ["END_OF_PLAN", "PlanParser"]
 
 END_OF_PLAN = "<END_OF_PLAN>"
 
@@ -200,48 +200,6 @@ class PlanParser:
 
 
 _INCOMPLETE = object()
-
-
-class TaskChecker:
-    """Checks tasks as they arrive, in order, before anything runs.
-
-    A task may not reuse an id (its own plan's or an ``earlier`` plan's), may only refer to
-    tasks that came before it, and, when ``tools`` are given, must call a known tool with
-    arguments that fit its signature.
-    """
-
-    def __init__(self, tools: Toolbox | None, earlier: Iterable[int] = ()) -> None:
-        self.tools = tools
-        self.earlier = frozenset(earlier)
-        self.ids: set[int] = set(self.earlier)
-
-    def accept(self, task: Task) -> None:
-        """Check a task and remember its id.
-
-        Raises:
-            PlanError / UnknownToolError: what is wrong with it.
-        """
-        if task.id in self.earlier:
-            raise PlanError(
-                f"task {task.id} already ran in an earlier plan; number new tasks from "
-                f"{max(self.ids) + 1}",
-                task_id=task.id,
-            )
-        if task.id in self.ids:
-            raise PlanError(
-                f"task {task.id} is defined twice; number each task once", task_id=task.id
-            )
-        for dep in sorted(task.dependencies):
-            if dep not in self.ids:
-                where = "a later task" if dep >= task.id else "a task that was never defined"
-                raise PlanError(
-                    f"task {task.id} refers to ${dep}, {where}; a task may only "
-                    "use the outputs of tasks defined before it",
-                    task_id=task.id,
-                )
-        if self.tools is not None:
-            check_call(task, self.tools)
-        self.ids.add(task.id)
 
 
 class _LiteralError(Exception):

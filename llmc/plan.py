@@ -30,7 +30,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
 
-__all__ = ["Plan", "Ref", "Task", "TaskModel", "PlanModel", "references", "render_value"]
+__all__ = [
+    "Plan",
+    "PlanModel",
+    "Ref",
+    "Task",
+    "TaskChecker",
+    "TaskModel",
+    "check_call",
+    "references",
+    "render_value",
+]
 
 #: ``$$`` (a literal dollar), ``${N}`` or ``$N`` inside strings.
 PLACEHOLDER = re.compile(r"\$\$|\$\{(\d+)\}|\$(\d+)")
@@ -214,6 +224,7 @@ class Plan:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self._tasks: dict[int, Task] = {}
         self._max_id = 0
+        self._checker = TaskChecker(self.tools)
         for task in tasks:
             self.append(task)
 
@@ -226,24 +237,13 @@ class Plan:
             PlanError: duplicate id, or a reference to a missing or later task.
             UnknownToolError / PlanError: when the plan has tools and the call does not fit.
         """
-        if task.id in self._tasks:
-            raise PlanError(
-                f"task {task.id} is defined twice; give each task its own number", task_id=task.id
-            )
-        for dep in sorted(task.dependencies):
-            if dep not in self._tasks:
-                where = "a later task" if dep > task.id else "a task that does not exist"
-                raise PlanError(
-                    f"task {task.id} refers to ${dep}, {where}; a task may only use the "
-                    "outputs of tasks defined before it",
-                    task_id=task.id,
-                )
-        if self.tools is not None:
-            check_call(task, self.tools)
+        self._checker.tools = self.tools
+        self._checker.accept(task)
         self._store(task)
         return task
 
     def _store(self, task: Task) -> None:
+        self._checker.ids.add(task.id)
         self._tasks[task.id] = task
         self._max_id = max(self._max_id, task.id)
         self.graph.add_node(task.id)
@@ -484,6 +484,49 @@ class Plan:
     def _repr_svg_(self) -> str:
         """Jupyter shows a plan as its picture."""
         return self.to_svg()
+
+
+class TaskChecker:
+    """Checks tasks as they arrive, in order, before anything runs.
+
+    A task may not reuse an id (its own plan's or an ``earlier`` plan's), may only refer to
+    tasks that came before it, and, when ``tools`` are given, must call a known tool with
+    arguments that fit its signature.
+    """
+
+    def __init__(self, tools: Toolbox | None, earlier: Iterable[int] = ()) -> None:
+        self.tools = tools
+        self.earlier = frozenset(earlier)
+        self.ids: set[int] = set(self.earlier)
+
+    def accept(self, task: Task) -> None:
+        """Check a task and remember its id.
+
+        Raises:
+            PlanError / UnknownToolError: what is wrong with it.
+        """
+        if task.id in self.earlier:
+            raise PlanError(
+                f"task {task.id} already ran in an earlier plan; number new tasks from "
+                f"{max(self.ids) + 1}",
+                task_id=task.id,
+            )
+        if task.id in self.ids:
+            raise PlanError(
+                f"task {task.id} is defined twice; number each task once", task_id=task.id
+            )
+        for dep in sorted(task.dependencies):
+            if dep not in self.ids:
+                where = "a later task" if dep >= task.id else "a task that was never defined"
+                raise PlanError(
+                    f"task {task.id} refers to ${dep}, {where}; a task may only "
+                    "use the outputs of tasks defined before it",
+                    task_id=task.id,
+                )
+        if self.tools is not None:
+            check_call(task, self.tools)
+        self.ids.add(task.id)
+
 
 
 def check_call(task: Task, tools: Toolbox) -> Tool:

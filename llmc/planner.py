@@ -9,6 +9,7 @@ and column, goes back to the LLM); a second failure is a :class:`~llmc.errors.Pl
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -81,14 +82,7 @@ class Planner:
         if options is None:
             options = GenerateOptions(temperature=0.0, stop=() if json else (END_OF_PLAN,))
         if json and options.json_schema is None:
-            options = GenerateOptions(
-                max_tokens=options.max_tokens,
-                stop=options.stop,
-                temperature=options.temperature,
-                json_schema=PLAN_SCHEMA,
-                grammar=options.grammar,
-                extra=options.extra,
-            )
+            options = dataclasses.replace(options, json_schema=PLAN_SCHEMA)
         self.options = options
 
     @cached_property

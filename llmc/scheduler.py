@@ -34,7 +34,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
-from contextlib import suppress
 from typing import Any, TypedDict, Unpack
 
 import structlog
@@ -61,6 +60,7 @@ from .trace import (
     TaskStarted,
     TaskStatus,
     Trace,
+    stream_events,
 )
 
 __all__ = [
@@ -255,7 +255,7 @@ class Scheduler:
         with asyncio.Runner() as runner:
             return runner.run(self.run(plan, run_id=run_id))
 
-    async def stream(
+    def stream(
         self, plan: PlanSource, *, run_id: str | None = None
     ) -> AsyncGenerator[Event, None]:
         """Run a plan and yield its events as they happen; the last is :class:`RunFinished`.
@@ -266,27 +266,7 @@ class Scheduler:
         Raises:
             PlanError: as :meth:`run`, after the events that came before it.
         """
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        user_callback = self.on_event
-
-        def on_event(event: Event) -> None:
-            queue.put_nowait(event)
-            if user_callback is not None:
-                user_callback(event)
-
-        running = asyncio.create_task(_Run(self, plan, run_id, on_event, None, None).run())
-        running.add_done_callback(lambda _: queue.put_nowait(None))
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-            running.result()  # raises what ended the run
-        finally:
-            if not running.done():
-                running.cancel()
-                with suppress(asyncio.CancelledError):
-                    await running
-            elif not running.cancelled():
-                running.exception()  # mark it retrieved: the reader left early on purpose
+        return stream_events(lambda on_event: self.run(plan, run_id=run_id, on_event=on_event))
 
     def __repr__(self) -> str:
         tools = ", ".join(self.tools) if self.tools is not None else "the plan's"

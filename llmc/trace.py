@@ -22,7 +22,10 @@ started and finished, its status, attempts and error. Timelines and benchmarks r
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +53,7 @@ __all__ = [
     "TaskStarted",
     "TaskStatus",
     "Trace",
+    "stream_events",
 ]
 
 
@@ -324,3 +328,28 @@ class Trace:
     def _repr_svg_(self) -> str:
         """Jupyter shows a trace as its timeline."""
         return self.to_svg()
+
+
+async def stream_events(
+    start: Callable[[Callable[[Event], object]], Awaitable[object]],
+) -> AsyncGenerator[Event, None]:
+    """Run ``start(on_event)`` as a task and yield its events as they happen.
+
+    Events are buffered without bound, so a slow reader never slows the run. When the run
+    fails, its error is raised after the events that came before it; leaving the loop early
+    cancels the run (use ``contextlib.aclosing`` to make that immediate).
+    """
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    running = asyncio.ensure_future(start(queue.put_nowait))
+    running.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        running.result()  # raises what ended the run
+    finally:
+        if not running.done():
+            running.cancel()
+            with suppress(asyncio.CancelledError):
+                await running
+        elif not running.cancelled():
+            running.exception()  # mark it retrieved: the reader left early on purpose

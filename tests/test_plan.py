@@ -126,7 +126,7 @@ def test_from_json_reports_position_of_bad_json() -> None:
         (lambda p: p.add(search), llmc.PlanError, "missing required argument 'query'"),
         (lambda p: p.add(search, "x", limit=3), llmc.PlanError, "unexpected argument 'limit'"),
         (lambda p: p.append(Task(9, "search", (Ref(12),))), llmc.PlanError, "a later task"),
-        (lambda p: p.append(Task(9, "search", ("$5",))), llmc.PlanError, "does not exist"),
+        (lambda p: p.append(Task(9, "search", ("$5",))), llmc.PlanError, "never defined"),
         (lambda p: p.append(Task(1, "search", ("x",))), llmc.PlanError, "defined twice"),
     ],
 )
