@@ -5,6 +5,7 @@
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
+    llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
 
 PLAN is a file of plan text (or ``.json``), or ``-`` for standard input. PACK is a
 ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, text in (
         ("check", _check, "parse and validate a plan, and show its levels"),
         ("exec", _exec, "run a plan with real tools"),
+        (
+            "viz",
+            _viz,
+            "draw a plan as SVG (or Mermaid or DOT text); checks tools only with --tools",
+        ),
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("plan", metavar="PLAN", help="plan text or .json file, or - for stdin")
@@ -73,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     exec_.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
     exec_.add_argument("--timeout", type=float, default=None, help="seconds per task")
     exec_.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    exec_.add_argument(
+        "--svg", metavar="DIR", help="write plan.svg and timeline.svg of the run into DIR"
+    )
+    viz = commands.choices["viz"]
+    viz.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    viz.add_argument("--format", choices=("svg", "mermaid", "dot"), default="svg")
+    viz.add_argument(
+        "--direction", choices=("TB", "LR"), default="TB", help="levels go down or right"
+    )
+    viz.add_argument("--title", default=None, help="a line of text above the picture (SVG)")
     return parser
 
 
@@ -84,7 +100,7 @@ def _toolbox(packs: Sequence[str] | None) -> Toolbox:
     return box
 
 
-def _read_plan(source: str, tools: Toolbox) -> Plan:
+def _read_plan(source: str, tools: Toolbox | None) -> Plan:
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     if source.endswith(".json"):
         return Plan.from_json(text, tools=tools)
@@ -112,6 +128,11 @@ def _check(args: argparse.Namespace) -> int:
 def _exec(args: argparse.Namespace) -> int:
     plan = _read_plan(args.plan, _toolbox(args.tools))
     result = asyncio.run(_run_with_progress(plan, args, sys.stderr))
+    if args.svg:
+        folder = Path(args.svg)
+        folder.mkdir(parents=True, exist_ok=True)
+        plan.to_svg(folder / "plan.svg", trace=result)
+        result.trace.to_svg(folder / "timeline.svg", plan=plan)
     if args.json:
         outputs = {str(i): result.observation(i) for i in result.trace.tasks}
         print(json.dumps(outputs, ensure_ascii=False, indent=2))
@@ -119,6 +140,22 @@ def _exec(args: argparse.Namespace) -> int:
         for task in plan:
             print(f"${task.id} = {_shorten(result.observation(task.id), 400)}")
     return 0 if result.ok else 1
+
+
+def _viz(args: argparse.Namespace) -> int:
+    """Draw a plan; tools are checked only when ``--tools`` names them."""
+    plan = _read_plan(args.plan, _toolbox(args.tools) if args.tools else None)
+    if args.format == "mermaid":
+        text = plan.to_mermaid(direction=args.direction)
+    elif args.format == "dot":
+        text = plan.to_dot(direction=args.direction)
+    else:
+        text = plan.to_svg(direction=args.direction, title=args.title)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
 
 
 async def _run_with_progress(plan: Plan, args: argparse.Namespace, out: TextIO) -> Result:

@@ -180,11 +180,11 @@ class _Graph:
                 )
             reach[source] = max(reach.get(source, -1), ranks[target])
         trunk: dict[tuple[int, int], int] = {}  # (source, rank) -> its dummy point
-        for key in self.keys:
+        for key in nodes:
             if key not in reach:
                 continue
             previous = index[key]
-            for rank in range(ranks[key] + 1, reach[key] - 1 + 1):
+            for rank in range(ranks[key] + 1, reach[key]):
                 dummy = self._add_dummy(key, rank)
                 trunk[key, rank] = dummy
                 self._link(previous, dummy)
@@ -322,7 +322,7 @@ class _Graph:
         self._place_ranks()
 
     def _align(self, layer: list[int], sides: tuple[list[dict[int, float]], ...]) -> None:
-        targets: list[float] = []
+        targets: list[float | None] = []
         weights: list[float] = []
         offsets: list[float] = []
         offset = 0.0
@@ -334,14 +334,13 @@ class _Graph:
                 for other, w in side[item].items():
                     total += self.x[other] * w
                     weight += w
-            if weight:
-                targets.append(total / weight - offset)
-                weights.append(weight)
-            else:
-                targets.append(self.x[item] - offset)
-                weights.append(0.25)
+            targets.append(total / weight - offset if weight else None)
+            weights.append(weight or 0.05)
             offsets.append(offset)
-        for item, value, offset in zip(layer, _isotonic(targets, weights), offsets, strict=True):
+        values = _fill_gaps(
+            targets, [self.x[item] - o for item, o in zip(layer, offsets, strict=True)]
+        )
+        for item, value, offset in zip(layer, _isotonic(values, weights), offsets, strict=True):
             self.x[item] = value + offset
 
     def _place_ranks(self) -> None:
@@ -471,6 +470,20 @@ def _inversions(values: list[int], size: int) -> int:
             tree[i] += 1
             i += i & -i
     return count
+
+
+def _fill_gaps(targets: list[float | None], fallback: list[float]) -> list[float]:
+    """Targets for items that have none: their nearest neighbour's (left first), so that
+    items without edges pack next to the others instead of staying where they were."""
+    first = next((t for t in targets if t is not None), None)
+    if first is None:
+        return fallback
+    filled: list[float] = []
+    last = first
+    for target in targets:
+        last = last if target is None else target
+        filled.append(last)
+    return filled
 
 
 def _isotonic(values: list[float], weights: list[float]) -> list[float]:

@@ -498,9 +498,15 @@ def _concurrency(
     step = STRIP / max(most, 1)
     parts = [f"M{num(x_at(events[0][0]))},{num(bottom)}"]
     running = 0
-    for moment, delta in events:
+    shown = 0
+    for i, (moment, delta) in enumerate(events):
         running += delta
-        parts.append(f"H{num(x_at(moment))} V{num(bottom - running * step)}")
+        x = num(x_at(moment))
+        if i + 1 < len(events) and num(x_at(events[i + 1][0])) == x:
+            continue  # changes within one 0.1 px are drawn as one step
+        if running != shown:
+            parts.append(f"H{x} V{num(bottom - running * step)}")
+            shown = running
     parts.append("Z")
     return " ".join(parts), most
 
