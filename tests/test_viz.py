@@ -273,6 +273,20 @@ def test_fused_groups_are_outlined_around_their_members_only() -> None:
         assert inside and inside <= members
 
 
+def test_a_groups_tasks_stand_together_even_on_a_single_level() -> None:
+    plan = Plan()
+    for name in ("a", "b", "c", "d"):
+        plan.add("search", name)
+    root = parse(plan_svg(plan, groups={"odd": [1, 3]}))
+    found = boxes(root)
+    order = sorted(found, key=lambda i: found[i].x)
+    assert abs(order.index(1) - order.index(3)) == 1
+    from viz_helpers import rect_of
+
+    outline = rect_of(root.find(".//svg:g[@class='group']/svg:rect", NS))
+    assert {i for i, box in found.items() if box.overlaps(outline)} == {1, 3}
+
+
 def test_groups_default_to_the_plans_fused_groups(qa: Plan) -> None:
     qa.fused_groups = {"searches": [1, 2]}  # type: ignore[attr-defined]
     root = parse(qa.to_svg())

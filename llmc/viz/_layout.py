@@ -227,6 +227,8 @@ class _Graph:
     def order(self) -> None:
         """Reorder every rank by barycenter sweeps; keep the ordering with fewest crossings."""
         position = self._positions()
+        for layer in self.layers:  # clusters side by side from the start
+            self._sort_by(layer, {item: float(position[item]) for item in layer}, position)
         best = [list(layer) for layer in self.layers]
         best_crossings = self._crossings(position)
         stalled = 0
@@ -246,6 +248,37 @@ class _Graph:
                 if stalled >= 3:
                     break
         self.layers = best
+        self._transpose()
+
+    def _transpose(self) -> None:
+        """Swap neighbours in a rank where that removes crossings, or keeps them and puts the
+        nodes back in their given order (a task list reads best in id order)."""
+        position = self._positions()
+        for _ in range(8):
+            swapped = False
+            for layer in self.layers:
+                for i in range(len(layer) - 1):
+                    u, v = layer[i], layer[i + 1]
+                    if self.cluster[u] != self.cluster[v]:
+                        continue  # keeps every cluster side by side
+                    now = self._pair_crossings(u, v, position)
+                    then = self._pair_crossings(v, u, position)
+                    natural = not self.is_dummy(u) and not self.is_dummy(v) and v < u
+                    if then < now or (then == now and natural):
+                        layer[i], layer[i + 1] = v, u
+                        position[u], position[v] = i + 1, i
+                        swapped = True
+            if not swapped:
+                return
+
+    def _pair_crossings(self, left: int, right: int, position: list[int]) -> int:
+        """Crossings between the edges of ``left`` and ``right`` if ``left`` came first."""
+        count = 0
+        for side in (self.up, self.down):
+            for a in side[left]:
+                for b in side[right]:
+                    count += position[a] > position[b]
+        return count
 
     def _positions(self) -> list[int]:
         position = [0] * len(self.rank)
@@ -265,6 +298,10 @@ class _Graph:
                 bary[item] = sum(position[n] for n in near) / len(near)
             else:
                 bary[item] = position[item] * stretch
+        self._sort_by(layer, bary, position)
+
+    def _sort_by(self, layer: list[int], bary: dict[int, float], position: list[int]) -> None:
+        """Sort a rank by barycenter, each cluster as one block at its members' mean."""
         grouped: dict[int, list[float]] = {}
         for item in layer:
             if self.cluster[item] >= 0:

@@ -497,16 +497,17 @@ def _concurrency(
         most = max(most, running)
     step = STRIP / max(most, 1)
     parts = [f"M{num(x_at(events[0][0]))},{num(bottom)}"]
-    running = 0
-    shown = 0
+    running = shown = 0
+    group_x = x_at(events[0][0])
     for i, (moment, delta) in enumerate(events):
         running += delta
-        x = num(x_at(moment))
-        if i + 1 < len(events) and num(x_at(events[i + 1][0])) == x:
-            continue  # changes within one 0.1 px are drawn as one step
+        if i + 1 < len(events) and x_at(events[i + 1][0]) - group_x < 1.0:
+            continue  # changes within one pixel are drawn as one step
         if running != shown:
-            parts.append(f"H{x} V{num(bottom - running * step)}")
+            parts.append(f"H{num(x_at(moment))} V{num(bottom - running * step)}")
             shown = running
+        if i + 1 < len(events):
+            group_x = x_at(events[i + 1][0])
     parts.append("Z")
     return " ".join(parts), most
 
