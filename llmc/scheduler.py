@@ -16,6 +16,17 @@ Failures stay local: a failed task's dependents are skipped (``TaskStatus.SKIPPE
 ``fail_fast=True`` cancels the rest instead; ``errors_as_observations=True`` hands the error's
 text (``"Error: ToolTimeoutError: ..."``) to the dependents in place of an output.
 
+Fusion at dispatch (see :mod:`llmc.batching`): once a task's references are resolved, a call
+identical to one made earlier in the run (same tool, declared ``pure=True``, same arguments)
+is not made again: the task waits for the first and gets its outcome (``dedupe=False`` turns
+this off). The calls
+of a batchable tool (``@llmc.tool(batch=...)``) that become ready within its batch window go
+out as one fused call; each member gets its own output or error. For a batchable tool, its
+``max_concurrency``, ``rate_limit``, ``timeout`` and ``retries`` apply to each fused call (a
+retryable error of the whole call retries the whole call; a retryable error of one item sends
+that item again, in a later batch); the run-wide ``max_concurrency`` still counts tasks, so it
+also bounds the size of a batch.
+
 Limits: a run-wide ``max_concurrency``, each tool's ``max_concurrency`` (per run) and
 ``rate_limit`` (a throttler shared by every run), per-attempt timeouts, and retries with
 exponential backoff and jitter. A task waiting for a concurrency slot holds no slot of any
@@ -33,11 +44,19 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypedDict, Unpack
 
 import structlog
 
+from .batching import FALLBACK, Batcher, Member, call_key
 from .errors import DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
 from .limits import Backoff, RateLimiter
@@ -47,6 +66,9 @@ from .tool import Tool
 from .toolbox import Toolbox, Tools
 from .trace import (
     Event,
+    FusedCall,
+    FusedCallFinished,
+    FusedCallStarted,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -99,6 +121,9 @@ class RunOptions(TypedDict, total=False):
             By default each run uses, and closes, its own :class:`AsyncioExecutor`.
         on_event: called with every :class:`~llmc.trace.Event`, in order, on the event loop;
             it should return quickly. An exception from it ends the run and is raised.
+        dedupe: let identical calls of pure tools (``@llmc.tool(pure=True)``; same arguments
+            once references are resolved) run once per run and share the outcome. On by
+            default; it touches only tools that declared themselves pure.
     """
 
     max_concurrency: int | None
@@ -108,6 +133,7 @@ class RunOptions(TypedDict, total=False):
     backoff: Backoff
     executor: Executor | None
     on_event: Callable[[Event], object] | None
+    dedupe: bool
 
 
 # -- references ------------------------------------------------------------------------------
@@ -203,6 +229,7 @@ class Scheduler:
         self.backoff = options.get("backoff") or Backoff()
         self.executor = options.get("executor")
         self.on_event = options.get("on_event")
+        self.dedupe = options.get("dedupe", True)
         unknown = set(options) - set(RunOptions.__annotations__)
         if unknown:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
@@ -341,7 +368,7 @@ class _Slots:
 class _Node:
     """A task inside a run: its tool, record, unfinished-dependency count and dependents."""
 
-    __slots__ = ("dependents", "handle", "record", "slots", "task", "tool", "waiting")
+    __slots__ = ("dependents", "handle", "record", "served", "slots", "task", "tool", "waiting")
 
     def __init__(self, task: Task, tool: Tool, record: TaskRecord, slots: _Slots | None) -> None:
         self.task = task
@@ -351,6 +378,8 @@ class _Node:
         self.waiting = 0
         self.dependents: list[_Node] = []
         self.handle: asyncio.Task[None] | None = None  # while launched; a strong reference
+        # Set when identical calls wait for this task's call; resolved when it ends.
+        self.served: asyncio.Future[None] | None = None
 
 
 def _both(
@@ -432,6 +461,9 @@ class _Run:
         self.tool_cache: dict[str, tuple[Tool, _Slots | None]] = {}
         # Tools of the default executor are awaited here directly: one coroutine less per task.
         self.direct = type(self.executor) is AsyncioExecutor
+        self.dedupe = scheduler.dedupe
+        self.calls: dict[Any, _Node] = {}  # call key -> the task that makes that call
+        self.batchers: dict[str, Batcher] = {}
         self.closing = False
         self.error: BaseException | None = None
         self.loop = asyncio.get_running_loop()
@@ -509,6 +541,8 @@ class _Run:
         ]
         if feeder is not None and not feeder.done():
             pending.append(feeder)
+        for batcher in self.batchers.values():
+            pending.extend(batcher.close())
         for task in pending:
             task.cancel()
         cancelled_again = False
@@ -612,8 +646,8 @@ class _Run:
         return known
 
     def _slots_for(self, tool: Tool) -> _Slots | None:
-        if tool.max_concurrency is None:
-            return None
+        if tool.max_concurrency is None or tool.batch_tool is not None:
+            return None  # a batchable tool's limit counts fused calls: see _batched
         slots = self.tool_slots.get(tool.name)
         if slots is None:
             slots = self.tool_slots[tool.name] = _Slots(tool.max_concurrency)
@@ -683,7 +717,11 @@ class _Run:
         tool = node.tool
         try:
             arguments = self._arguments(node)  # ToolArgumentError: the tool is not called
-            if (
+            if self.dedupe and tool.pure and (leader := self._leader(node, arguments)):
+                output = await self._follow(node, leader)
+            elif tool.batch_tool is not None:
+                output = await self._batched(node, arguments)
+            elif (
                 tool.retries
                 or tool.rate_limit is not None
                 or (tool.timeout is not None or self.timeout is not None)
@@ -753,6 +791,149 @@ class _Run:
                 ) from None
             raise  # the tool's own TimeoutError
 
+    # -- fusion at dispatch ------------------------------------------------------------------
+
+    def _leader(self, node: _Node, arguments: dict[str, Any]) -> _Node | None:
+        """The task that made (or makes) this very call earlier in the run, if any;
+        else register this task as the one that makes it."""
+        key = call_key(node.tool.name, arguments)
+        if key is None:
+            return None
+        leader = self.calls.setdefault(key, node)
+        if leader is node:
+            return None
+        node.record.served_by = leader.task.id
+        return leader
+
+    async def _follow(self, node: _Node, leader: _Node) -> Any:
+        """Wait for an identical call's task and take its outcome as this task's own."""
+        record = leader.record
+        if not record.status.is_final:
+            if leader.served is None:
+                leader.served = self.loop.create_future()
+            await leader.served
+        if record.status is _DONE:
+            return self.values[leader.task.id]
+        if record.status is _FAILED and record.error is not None:
+            raise record.error
+        raise _Closing  # the leader was cancelled: the run is closing
+
+    def _batcher(self, tool: Tool) -> Batcher:
+        batcher = self.batchers.get(tool.name)
+        if batcher is None:
+            batcher = self.batchers[tool.name] = Batcher(tool, self._fused_call)
+        return batcher
+
+    async def _batched(self, node: _Node, arguments: dict[str, Any]) -> Any:
+        """A batchable tool's call: join a batch; send an item again after a retryable error
+        of its own; make its own call when the batch failed and the tool falls back."""
+        tool, record = node.tool, node.record
+        batcher = self._batcher(tool)
+        while True:
+            outcome = await batcher.submit(node.task.id, arguments)
+            if outcome is FALLBACK:
+                earlier, record.attempts = record.attempts, 0
+                try:
+                    return await self._attempts(node, arguments)
+                finally:
+                    record.attempts += earlier
+            if not isinstance(outcome, BaseException):
+                return outcome
+            if (
+                record.attempts > tool.retries
+                or not isinstance(outcome, tool.retry_on)
+                or not isinstance(outcome, Exception)
+            ):
+                raise outcome
+            delay = self.backoff.delay(record.attempts)
+            self._retrying(node, outcome, delay)
+            await asyncio.sleep(delay)
+            if self.closing:
+                raise _Closing
+
+    async def _fused_call(self, tool: Tool, members: list[Member]) -> None:
+        """Make one fused call for a batch and hand each member its outcome."""
+        task_ids = tuple(member.task_id for member in members)
+        call = FusedCall(tool.name, task_ids, _now())
+        index = len(self.trace.fused_calls)
+        self.trace.fused_calls.append(call)
+        nodes = self.nodes
+        for task_id in task_ids:
+            nodes[task_id].record.fused_call = index
+        if self.on_event is not None:
+            self._emit(
+                FusedCallStarted(
+                    run_id=self.run_id,
+                    time=call.started,
+                    tool=tool.name,
+                    task_ids=task_ids,
+                    index=index,
+                )
+            )
+        outcomes: list[Any] = []
+        try:
+            defaults = tool.defaults()
+            calls = [{**defaults, **member.arguments} for member in members]
+            try:
+                outputs = await self._batch_attempts(tool, call, task_ids, calls)
+                outcomes = _batch_outputs(tool, outputs, len(members))
+            except (_Closing, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                call.error = exc
+                call.fallback = tool.batch_fallback and len(members) > 1
+                outcomes = [FALLBACK if call.fallback else exc] * len(members)
+            call.finished = _now()
+            if self.on_event is not None:
+                self._emit(
+                    FusedCallFinished(
+                        run_id=self.run_id,
+                        time=call.finished,
+                        tool=tool.name,
+                        task_ids=task_ids,
+                        index=index,
+                        duration=call.finished - call.started,
+                        error=call.error,
+                    )
+                )
+        finally:
+            if call.finished is None:
+                call.finished = _now()
+            outcomes += [_Closing()] * (len(members) - len(outcomes))  # not reached: closing
+            for member, outcome in zip(members, outcomes, strict=True):
+                if not member.future.done():
+                    member.future.set_result(outcome)
+
+    async def _batch_attempts(
+        self, tool: Tool, call: FusedCall, task_ids: tuple[int, ...], calls: list[Any]
+    ) -> Any:
+        """Call a batch function under the tool's rate limit and timeout, with retries."""
+        batch_tool = tool.batch_tool
+        assert batch_tool is not None
+        timeout = tool.timeout if tool.timeout is not None else self.timeout
+        limiter: RateLimiter | None = tool.rate_limit
+        arguments = {"calls": calls}
+        nodes = self.nodes
+        while True:
+            if limiter is not None:
+                await limiter.acquire()
+            if self.closing:
+                raise _Closing
+            call.attempts += 1
+            for task_id in task_ids:
+                nodes[task_id].record.attempts += 1
+            try:
+                if timeout is None:
+                    return await self.executor.call(batch_tool, arguments)
+                return await self._call_with_limit(batch_tool, arguments, timeout)
+            except Exception as exc:
+                if call.attempts > tool.retries or not isinstance(exc, tool.retry_on):
+                    raise
+                delay = self.backoff.delay(call.attempts)
+                for task_id in task_ids:
+                    self._retrying(nodes[task_id], exc, delay)
+            await asyncio.sleep(delay)
+
     # -- a task ends -------------------------------------------------------------------------
 
     def _retrying(self, node: _Node, error: Exception, delay: float) -> None:
@@ -776,6 +957,8 @@ class _Run:
         record.finished = _now()
         node.handle = None
         self.values[node.task.id] = output
+        if node.served is not None:
+            _wake(node.served)
         if node.slots is not None or self.free is not None:
             self._release(node)
         if self.on_event is not None:
@@ -804,6 +987,8 @@ class _Run:
         record.finished = _now()
         record.error = error
         node.handle = None
+        if node.served is not None:
+            _wake(node.served)
         if node.slots is not None or self.free is not None:
             self._release(node)
         if self.on_event is not None:
@@ -864,8 +1049,35 @@ class _Run:
         record.status = TaskStatus.CANCELLED
         record.finished = _now()
         node.handle = None
+        if node.served is not None:
+            _wake(node.served)
         self.open -= 1
         if self.on_event is not None:
             self._emit_task(TaskCancelled, node)
         if self.debug:
             self.log.debug("task cancelled", task_id=node.task.id, tool=node.tool.name)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    """Tell the tasks waiting for an identical call that it ended."""
+    if not future.done():
+        future.set_result(None)
+
+
+def _batch_outputs(tool: Tool, outputs: Any, size: int) -> list[Any]:
+    """A batch function's outputs as a list of one per call.
+
+    Raises:
+        TypeError: it returned something else than a sequence of ``size`` items.
+    """
+    if isinstance(outputs, str | bytes) or not isinstance(outputs, Sequence):
+        raise TypeError(
+            f"{tool.name}: its batch function returned {type(outputs).__name__}; it must "
+            f"return a list with one output per call ({size})"
+        )
+    if len(outputs) != size:
+        raise TypeError(
+            f"{tool.name}: its batch function returned {len(outputs)} outputs for {size} "
+            "calls; it must return one per call, in order (an exception for a failed one)"
+        )
+    return list(outputs)

@@ -119,6 +119,19 @@ class Tool:
         max_concurrency: most calls of this tool running at once within one run.
         rate_limit: a shared ``asyncio_throttle.Throttler``; every run using the tool obeys it.
         version: identifies the tool's behaviour (for caches); defaults to a signature hash.
+        pure: the output depends only on the arguments and a call changes nothing, so
+            identical calls in one run may share one execution (see ``dedupe`` in
+            :class:`~llmc.scheduler.RunOptions`). False unless the tool says so: llmc cannot
+            tell a lookup from a tool that writes, sends or draws random numbers, and a wrong
+            guess would silently change results, while a missed one only costs a call.
+        batch_fn: the batch implementation, if the tool is batchable: it takes a list of
+            calls (each a dict of one call's arguments, defaults filled in) and returns a
+            list of as many outputs, in order; an item that is an exception instance fails
+            only its call. Calls that become ready together go out as one fused call.
+        max_batch: the most calls in one fused call; a full batch goes out at once.
+        batch_window: seconds a batch waits for more calls after its first one.
+        batch_fallback: when a whole fused call fails, run its calls one by one instead of
+            failing them all.
     """
 
     name: str
@@ -130,6 +143,13 @@ class Tool:
     max_concurrency: int | None = None
     rate_limit: Throttler | None = None
     version: str = ""
+    pure: bool = False
+    batch_fn: Callable[[list[dict[str, Any]]], Any] | None = field(default=None, repr=False)
+    max_batch: int = 32
+    batch_window: float = 0.005
+    batch_fallback: bool = False
+    #: The batch function as a Tool of its own (one argument, ``calls``), for executors.
+    batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
     signature: inspect.Signature = field(init=False, repr=False)
     params_model: type[pydantic.BaseModel] = field(init=False, repr=False)
@@ -151,6 +171,10 @@ class Tool:
             raise ToolDefinitionError(f"tool {self.name!r}: retries must be 0 or more")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ToolDefinitionError(f"tool {self.name!r}: max_concurrency must be at least 1")
+        if self.max_batch < 1:
+            raise ToolDefinitionError(f"tool {self.name!r}: max_batch must be at least 1")
+        if self.batch_window < 0:
+            raise ToolDefinitionError(f"tool {self.name!r}: batch_window must be 0 or more")
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.docstring = parse_docstring(self.fn.__doc__)
         self.signature = inspect.signature(self.fn)
@@ -162,7 +186,19 @@ class Tool:
             self.description = self.docstring.summary
         if not self.version:
             self.version = hashlib.sha256(self.signature_line().encode()).hexdigest()[:12]
+        if self.batch_fn is not None:
+            if not callable(self.batch_fn):
+                raise ToolDefinitionError(f"tool {self.name!r}: batch must be a function or True")
+            self.batch_tool = Tool(f"{self.name}_batch", self.description, self.batch_fn)
         functools.update_wrapper(self, self.fn)
+
+    def defaults(self) -> dict[str, Any]:
+        """The parameters' default values, by name (what a call that omits them gets)."""
+        return {
+            p.name: p.default
+            for p in self.signature.parameters.values()
+            if p.default is not p.empty
+        }
 
     def _build_model(self) -> type[pydantic.BaseModel]:
         try:
@@ -310,6 +346,105 @@ class Tool:
         return f"<Tool {self.signature_line()}>"
 
 
+def columnar(
+    function: Callable[..., Any], name: str
+) -> tuple[Callable[..., Any], Callable[[list[dict[str, Any]]], Any]]:
+    """Split a batch function that takes one list per parameter into its two faces.
+
+    Returns:
+        a one-call function with the item types in its signature (what planners see and
+        what a direct call runs, as a batch of one), and the batch function over a list of
+        calls (dicts of arguments) that the scheduler's batches use.
+
+    Raises:
+        ToolDefinitionError: a parameter is not a ``list[T]`` or has a default, or the
+            return type is not a list.
+    """
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool {name!r}: cannot resolve its type hints ({exc})") from exc
+    signature = inspect.signature(function)
+    params = []
+    for param in signature.parameters.values():
+        item = _list_item(hints.get(param.name, Any))
+        if item is None or param.default is not param.empty or param.kind not in (
+            param.POSITIONAL_OR_KEYWORD,
+            param.KEYWORD_ONLY,
+        ):
+            raise ToolDefinitionError(
+                f"tool {name!r}: with batch=True every parameter is one list per call's "
+                f"argument, like 'query: list[str]', without a default; {param.name!r} is not. "
+                "For richer signatures pass the batch function as batch=..."
+            )
+        params.append(param.replace(annotation=item, kind=param.POSITIONAL_OR_KEYWORD))
+    returns = hints.get("return", Any)
+    output = Any if returns is Any else _list_item(returns)
+    if output is None:
+        raise ToolDefinitionError(
+            f"tool {name!r}: with batch=True the function returns a list (one output per call)"
+        )
+    names = [p.name for p in params]
+
+    def columns(calls: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        return {n: [call[n] for call in calls] for n in names}
+
+    def first(outputs: Any) -> Any:
+        item = _only_item(outputs, name)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    one: Callable[..., Any]
+    many: Callable[[list[dict[str, Any]]], Any]
+    if inspect.iscoroutinefunction(function):
+
+        async def one_async(**arguments: Any) -> Any:
+            return first(await function(**{k: [v] for k, v in arguments.items()}))
+
+        async def many_async(calls: list[dict[str, Any]]) -> Any:
+            return await function(**columns(calls))
+
+        one, many = one_async, many_async
+    else:
+
+        def one_sync(**arguments: Any) -> Any:
+            return first(function(**{k: [v] for k, v in arguments.items()}))
+
+        def many_sync(calls: list[dict[str, Any]]) -> Any:
+            return function(**columns(calls))
+
+        one, many = one_sync, many_sync
+    face = {
+        "__signature__": signature.replace(parameters=params, return_annotation=output),
+        "__annotations__": {**{p.name: p.annotation for p in params}, "return": output},
+        **{a: getattr(function, a, None) for a in ("__name__", "__qualname__", "__module__")},
+        "__doc__": function.__doc__,
+    }
+    for attribute, value in face.items():
+        setattr(one, attribute, value)
+    many.__doc__ = f"{name} on a list of calls (the columns of {name}'s batch function)."
+    return one, many
+
+
+def _list_item(annotation: Any) -> Any:
+    """``T`` for ``list[T]`` or ``Sequence[T]`` (``Any`` when bare), else None."""
+    origin = typing.get_origin(annotation) or annotation
+    if origin not in (list, Sequence):
+        return None
+    args = typing.get_args(annotation)
+    return args[0] if args else Any
+
+
+def _only_item(outputs: Any, name: str) -> Any:
+    if not isinstance(outputs, Sequence) or isinstance(outputs, str | bytes) or len(outputs) != 1:
+        raise TypeError(
+            f"{name}: the batch function must return a list with one output per call; "
+            f"it returned {type(outputs).__name__} for a batch of 1"
+        )
+    return outputs[0]
+
+
 @overload
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 
@@ -326,6 +461,11 @@ def tool(
     rate_limit: float | Throttler | None = None,
     rate_period: float = 1.0,
     version: str | None = None,
+    pure: bool = False,
+    batch: bool | Callable[[list[dict[str, Any]]], Any] = False,
+    max_batch: int = 32,
+    batch_window: float = 0.005,
+    batch_fallback: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -342,6 +482,11 @@ def tool(
     rate_limit: float | Throttler | None = None,
     rate_period: float = 1.0,
     version: str | None = None,
+    pure: bool = False,
+    batch: bool | Callable[[list[dict[str, Any]]], Any] = False,
+    max_batch: int = 32,
+    batch_window: float = 0.005,
+    batch_fallback: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -357,6 +502,27 @@ def tool(
             to share one limit between several tools.
         rate_period: the window of ``rate_limit`` in seconds.
         version: a version string for caches; defaults to a hash of the signature.
+        pure: True for tools whose output depends only on their arguments and whose calls
+            change nothing (lookups, maths): identical calls in one run then share one
+            execution. Off by default, because a tool that writes, sends or draws random
+            numbers must run every time.
+        batch: make the tool batchable. ``True``: the decorated function takes one list per
+            parameter (every parameter ``list[T]``, all of one length, no defaults) and
+            returns a list of outputs; planners see the one-call signature (``T`` for each
+            parameter, the item type of the returned list). A function: the decorated
+            function is the one-call tool and ``batch`` its batch form, taking a list of
+            calls (dicts of arguments) and returning a list of outputs. Either way an
+            output that is an exception instance fails only its own call.
+        max_batch: the most calls in one fused call.
+        batch_window: seconds to wait for more calls after the first one of a batch.
+        batch_fallback: when a fused call fails as a whole, run its calls one by one.
+
+    Example:
+        >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
+        ... async def price(symbol: list[str]) -> list[float]:
+        ...     return [1.0 for _ in symbol]
+        >>> price.signature_line()
+        'price(symbol: str) -> float  # Latest price of a stock.'
     """
 
     def wrap(function: Callable[..., Any]) -> Tool:
@@ -369,6 +535,13 @@ def tool(
             if rate_limit <= 0:
                 raise ToolDefinitionError("rate_limit must be a positive number of calls")
             throttler = Throttler(rate_limit=rate_limit, period=rate_period)  # type: ignore[arg-type]
+        batch_fn: Callable[[list[dict[str, Any]]], Any] | None = None
+        if batch is True:
+            function, batch_fn = columnar(function, name or function.__name__)
+        elif callable(batch):
+            batch_fn = batch
+        elif batch is not False:
+            raise ToolDefinitionError(f"batch must be True, False or a function, got {batch!r}")
         return Tool(
             name=name or function.__name__,
             description=description or "",
@@ -379,6 +552,11 @@ def tool(
             max_concurrency=max_concurrency,
             rate_limit=throttler,
             version=version or "",
+            pure=pure,
+            batch_fn=batch_fn,
+            max_batch=max_batch,
+            batch_window=batch_window,
+            batch_fallback=batch_fallback,
         )
 
     return wrap(fn) if fn is not None else wrap

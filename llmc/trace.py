@@ -7,6 +7,8 @@ every timestamp in this module); task events also carry the ``task_id`` and the 
     Event
     ├── RunStarted
     ├── RunFinished          the last event of a run: its Result, and the error that ended it
+    ├── FusedCallStarted     a batch of one tool's calls went out as one call
+    ├── FusedCallFinished    ... and came back (each member's own outcome follows)
     └── TaskEvent
         ├── TaskQueued       the scheduler received the task (from a plan or a stream)
         ├── TaskStarted      its dependencies are done and a slot was free: it is running now
@@ -18,6 +20,9 @@ every timestamp in this module); task events also carry the ``task_id`` and the 
 
 A :class:`Trace` keeps one :class:`TaskRecord` per task: when it was queued, became ready,
 started and finished, its status, attempts and error. Timelines and benchmarks read it.
+What the fuser did is there too: each batch as a :class:`FusedCall` in ``Trace.fused_calls``
+(with ``TaskRecord.fused_call`` pointing at it), and each deduplicated task's
+``TaskRecord.served_by``: the task whose call served it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Event",
+    "FusedCall",
+    "FusedCallFinished",
+    "FusedCallStarted",
     "RunFinished",
     "RunStarted",
     "Span",
@@ -193,6 +201,40 @@ class TaskCancelled(TaskEvent):
     """A task was cancelled, running or not yet started."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusedCallStarted(Event):
+    """Several calls of a batchable tool went out as one fused call.
+
+    Attributes:
+        tool: the tool's name.
+        task_ids: the member tasks, in the order of the batch.
+        index: the call's place in ``Trace.fused_calls``.
+    """
+
+    tool: str
+    task_ids: tuple[int, ...]
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusedCallFinished(Event):
+    """A fused call came back; each member's TaskFinished or TaskFailed follows.
+
+    Attributes:
+        tool: the tool's name.
+        task_ids: the member tasks.
+        index: the call's place in ``Trace.fused_calls``.
+        duration: seconds from start to end, retries included.
+        error: why the call failed as a whole, or None.
+    """
+
+    tool: str
+    task_ids: tuple[int, ...]
+    index: int
+    duration: float
+    error: BaseException | None = None
+
+
 # -- the trace -------------------------------------------------------------------------------
 
 
@@ -212,6 +254,10 @@ class TaskRecord:
         attempts: tool calls made, retries included (0 if the tool was never called).
         error: why it failed, or the ``DependencyError`` it was skipped for.
         blocked_by: for a skipped task, the id of the failed task at the root of the skip.
+        served_by: for a deduplicated task, the id of the identical task whose call served
+            it (it made no call of its own).
+        fused_call: for a member of a batch, its (last) fused call's index in
+            ``Trace.fused_calls``.
     """
 
     task_id: int
@@ -225,6 +271,8 @@ class TaskRecord:
     attempts: int = 0
     error: BaseException | None = None
     blocked_by: int | None = None
+    served_by: int | None = None
+    fused_call: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -268,6 +316,34 @@ class Span:
 
 
 @dataclass(slots=True, eq=False)
+class FusedCall:
+    """One call that served several tasks: a batch of a batchable tool's calls.
+
+    Attributes:
+        tool: the tool's name.
+        task_ids: the member tasks, in the order of the batch.
+        started: when it went out (:func:`time.perf_counter`).
+        finished: when it came back; None while it runs.
+        attempts: calls made, retries of the whole batch included.
+        error: why it failed as a whole (after any retries), or None.
+        fallback: whether its members then made their own calls (``batch_fallback``).
+    """
+
+    tool: str
+    task_ids: tuple[int, ...]
+    started: float
+    finished: float | None = None
+    attempts: int = 0
+    error: BaseException | None = None
+    fallback: bool = False
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None while it runs."""
+        return None if self.finished is None else self.finished - self.started
+
+
+@dataclass(slots=True, eq=False)
 class Trace:
     """Every task's record in a run, plus when the run started and finished.
 
@@ -277,6 +353,7 @@ class Trace:
         finished: when it finished; None while it runs.
         tasks: one record per task id, in the order the tasks arrived.
         spans: what else the run did, in order: LLM calls of the planner and the joiner.
+        fused_calls: every batch that went out as one call, in order.
     """
 
     run_id: str
@@ -284,6 +361,7 @@ class Trace:
     finished: float | None = None
     tasks: dict[int, TaskRecord] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
+    fused_calls: list[FusedCall] = field(default_factory=list)
 
     @property
     def makespan(self) -> float:
@@ -307,6 +385,25 @@ class Trace:
         """Each task's status by id."""
         return {i: r.status for i, r in self.tasks.items()}
 
+    def fused_groups(self) -> dict[str, tuple[int, ...]]:
+        """What the run fused, as groups of task ids by label, for pictures
+        (``plan.to_svg(groups=trace.fused_groups())``).
+
+        Each batch is one group (``"batch 1: price"``), and so is each set of identical calls
+        that shared one execution (``"same call: search $3"``, the serving task first).
+        """
+        groups: dict[str, tuple[int, ...]] = {}
+        for number, call in enumerate(self.fused_calls, 1):
+            groups[f"batch {number}: {call.tool}"] = call.task_ids
+        served: dict[int, list[int]] = {}
+        for record in self.tasks.values():
+            if record.served_by is not None:
+                served.setdefault(record.served_by, []).append(record.task_id)
+        for leader, followers in served.items():
+            tool = self.tasks[leader].tool if leader in self.tasks else "?"
+            groups[f"same call: {tool} ${leader}"] = (leader, *followers)
+        return groups
+
     def to_svg(
         self, path: str | PathLike[str] | None = None, *, plan: Plan | None = None, **options: Any
     ) -> str:
@@ -316,7 +413,7 @@ class Trace:
             path: a file to write the picture to, if any.
             plan: the plan that ran, for fuller tooltips.
             **options: see :func:`llmc.viz.timeline_svg`: ``width``, ``lanes=True`` (pack
-                tasks into lanes), ``arrows``, ``title``, ``legend``.
+                tasks into lanes), ``arrows="critical"``, ``title``, ``legend``.
 
         Returns:
             the SVG text.
