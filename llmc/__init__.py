@@ -9,6 +9,10 @@ The public API, all importable from ``llmc``:
 - running plans: :func:`run_plan`, :func:`run_plan_sync`, :func:`stream_plan`,
   :class:`Scheduler`, giving a :class:`Result` with a :class:`Trace`; typed events
   (:class:`Event` and its kinds) as a run goes;
+- fusion: :func:`fuse` declares a chain of tools the planner calls as one
+  (a :class:`FusedTool`), which a :class:`Fuser` expands back before it runs;
+  :func:`suggest_fusions` finds candidates in past plans; batchable tools
+  (``@tool(batch=...)``) go out as fused calls (:class:`FusedCall` in the trace);
 - errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
 
 Everything else lives in modules whose names say what they hold; what is not listed in
@@ -34,6 +38,7 @@ from .errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from .fuser import FusedTool, Fuser, fuse, suggest_fusions
 from .limits import Backoff
 from .llm import LLM, GenerateOptions, OpenAI, Usage
 from .parse import PlanParser
@@ -44,6 +49,9 @@ from .tool import Tool, tool
 from .toolbox import Toolbox, load_tools
 from .trace import (
     Event,
+    FusedCall,
+    FusedCallFinished,
+    FusedCallStarted,
     RunFinished,
     RunStarted,
     Span,
@@ -69,6 +77,11 @@ __all__ = [
     "DependencyError",
     "DuplicateToolError",
     "Event",
+    "FusedCall",
+    "FusedCallFinished",
+    "FusedCallStarted",
+    "FusedTool",
+    "Fuser",
     "GenerateOptions",
     "LLM",
     "LLMCError",
@@ -108,9 +121,11 @@ __all__ = [
     "UnknownToolError",
     "Usage",
     "__version__",
+    "fuse",
     "load_tools",
     "run_plan",
     "run_plan_sync",
     "stream_plan",
+    "suggest_fusions",
     "tool",
 ]

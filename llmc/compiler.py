@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
 
+from .fuser import FusedTool, Fuser
 from .joiner import Joiner
 from .llm.base import LLM, Usage
 from .llm.default import default_llm
@@ -86,6 +87,7 @@ class Answer:
         rounds: each plan with its tasks, raw text, observations and the joiner's reason.
         results: each plan's run :class:`~llmc.result.Result`.
         trace: the whole run: every task, and every LLM call as a span.
+        fused_groups: the members of each call of a fused tool (see :mod:`llmc.fuser`).
     """
 
     question: str
@@ -95,16 +97,23 @@ class Answer:
     results: list[Result]
     trace: Trace
     tools: Toolbox = field(repr=False)
+    fused_groups: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def plan(self) -> Plan:
-        """Every task of every round as one plan (for pictures and statistics)."""
-        return Plan((task for r in self.rounds for task in r.tasks), tools=self.tools)
+        """Every task that ran, of every round, as one plan (for pictures and statistics).
+
+        Calls of fused tools appear as their member tasks; ``plan.fused_groups`` names the
+        members of each, and each batch and shared call of the run.
+        """
+        plan = Plan((task for r in self.rounds for task in _ran(r)), tools=self.tools)
+        plan.fused_groups = {**self.fused_groups, **self.trace.fused_groups()}
+        return plan
 
     @property
     def plans(self) -> list[Plan]:
-        """Each round's plan; a later plan may refer to tasks of earlier ones."""
-        return [Plan(r.tasks) for r in self.rounds]
+        """Each round's plan as it ran; a later plan may refer to tasks of earlier ones."""
+        return [Plan(_ran(r)) for r in self.rounds]
 
     @property
     def replans(self) -> int:
@@ -138,7 +147,7 @@ class Answer:
         """
         delays = {}
         for r in self.rounds:
-            for task in r.tasks:
+            for task in _ran(r):
                 record = self.trace.tasks.get(task.id)
                 if record is None or record.started is None or task.dependencies:
                     continue
@@ -161,6 +170,9 @@ class Compiler:
         json: plan and join with structured JSON outputs instead of text (for models with
             response schemas).
         max_replans: how many new plans the joiner may ask for (default 2).
+        fused: fused tools (:func:`llmc.fuse`) to offer the planner besides ``tools``; fused
+            tools among ``tools`` count too. Each call of one is expanded into its member
+            tasks before it runs; the members need not be among ``tools``.
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -178,6 +190,7 @@ class Compiler:
         templates: str | Path | None = None,
         json: bool = False,
         max_replans: int = 2,
+        fused: Iterable[FusedTool] = (),
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
@@ -186,10 +199,17 @@ class Compiler:
             llm = default_llm()
         self.tools = Toolbox.of(tools)
         self.llm = llm
+        extra = [t for t in fused if t.name not in self.tools or self.tools[t.name] is not t]
+        self.fused = [t for t in self.tools.values() if isinstance(t, FusedTool)] + extra
+        planner_tools = Toolbox([*self.tools.values(), *extra]) if extra else self.tools
+        #: What tasks run with: ``tools`` and the members of the fused tools.
+        self.run_tools = Toolbox(self.tools)
+        for member in Fuser(self.fused).members():
+            self.run_tools.add(member)
         shared = Templates(templates)
-        self.planner = Planner(llm, self.tools, templates=shared, json=json)
+        self.planner = Planner(llm, planner_tools, templates=shared, json=json)
         self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
-        self.scheduler = Scheduler(self.tools, **options)
+        self.scheduler = Scheduler(self.run_tools, **options)
         self.max_replans = max_replans
 
     async def run(
@@ -240,6 +260,7 @@ class _Session:
         self.results: list[Result] = []
         self.values: dict[int, Any] = {}  # what later plans' references receive
         self.observations: dict[int, str] = {}
+        self.fuser = Fuser(compiler.fused) if compiler.fused else None
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -290,7 +311,7 @@ class _Session:
             ),
         )
         result = await compiler.scheduler.run(
-            _tasks_of(tasks),
+            _tasks_of(tasks, round_, self.fuser),
             run_id=self.run_id,
             prior=self.values,
             trace=self.trace,
@@ -318,16 +339,29 @@ class _Session:
             self.rounds,
             self.results,
             self.trace,
-            self.compiler.tools,
+            self.compiler.run_tools,
+            self.fuser.groups if self.fuser is not None else {},
         )
         self.emit(Answered(run_id=self.run_id, time=time.perf_counter(), answer=answer))
         return answer
 
 
-async def _tasks_of(tasks: AsyncGenerator[Task, None]) -> AsyncGenerator[Task, None]:
-    """The planner's tasks, closing the planner's stream when the scheduler stops early."""
+async def _tasks_of(
+    tasks: AsyncGenerator[Task, None], round_: Round, fuser: Fuser | None
+) -> AsyncGenerator[Task, None]:
+    """The planner's tasks, calls of fused tools expanded into their members, as they come;
+    the planner's stream is closed when the scheduler stops early."""
     try:
         async for task in tasks:
-            yield task
+            for item in fuser.expand(task) if fuser is not None else (task,):
+                if item is not task:  # a member: its line is the fused call's
+                    round_.parsed_at[item.id] = round_.parsed_at[task.id]
+                round_.ran.append(item)
+                yield item
     finally:
         await tasks.aclose()
+
+
+def _ran(round_: Round) -> list[Task]:
+    """A round's tasks as they ran (rounds made by hand may only have the planner's)."""
+    return round_.ran or round_.tasks

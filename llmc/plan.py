@@ -225,6 +225,9 @@ class Plan:
         self._tasks: dict[int, Task] = {}
         self._max_id = 0
         self._checker = TaskChecker(self.tools)
+        #: Tasks that ran as one fused call, by label (see :mod:`llmc.fuser`); pictures
+        #: outline each group.
+        self.fused_groups: dict[str, tuple[int, ...]] = {}
         for task in tasks:
             self.append(task)
 

@@ -40,6 +40,8 @@ class Round:
         parsed_at: when each task's line was complete (:func:`time.perf_counter`).
         observations: each task's observation text, once the plan ran.
         reason: the joiner's reason for asking for another plan, if it did.
+        ran: the tasks as they went to the scheduler: ``tasks`` with each call of a fused
+            tool replaced by its members (see :mod:`llmc.fuser`).
     """
 
     number: int
@@ -48,6 +50,7 @@ class Round:
     parsed_at: dict[int, float] = field(default_factory=dict)
     observations: dict[int, str] = field(default_factory=dict)
     reason: str | None = None
+    ran: list[Task] = field(default_factory=list)
 
 
 class Planner:
