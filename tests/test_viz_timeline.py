@@ -179,6 +179,15 @@ def test_lanes_pack_tasks_into_as_many_rows_as_ran_at_once() -> None:
         spans.sort()
         assert all(a[1] <= b[0] + 0.11 for a, b in itertools.pairwise(spans))
     assert "at most 3" in "".join(root.find(".//svg:g[@class='concurrency']", NS).itertext())
+    # in lanes only the critical path's arrows are drawn unless asked otherwise
+    classes = {p.attrib["class"] for p in root.iterfind(".//svg:path[@data-source]", NS)}
+    assert classes == {"dependency critical"}
+    every = parse(timeline_svg(two_branch_trace(), lanes=True, arrows="all"))
+    assert len(every.findall(".//svg:path[@data-source]", NS)) == 4
+    none = parse(timeline_svg(two_branch_trace(), arrows="none"))
+    assert none.findall(".//svg:path[@data-source]", NS) == []
+    with pytest.raises(ValueError, match="arrows"):
+        timeline_svg(two_branch_trace(), arrows="some")  # type: ignore[arg-type]
 
 
 def test_running_tasks_and_empty_runs() -> None:

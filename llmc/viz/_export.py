@@ -56,7 +56,8 @@ def plan_mermaid(
         direction: ``"TB"`` or ``"LR"``.
         trace: a run of the plan; each task gets its status as a class (with colours).
         statuses: a status per task id, over those the trace gives.
-        groups: fused groups as subgraphs (default: the plan's ``fused_groups``).
+        groups: fused groups as subgraphs (default: the plan's ``fused_groups``, else the
+            trace's fused calls).
 
     Returns:
         the flowchart's text, ending with a newline.
@@ -68,7 +69,7 @@ def plan_mermaid(
     if head is None:
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
     status_of = resolve_statuses(plan, _records(trace), statuses)
-    grouped = _groups(plan, groups)
+    grouped = _groups(plan, groups, _records(trace))
     in_group = {i for members in grouped.values() for i in members}
     lines = [head]
 
@@ -116,7 +117,8 @@ def plan_dot(
         direction: ``"TB"`` or ``"LR"`` (the graph's ``rankdir``).
         trace: a run of the plan; boxes take their status's colours.
         statuses: a status per task id, over those the trace gives.
-        groups: fused groups as ``cluster_`` subgraphs (default: the plan's ``fused_groups``).
+        groups: fused groups as ``cluster_`` subgraphs (default: the plan's
+            ``fused_groups``, else the trace's fused calls).
 
     Returns:
         the graph's text, ending with a newline.
@@ -127,7 +129,7 @@ def plan_dot(
     if direction not in ("TB", "LR"):
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
     status_of = resolve_statuses(plan, _records(trace), statuses)
-    grouped = _groups(plan, groups)
+    grouped = _groups(plan, groups, _records(trace))
     in_group = {i for members in grouped.values() for i in members}
     lines = [
         "digraph plan {",

@@ -104,8 +104,8 @@ def plan_svg(
         statuses: a status per task id (``"done"``, ``"cached"``, ...; see
             :data:`STATUS_STYLES`), over those the trace gives.
         groups: outlined groups of tasks (fused calls), by name. Defaults to the plan's own
-            ``fused_groups`` attribute when it has one. Each group's tasks on one level are
-            placed side by side; a task belongs to one group.
+            ``fused_groups`` when it has some, else to the trace's fused calls. Each group's
+            tasks on one level are placed side by side; a task belongs to one group.
         budgets: a token budget (a number, shown as ``"≤ N tok"``) or any short label per
             task id.
         title: a line of text above the picture.
@@ -121,7 +121,7 @@ def plan_svg(
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
     records = _records(trace)
     status_of = resolve_statuses(plan, records, statuses)
-    group_map = _groups(plan, groups)
+    group_map = _groups(plan, groups, records)
     budget_of = dict(budgets or getattr(plan, "budgets", None) or {})
     extras = {task.id: _extra(task.id, records, budget_of) for task in plan}
     lines_per_box = 3 if any(extras.values()) else 2
@@ -236,8 +236,18 @@ def _style(status: str | None) -> StatusStyle:
     return PLAIN if status is None else STATUS_STYLES[status]
 
 
-def _groups(plan: Plan, groups: Mapping[str, Iterable[int]] | None) -> dict[str, list[int]]:
+def _groups(
+    plan: Plan, groups: Mapping[str, Iterable[int]] | None, trace: Trace | None = None
+) -> dict[str, list[int]]:
+    """The groups to outline: those given, else the plan's ``fused_groups``, else the fused
+    calls of the run; a task in several keeps its first."""
     source = groups if groups is not None else getattr(plan, "fused_groups", None)
+    if groups is None and not source and trace is not None:
+        calls = getattr(trace, "fused_calls", None) or ()
+        source = {
+            f"fused call {i}: {call.tool}, {len(call.task_ids)} tasks": call.task_ids
+            for i, call in enumerate(calls, 1)
+        }
     if not source:
         return {}
     taken: set[int] = set()

@@ -138,6 +138,8 @@ def shorten(text: str, size: float, width: float) -> str:
 
 def duration_text(seconds: float) -> str:
     """A duration for people: ``"0.4 ms"``, ``"12 ms"``, ``"1.25 s"``, ``"3 min 5 s"``."""
+    if seconds < 0.00005:
+        return "< 0.1 ms"
     if seconds < 0.01:
         return f"{seconds * 1000:.1f} ms"
     if seconds < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..trace import Span, TaskRecord, TaskStatus, Trace
 from ._svg import (
@@ -155,7 +155,7 @@ def timeline_svg(
     plan: Plan | None = None,
     width: float = 880.0,
     lanes: bool = False,
-    arrows: bool = True,
+    arrows: Literal["all", "critical", "none"] | None = None,
     title: str | None = None,
     legend: bool = True,
 ) -> str:
@@ -172,7 +172,9 @@ def timeline_svg(
         plan: the plan that ran, for fuller tooltips (each task's call as plan text).
         width: the width of the time axis in px.
         lanes: pack tasks into lanes instead of one row per task.
-        arrows: draw dependency arrows.
+        arrows: which dependency arrows to draw: ``"all"``, ``"critical"`` (the critical
+            path's only) or ``"none"``. Default: all of them in rows, the critical path's
+            in lanes (where all of them would tangle).
         title: a line of text above the picture.
         legend: whether to explain the colours and marks in use.
 
@@ -180,10 +182,14 @@ def timeline_svg(
         the SVG document's text.
 
     Raises:
-        ValueError: ``width`` is not positive.
+        ValueError: ``width`` is not positive, or ``arrows`` is not one of the three.
     """
     if not width > 0:
         raise ValueError(f"width must be positive, got {width!r}")
+    if arrows is None:
+        arrows = "critical" if lanes else "all"
+    if arrows not in ("all", "critical", "none"):
+        raise ValueError(f"arrows must be 'all', 'critical' or 'none', got {arrows!r}")
     run = trace if isinstance(trace, Trace) else trace.trace
     records = list(run.tasks.values())
     before = [s for s in run.spans if s.kind != "joiner"]
@@ -223,7 +229,8 @@ def timeline_svg(
     title_y = header_y + TITLE_SIZE if title else header_y
     summary_y = title_y + (8 if title else 0) + LABEL_SIZE + 2
     legend_y = summary_y + 8
-    legend_items = _legend(records, run.spans, chain) if legend else []
+    visible = 1.0 / scale  # a wait shorter than a pixel is not drawn
+    legend_items = _legend(records, run.spans, chain, visible) if legend else []
     axis_y = legend_y + (22 if legend_items else 0) + 14
     top = axis_y + 6
     plot_x = MARGIN + label_width + 12
@@ -272,11 +279,11 @@ def timeline_svg(
             )
         )
         ready = record.ready if record.ready is not None else record.started
-        if ready > record.queued and not lanes:
+        if ready - record.queued >= visible and not lanes:
             waits.append(
                 _Wait(record.task_id, "inputs", x_at(record.queued), x_at(ready), y + BAR / 2)
             )
-        if record.started > ready and not lanes:
+        if record.started - ready >= visible and not lanes:
             waits.append(
                 _Wait(record.task_id, "slot", x_at(ready), x_at(record.started), y + BAR / 2)
             )
@@ -291,7 +298,9 @@ def timeline_svg(
             y = top + (first_row + kinds.index(span_.kind)) * ROW + (ROW - BAR) / 2
             span_bars.append(_span_bar(index, span_, x_at, y, end, zero, scale))
 
-    links = _arrows(records, task_rows, task_y, x_at, on_chain, chain) if arrows else []
+    links = _arrows(records, task_rows, task_y, x_at, chain) if arrows != "none" else []
+    if arrows == "critical":
+        links = [link for link in links if link.critical]
     rows_bottom = top + len(labels) * ROW
     strip_top = rows_bottom + 10
     strip, most = _concurrency(records, x_at, end, strip_top + STRIP)
@@ -444,7 +453,6 @@ def _arrows(
     rows: dict[int, int],
     task_y: _YAt,
     x_at: _XAt,
-    on_chain: set[int],
     chain: list[int],
 ) -> list[_Arrow]:
     critical = set(pairwise(chain))
@@ -543,16 +551,18 @@ def _summary(run: Trace, records: list[TaskRecord], chain: list[int]) -> str:
     return " · ".join(parts)
 
 
-def _legend(records: list[TaskRecord], spans: list[Span], chain: list[int]) -> list[_LegendItem]:
+def _legend(
+    records: list[TaskRecord], spans: list[Span], chain: list[int], visible: float
+) -> list[_LegendItem]:
     used = {_status(r) for r in records}
     entries: list[tuple[str, str, StatusStyle | None]] = [
         ("status", name, style) for name, style in STATUS_STYLES.items() if name in used
     ]
     if chain:
         entries.append(("critical", "critical path", None))
-    if any(r.ready is not None and r.ready > r.queued for r in records):
+    if any(r.ready is not None and r.ready - r.queued >= visible for r in records):
         entries.append(("inputs", "waiting for inputs", None))
-    if any(r.wait for r in records):
+    if any((r.wait or 0.0) >= visible for r in records):
         entries.append(("slot", "waiting for a slot", None))
     if any(s.first_output is not None for s in spans):
         entries.append(("first-output", "first output", None))
