@@ -912,7 +912,7 @@ class _Run:
         assert batch_tool is not None
         timeout = tool.timeout if tool.timeout is not None else self.timeout
         limiter: RateLimiter | None = tool.rate_limit
-        arguments = {"calls": calls}
+        arguments = {batch_tool.parameters[0]: calls}
         nodes = self.nodes
         while True:
             if limiter is not None:

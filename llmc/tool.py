@@ -148,7 +148,7 @@ class Tool:
     max_batch: int = 32
     batch_window: float = 0.005
     batch_fallback: bool = False
-    #: The batch function as a Tool of its own (one argument, ``calls``), for executors.
+    #: The batch function as a Tool of its own (one argument: the calls), for executors.
     batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
     signature: inspect.Signature = field(init=False, repr=False)
@@ -190,6 +190,11 @@ class Tool:
             if not callable(self.batch_fn):
                 raise ToolDefinitionError(f"tool {self.name!r}: batch must be a function or True")
             self.batch_tool = Tool(f"{self.name}_batch", self.description, self.batch_fn)
+            if len(self.batch_tool.required) > 1 or not self.batch_tool.parameters:
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: its batch function takes one argument, the list of "
+                    f"calls; {self.batch_tool.signature_line()} does not"
+                )
         functools.update_wrapper(self, self.fn)
 
     def defaults(self) -> dict[str, Any]:
