@@ -214,6 +214,7 @@ class _Graph:
         return len(self.rank) - 1
 
     def is_dummy(self, item: int) -> bool:
+        """Whether an item is a dummy point (a long edge passing through a rank)."""
         return item >= self.real
 
     def _link(self, upper: int, lower: int) -> None:
@@ -510,8 +511,8 @@ def _inversions(values: list[int], size: int) -> int:
 
 
 def _fill_gaps(targets: list[float | None], fallback: list[float]) -> list[float]:
-    """Targets for items that have none: their nearest neighbour's (left first), so that
-    items without edges pack next to the others instead of staying where they were."""
+    """Targets for items that have none: the nearest known target on their left (the first
+    one for those before it), so that items without edges pack next to the others."""
     first = next((t for t in targets if t is not None), None)
     if first is None:
         return fallback

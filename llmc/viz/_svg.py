@@ -25,11 +25,13 @@ __all__ = [
     "StatusStyle",
     "clean",
     "duration_text",
+    "nice_step",
     "num",
     "one_line",
     "render",
     "shorten",
     "text_width",
+    "write",
 ]
 
 #: Monospace fonts keep width estimates honest; every system has one of these.
