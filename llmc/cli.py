@@ -2,6 +2,8 @@
 
 ::
 
+    llmc run "QUESTION" [--tools PACK ...] [--model NAME --base-url URL]
+                                          plan, run and answer a question with an LLM
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
@@ -20,15 +22,18 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import catalog
+from .compiler import Answer, Answered, Compiler, PlanText, Replanning
 from .errors import LLMCError, PlanError
+from .llm import LLM, OpenAI
+from .llm.default import default_llm
 from .plan import Plan
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
 from .toolbox import Toolbox
-from .trace import RunFinished, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
+from .trace import RunFinished, TaskEvent, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
 
 __all__ = ["main"]
 
@@ -51,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="llmc", description="Compile questions into task graphs of tool calls and run them."
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_run(commands)
 
     tools = commands.add_parser("tools", help="list tools and their signatures")
     tools.add_argument("packs", nargs="*", metavar="PACK", help="packs to list (default: all)")
@@ -90,6 +96,90 @@ def _parser() -> argparse.ArgumentParser:
     )
     viz.add_argument("--title", default=None, help="a line of text above the picture (SVG)")
     return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "plan, run and answer a question: the plan streams, tasks start as it is written"
+    run = commands.add_parser(
+        "run",
+        help=text,
+        description=f"{text}. The model is an OpenAI-compatible endpoint: --model and "
+        "--base-url, or the OPENAI_MODEL and OPENAI_BASE_URL variables (OPENAI_API_KEY holds "
+        "a key, never the command line).",
+    )
+    run.add_argument("question", help="the question, in quotes")
+    run.add_argument(
+        "--tools",
+        nargs="+",
+        default=None,
+        metavar="PACK",
+        help="tool packs: ready-made names or .py paths (default: every ready-made pack)",
+    )
+    run.add_argument("--model", help="the model's name (default: OPENAI_MODEL)")
+    run.add_argument("--base-url", help="the endpoint, e.g. http://localhost:8000/v1")
+    run.add_argument("--json-mode", action="store_true", help="JSON plans (structured outputs)")
+    run.add_argument("--templates", metavar="DIR", help="a folder of prompt templates")
+    run.add_argument("--max-replans", type=int, default=2, help="new plans allowed (default 2)")
+    run.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
+    run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
+    run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
+    run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.set_defaults(command=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Answer a question; progress goes to stderr, the answer to stdout."""
+    if args.model or args.base_url:
+        llm: LLM = OpenAI(args.model, base_url=args.base_url)
+    else:
+        llm = default_llm()
+    options: dict[str, Any] = {}
+    if args.max_concurrency is not None:
+        options["max_concurrency"] = args.max_concurrency
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    compiler = Compiler(
+        _toolbox(args.tools),
+        llm,
+        templates=args.templates,
+        json=args.json_mode,
+        max_replans=args.max_replans,
+        **options,
+    )
+    out = None if args.quiet else sys.stderr
+    answer = asyncio.run(_answer_with_progress(compiler, args.question, out))
+    if args.svg:
+        folder = Path(args.svg)
+        folder.mkdir(parents=True, exist_ok=True)
+        answer.plan.to_svg(folder / "plan.svg", trace=answer.trace)
+        answer.trace.to_svg(folder / "timeline.svg", plan=answer.plan)
+    print(answer.text)
+    return 0
+
+
+async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO | None) -> Answer:
+    """Run the compiler, writing the plan as it streams and a line per task to ``out``."""
+    async for event in compiler.stream(question):
+        if isinstance(event, Answered):
+            if out is not None:
+                usage = event.answer.usage
+                print(
+                    f"  answered in {event.answer.trace.makespan:.2f} s, {usage.calls} LLM "
+                    f"calls, {usage.prompt_tokens} prompt + {usage.completion_tokens} "
+                    "completion tokens",
+                    file=out,
+                )
+            return event.answer
+        if out is None:
+            continue
+        if isinstance(event, PlanText):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Replanning):
+            print(f"\n  replanning: {event.reason}", file=out)
+        elif isinstance(event, TaskEvent):
+            _print_task_event(event, out)
+    raise PlanError("the run ended without an answer")
 
 
 def _toolbox(packs: Sequence[str] | None) -> Toolbox:
@@ -166,21 +256,25 @@ async def _run_with_progress(plan: Plan, args: argparse.Namespace, out: TextIO) 
     if args.timeout is not None:
         options["timeout"] = args.timeout
     async for event in stream_plan(plan, plan.tools, **options):  # type: ignore[arg-type]
-        if isinstance(event, TaskStarted):
-            print(f"  started  ${event.task_id} {event.tool}", file=out)
-        elif isinstance(event, TaskFinished):
-            print(
-                f"  done     ${event.task_id} {event.tool} ({event.duration * 1000:.0f} ms)",
-                file=out,
-            )
-        elif isinstance(event, TaskFailed):
-            print(f"  FAILED   ${event.task_id} {event.tool}: {error_text(event.error)}", file=out)
-        elif isinstance(event, TaskSkipped):
-            print(f"  skipped  ${event.task_id} {event.tool}", file=out)
+        if isinstance(event, TaskEvent):
+            _print_task_event(event, out)
         elif isinstance(event, RunFinished):
             print(f"  run took {event.result.trace.makespan * 1000:.0f} ms", file=out)
             return event.result
     raise PlanError("the run ended without a result")
+
+
+def _print_task_event(event: TaskEvent, out: TextIO) -> None:
+    """One progress line for a task that starts or ends."""
+    if isinstance(event, TaskStarted):
+        print(f"  started  ${event.task_id} {event.tool}", file=out)
+    elif isinstance(event, TaskFinished):
+        took = event.duration * 1000
+        print(f"  done     ${event.task_id} {event.tool} ({took:.0f} ms)", file=out)
+    elif isinstance(event, TaskFailed):
+        print(f"  FAILED   ${event.task_id} {event.tool}: {error_text(event.error)}", file=out)
+    elif isinstance(event, TaskSkipped):
+        print(f"  skipped  ${event.task_id} {event.tool}", file=out)
 
 
 def _shorten(text: str, limit: int) -> str:

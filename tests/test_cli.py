@@ -91,3 +91,64 @@ def test_user_tool_pack_by_path(tmp_path: Path, capsys: pytest.CaptureFixture[st
     plan.write_text("1. double(21)\n2. double($1)\njoin()\n")
     assert main(["exec", str(plan), "--tools", str(pack)]) == 0
     assert "$2 = 84" in capsys.readouterr().out
+
+
+RUN_PLAN = """Thought: read both at once.
+1. read_file("README.md")
+2. read_file("docs/plan-language.md")
+3. word_count($1)
+4. word_count($2)
+join()
+<END_OF_PLAN>"""
+
+
+def test_run_answers_over_http_and_draws_the_run(
+    docs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmc.testing import ScriptedOpenAIServer
+
+    finish = "Thought: 20 > 6.\nAction: Finish(docs/plan-language.md has more words (20 vs 6).)"
+    with ScriptedOpenAIServer([RUN_PLAN, finish], chunk_size=7) as server:
+        status = main(
+            [
+                "run",
+                "Which file has more words?",
+                "--model",
+                "scripted",
+                "--base-url",
+                server.base_url,
+                "--tools",
+                "files",
+                "text",
+                "--svg",
+                str(docs_root / "pics"),
+            ]
+        )
+        planner_request = server.requests[0].body
+    assert status == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "docs/plan-language.md has more words (20 vs 6)."
+    assert '1. read_file("README.md")' in captured.err  # the plan streamed to the terminal
+    assert "done     $4 word_count" in captured.err
+    assert "answered in" in captured.err and "2 LLM calls" in captured.err
+    assert (docs_root / "pics" / "plan.svg").read_text().startswith("<svg")
+    timeline = (docs_root / "pics" / "timeline.svg").read_text()
+    assert timeline.count('class="row row-task"') == 4  # one row per task
+    assert timeline.count('class="row row-span"') == 2  # the planner and the joiner
+    assert "read_file(path: str" in planner_request["messages"][0]["content"]
+
+
+def test_run_without_a_model_says_how_to_configure_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "LLMC_MODEL_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("llmc.cli.default_llm", _no_default_llm)
+    assert main(["run", "anything"]) == 2
+    assert "OPENAI_BASE_URL" in capsys.readouterr().err
+
+
+def _no_default_llm() -> None:
+    from llmc.errors import LLMError
+
+    raise LLMError("no LLM is configured: set OPENAI_MODEL and OPENAI_BASE_URL")
