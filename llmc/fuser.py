@@ -136,8 +136,8 @@ def fuse(
     Args:
         *steps: the member tools in order (tools or plain functions), two or more.
         name: the fused tool's name; default ``a_then_b``.
-        description: one line for the planner; default: the chain spelt out with the
-            members' own descriptions.
+        description: one line for the planner; default: the chain as one nested call,
+            ``Same as math(problem, context=search(query)).``
 
     Raises:
         ToolDefinitionError: fewer than two members, a feed parameter that does not exist,
@@ -246,26 +246,21 @@ def _docstring(params: list[tuple[inspect.Parameter, Any]], steps: list[Step]) -
 
 
 def _describe(steps: list[Step]) -> str:
-    """``search(query), then math(problem, context=<search's output>). search: ...``"""
-    calls = []
-    previous: Tool | None = None
-    for step in steps:
+    """The chain as one nested call: ``Same as math(problem, context=search(query)).``
+
+    Short on purpose: it sits in every planner prompt, next to the members' own lines.
+    """
+    expression = ""
+    for index, step in enumerate(steps):
         outer = {inner: name for name, inner in step.params.items()}
         args = []
-        for inner in step.tool.parameters:
-            if inner == step.feed and previous is not None:
-                args.append(f"{inner}=<{previous.name}'s output>")
+        for position, inner in enumerate(step.tool.parameters):
+            if index and inner == step.feed:
+                args.append(expression if position == 0 else f"{inner}={expression}")
             else:
                 args.append(outer[inner])
-        calls.append(f"{step.tool.name}({', '.join(args)})")
-        previous = step.tool
-    said = " ".join(
-        f"{step.tool.name}: {step.tool.description.rstrip('.')}."
-        for step in steps
-        if step.tool.description
-    )
-    line = f"Runs {', then '.join(calls)}; returns the last output."
-    return f"{line} {said}" if said else line
+        expression = f"{step.tool.name}({', '.join(args)})"
+    return f"Same as {expression}."
 
 
 # -- the pass --------------------------------------------------------------------------------

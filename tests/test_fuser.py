@@ -70,8 +70,7 @@ def _count() -> None:
 def test_the_fused_tool_has_a_combined_signature_for_the_planner() -> None:
     line = search_then_math.signature_line()
     assert line.startswith("search_then_math(query: str, problem: str) -> float  # ")
-    assert "search(query), then math(problem, context=<search's output>)" in line
-    assert "Search the encyclopedia" in line and "Compute with" in line
+    assert line.endswith("# Same as math(problem, context=search(query)).")
     schema = search_then_math.json_schema()["function"]["parameters"]
     assert schema["required"] == ["query", "problem"]
     assert schema["properties"]["query"]["description"] == 'a topic, e.g. "Eiffel Tower".'
@@ -90,6 +89,7 @@ def test_the_feed_is_the_first_parameter_unless_named() -> None:
 def test_clashing_parameter_names_get_their_tools_prefix() -> None:
     twice = fuse(label, label, name="label_twice")
     assert twice.parameters == ("value", "prefix", "label_prefix")
+    assert twice.description == "Same as label(label(value, prefix), label_prefix)."
 
 
 def test_fuse_rejects_what_it_cannot_chain() -> None:
