@@ -10,6 +10,7 @@ from .base import (
     generate,
     open_stream,
 )
+from .local import Local, ModelLoadError
 from .openai_compat import OpenAI
 
 __all__ = [
@@ -17,7 +18,9 @@ __all__ = [
     "Chunk",
     "Completion",
     "GenerateOptions",
+    "Local",
     "Message",
+    "ModelLoadError",
     "OpenAI",
     "Usage",
     "generate",

@@ -1,0 +1,342 @@
+"""GBNF grammars that let a local model write only what llmc can read.
+
+A small local model left to itself ignores the plan format. Constrained decoding fixes that:
+the backend masks every token that would leave the grammar, so the output is, by construction,
+text of the grammar's language. :func:`plan_grammar` builds the language of valid plans over
+one :class:`~llmc.toolbox.Toolbox`; :func:`joiner_grammar` the language of joiner replies.
+Pass either as ``GenerateOptions(grammar=...)`` to a backend whose ``supports_grammar`` is
+true (the local llama.cpp backend; llama.cpp's server also reads a ``grammar`` field).
+
+What :func:`plan_grammar` guarantees, for the plans it admits:
+
+- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` followed by
+  ``<END_OF_PLAN>``; tasks are numbered ``first_id``, ``first_id + 1``, ... exactly (the
+  grammar unrolls one rule per task number, up to ``max_tasks``);
+- ``tool`` is one of the toolbox's tools, and its arguments are positional, in the order of
+  its parameters, with every required one present;
+- each argument has its parameter's type, read from the tool's JSON schema: ``str`` a
+  double-quoted string on one line (escapes ``\\\\ \\" \\' \\n \\r \\t``), ``int``/``float``
+  numbers, ``bool`` ``True``/``False``, ``None``, ``list[...]`` ``[...]``, ``tuple[...]`` a
+  list of its items, ``dict``/models ``{...}``, ``Literal`` its choices, ``X | None`` either,
+  anything else any literal;
+- ``$N`` may stand for any value, and ``$N`` / ``${N}`` may appear inside strings, but only
+  for tasks numbered before the one being written (earlier plans included), so no plan
+  refers forward; a literal dollar sign is written ``$$``.
+
+So every plan the grammar admits parses with ``PlanParser(tools=...)``, and arguments that
+contain no reference pass the tools' own validation. The grammar cannot judge sense: which
+tool, which text. A model that runs out of tokens mid-plan still leaves a prefix whose
+complete lines parse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .toolbox import Toolbox, Tools
+
+__all__ = ["DEFAULT_MAX_TASKS", "joiner_grammar", "plan_grammar"]
+
+#: The most tasks one plan may have under :func:`plan_grammar` by default.
+DEFAULT_MAX_TASKS = 12
+
+# Characters allowed raw inside a string: no quote, backslash, dollar or control character
+# (a raw newline would end the plan line; a lone "$N" would be a reference).
+_STRING_CHAR = r'[^"\\$\x00-\x1F\x7F]'
+# The same, but no digit either: what may follow a bare "$N" inside a string, which would
+# otherwise read as a longer (later) task number.
+_AFTER_REFERENCE = r'[^"\\$0-9\x00-\x1F\x7F]'
+# Escapes Python reads the same way everywhere; \x, \u and \N are left out because a
+# malformed one is a syntax error.
+_ESCAPE = '"\\\\" ["\\\\nrt\']'
+
+# Schema keys that do not change what text a value may be.
+_NOT_SHAPE = frozenset({"title", "description", "default", "examples"})
+
+_PRIMITIVES = {
+    "int": r'"-"? ("0" | [1-9] [0-9]{0,17})',
+    "num": r'"-"? ("0" | [1-9] [0-9]{0,17}) ("." [0-9]{1,12})?',
+    "bool": '"True" | "False"',
+    "none": '"None"',
+    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$"',
+    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$"',
+}
+
+
+def plan_grammar(
+    tools: Tools,
+    *,
+    first_id: int = 1,
+    max_tasks: int = DEFAULT_MAX_TASKS,
+    thoughts: bool = True,
+    thought_chars: int = 200,
+) -> str:
+    """The GBNF grammar of every valid plan over ``tools``.
+
+    Args:
+        tools: the tools plans may call.
+        first_id: the number of the plan's first task: 1, or on a replan the next free id
+            (earlier tasks, numbered below it, may be referred to).
+        max_tasks: the most tasks a plan may have; the grammar grows linearly with it.
+        thoughts: allow a ``Thought: ...`` line before each task.
+        thought_chars: the longest thought, in characters (it keeps a small model from
+            rambling on one line).
+
+    Returns:
+        The grammar's text, with ``root`` as its start rule.
+
+    Raises:
+        ValueError: no tools, or ``first_id`` / ``max_tasks`` below 1.
+    """
+    toolbox = Toolbox.of(tools)
+    if not toolbox:
+        raise ValueError("plan_grammar() needs at least one tool: a plan can only call tools")
+    if first_id < 1 or max_tasks < 1:
+        raise ValueError("first_id and max_tasks must be at least 1")
+    builder = _Builder()
+    last = first_id + max_tasks - 1
+    thought = "thought? " if thoughts else ""
+    builder.define("root", f"{thought}task-{first_id}")
+    for task_id in range(first_id, last + 1):
+        calls = builder.calls(toolbox, task_id - 1)
+        rest = "end" if task_id == last else f"(end | {thought}task-{task_id + 1})"
+        builder.define(f"task-{task_id}", f'"{task_id}. " {calls} "\\n" {rest}')
+    builder.define("end", '"join()\\n<END_OF_PLAN>"')
+    if thoughts:
+        builder.define("thought", f'"Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n"')
+    return builder.text()
+
+
+def joiner_grammar(*, thought_chars: int = 300) -> str:
+    """The GBNF grammar of a joiner reply: a thought, then ``Finish(...)`` or ``Replan(...)``.
+
+    The text inside the action is one line; its parentheses must balance (one level deep),
+    so the closing ``)`` ends the reply and generation stops there.
+
+    Args:
+        thought_chars: the longest thought, in characters.
+
+    Returns:
+        The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
+    """
+    return "\n".join(
+        [
+            f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action',
+            'action ::= ("Finish" | "Replan") "(" answer ")"',
+            "answer ::= answer-part+",
+            'answer-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"',
+            "",
+        ]
+    )
+
+
+class _Builder:
+    """Collects named rules; each distinct (type, reference level) gets one rule."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+        self._type_ids: dict[str, int] = {}
+        self._defs: Mapping[str, Any] = {}
+
+    def define(self, name: str, body: str) -> str:
+        self.rules.setdefault(name, body)
+        return name
+
+    def text(self) -> str:
+        return "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
+
+    # -- tools ---------------------------------------------------------------------------
+
+    def calls(self, tools: Toolbox, level: int) -> str:
+        """A rule for a call of any of the tools, with references up to ``$level``."""
+        alternatives = [self.call(index, tools[name], level) for index, name in enumerate(tools)]
+        return self.define(f"call-{level}", " | ".join(alternatives))
+
+    def call(self, index: int, tool: Any, level: int) -> str:
+        """A rule for one tool's call: its name, then its arguments in order."""
+        schema = tool.params_model.model_json_schema()
+        self._defs = schema.get("$defs", {})
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        required = set(schema.get("required", ()))
+        names = list(tool.parameters)
+        parts = [self.value(properties.get(name, {}), level) for name in names]
+        # Positional arguments: everything up to the last required parameter must be given.
+        needed = max((i + 1 for i, name in enumerate(names) if name in required), default=0)
+        arguments = _sequence(parts, needed)
+        opening = _literal(f"{tool.name}(")
+        body = f'{opening} {arguments} ")"' if arguments else _literal(f"{tool.name}()")
+        return self.define(f"tool-{index}-{_rule_word(tool.name)}-{level}", body)
+
+    # -- values --------------------------------------------------------------------------
+
+    def value(self, schema: Mapping[str, Any], level: int) -> str:
+        """An expression for a value of ``schema``, or a reference ``$N`` (N <= level)."""
+        alternatives = self.alternatives(schema, level)
+        if level:
+            alternatives.append(self.reference(level))
+        unique = list(dict.fromkeys(alternatives))
+        return unique[0] if len(unique) == 1 else "(" + " | ".join(unique) + ")"
+
+    def alternatives(self, schema: Mapping[str, Any], level: int) -> list[str]:
+        """The GBNF alternatives of one JSON schema node (without references)."""
+        schema = self.resolve(schema)
+        if "enum" in schema:
+            return [_literal(_python_literal(choice)) for choice in schema["enum"]]
+        if "const" in schema:
+            return [_literal(_python_literal(schema["const"]))]
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return [alt for part in schema[key] for alt in self.alternatives(part, level)]
+        if "allOf" in schema and len(schema["allOf"]) == 1:
+            return self.alternatives(schema["allOf"][0], level)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            return [
+                alt for one in kind for alt in self.alternatives({**schema, "type": one}, level)
+            ]
+        if kind in ("integer", "number", "boolean", "null"):
+            name = {"integer": "int", "number": "num", "boolean": "bool", "null": "none"}[kind]
+            return [self.primitive(name)]
+        if kind == "string":
+            return [self.string(level)]
+        if kind == "array":
+            return [self.array(schema, level)]
+        if kind == "object":
+            return [self.object(schema, level)]
+        return [self.any(level)]
+
+    def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Follow a ``{"$ref": "#/$defs/Name"}`` to its definition."""
+        seen = 0
+        while isinstance(schema.get("$ref"), str) and seen < 32:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            schema = self._defs.get(name, {})
+            seen += 1
+        return schema
+
+    def primitive(self, name: str) -> str:
+        return self.define(name, _PRIMITIVES[name])
+
+    def reference(self, level: int) -> str:
+        """``$N`` for any N from 1 to ``level``."""
+        numbers = " | ".join(f'"{n}"' for n in range(1, level + 1))
+        self.define(f"ref-num-{level}", numbers)
+        return self.define(f"ref-{level}", f'"$" ref-num-{level}')
+
+    def string(self, level: int) -> str:
+        """A double-quoted one-line string; with ``level``, ``$N``/``${N}`` inside it."""
+        char = self.primitive("str-char")
+        if not level:
+            return self.define("str-0", f'"\\"" {char}* "\\""')
+        self.reference(level)
+        after = self.primitive("str-after-ref")
+        number = f"ref-num-{level}"
+        piece = f'({char} | "${{" {number} "}}" | "$" {number} {after})'
+        return self.define(f"str-{level}", f'"\\"" {piece}* ("$" {number})? "\\""')
+
+    def array(self, schema: Mapping[str, Any], level: int) -> str:
+        """``[a, b]`` for a tuple (``prefixItems``), ``[x, ...]`` for a list."""
+        fixed = schema.get("prefixItems")
+        if isinstance(fixed, list) and fixed:
+            items = ' ", " '.join(self.value(item, level) for item in fixed)
+            return self.named(schema, level, f'"[" {items} "]"')
+        item = self.value(schema.get("items", {}), level)
+        return self.named(schema, level, f'"[" ({item} (", " {item})*)? "]"')
+
+    def object(self, schema: Mapping[str, Any], level: int) -> str:
+        """``{"key": value, ...}``: the model's fields in order, or any string keys."""
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        if properties:
+            required = set(schema.get("required", ()))
+            names = list(properties)
+            parts = [
+                f"{_literal(json.dumps(name, ensure_ascii=False) + ': ')} "
+                f"{self.value(properties[name], level)}"
+                for name in names
+            ]
+            needed = max((i + 1 for i, name in enumerate(names) if name in required), default=0)
+            return self.named(schema, level, f'"{{" {_sequence(parts, needed)} "}}"')
+        extra = schema.get("additionalProperties")
+        value = self.value(extra if isinstance(extra, Mapping) else {}, level)
+        entry = f'{self.string(level)} ": " {value}'
+        return self.named(schema, level, f'"{{" ({entry} (", " {entry})*)? "}}"')
+
+    def any(self, level: int) -> str:
+        """Any literal: string, number, bool, None, list or dict of any literals."""
+        name = f"any-{level}"
+        if name in self.rules:
+            return name
+        self.rules[name] = ""  # reserve the name: the rule refers to itself
+        value = f"({name} | {self.reference(level)})" if level else name
+        entry = f'{self.string(level)} ": " {value}'
+        self.rules[name] = " | ".join(
+            [
+                self.string(level),
+                self.primitive("num"),
+                self.primitive("bool"),
+                self.primitive("none"),
+                f'"[" ({value} (", " {value})*)? "]"',
+                f'"{{" ({entry} (", " {entry})*)? "}}"',
+            ]
+        )
+        return name
+
+    def named(self, schema: Mapping[str, Any], level: int, body: str) -> str:
+        """A rule for a compound type: one per distinct schema and level."""
+        shape = {k: v for k, v in schema.items() if k not in _NOT_SHAPE}
+        key = json.dumps(shape, sort_keys=True, default=str)
+        number = self._type_ids.setdefault(key, len(self._type_ids))
+        return self.define(f"type-{number}-{level}", body)
+
+
+def _sequence(parts: list[str], required: int) -> str:
+    """Comma-separated ``parts``: the first ``required`` always, then any prefix of the rest."""
+    tail = ""
+    for index in range(len(parts) - 1, required - 1, -1):
+        lead = '", " ' if index > 0 else ""
+        tail = f"({lead}{parts[index]}{' ' + tail if tail else ''})?"
+    fixed = ' ", " '.join(parts[:required])
+    return " ".join(piece for piece in (fixed, tail) if piece)
+
+
+def _python_literal(value: Any) -> str:
+    """A JSON value as plan-language (Python literal) text."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a Python string
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_python_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    return json.dumps(value, default=str)
+
+
+def _literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _rule_word(name: str) -> str:
+    """A tool name as a GBNF rule-name fragment (letters, digits and dashes only)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "tool"
