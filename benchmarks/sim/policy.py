@@ -191,9 +191,9 @@ class Policy:
             if task.id in into:
                 computation = into[task.id]
                 number[computation.id] = number[task.id]
-                line = f"{FUSED_TOOL}({task.key!r}, {computation.key!r}{context})"
+                line = f"{FUSED_TOOL}({_quote(task.key)}, {_quote(computation.key)}{context})"
             else:
-                line = f"{task.tool}({task.key!r}{context})"
+                line = f"{task.tool}({_quote(task.key)}{context})"
             lines.append(f"{number[task.id]}. {line}")
         return "\n".join([*lines, "join()", "<END_OF_PLAN>"])
 
@@ -261,3 +261,8 @@ class Policy:
             arguments["context"] = [self.world.fact(d.tool, d.key) for d in deps]
         call_id = f"call_t{task.id}_{uuid.uuid4().hex[:12]}"
         return Call(call_id, task.tool, json.dumps(arguments))
+
+
+def _quote(text: str) -> str:
+    """A string literal in double quotes, as models write them (valid Python too)."""
+    return json.dumps(text, ensure_ascii=False)
