@@ -529,3 +529,39 @@ def test_a_registered_batch_function_takes_one_argument() -> None:
 
     with pytest.raises(ToolDefinitionError, match="one argument"):
         llmc.tool(batch=pairwise)(single)  # type: ignore[arg-type]
+
+
+async def test_fail_fast_cancels_a_waiting_batch_and_a_running_fused_call() -> None:
+    waiting, running = Calls(), Calls()
+    patient = doubler(waiting, batch_window=5.0, name="patient")
+    slow = doubler(running, delay=5.0, name="slow")
+
+    @llmc.tool
+    async def boom() -> None:
+        """Fail soon."""
+        await asyncio.sleep(0.02)
+        raise RuntimeError("boom")
+
+    tasks = [Task(1, "patient", (1,)), Task(2, "slow", (2,)), Task(3, "boom")]
+    start = time.perf_counter()
+    result = await llmc.run_plan(tasks, tools=[patient, slow, boom], fail_fast=True)
+    assert time.perf_counter() - start < 1.0
+    assert result.statuses == {
+        1: TaskStatus.CANCELLED,
+        2: TaskStatus.CANCELLED,
+        3: TaskStatus.FAILED,
+    }
+    assert waiting.batches == [] and running.batches == [[2]]
+
+
+async def test_cancelling_a_run_cancels_its_fused_calls() -> None:
+    calls = Calls()
+    tool = doubler(calls, delay=5.0)
+    run = asyncio.ensure_future(llmc.run_plan(tasks_of("double", [1, 2]), tools=[tool]))
+    await asyncio.sleep(0.05)
+    assert calls.batches == [[1, 2]]
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
