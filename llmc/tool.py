@@ -517,7 +517,9 @@ def tool(
             parameter, the item type of the returned list). A function: the decorated
             function is the one-call tool and ``batch`` its batch form, taking a list of
             calls (dicts of arguments) and returning a list of outputs. Either way an
-            output that is an exception instance fails only its own call.
+            output that is an exception instance fails only its own call. A fused call
+            counts as one call for ``timeout``, ``retries``, ``rate_limit`` and
+            ``max_concurrency``; a retryable error of one item sends that item again.
         max_batch: the most calls in one fused call.
         batch_window: seconds to wait for more calls after the first one of a batch.
         batch_fallback: when a fused call fails as a whole, run its calls one by one.
