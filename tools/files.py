@@ -24,6 +24,8 @@ control characters in the first 8 KiB) are described in one line, never dumped.
     tools = llmc.load_tools("tools/files.py")
     sys.modules[tools[0].fn.__module__].set_root("/srv/docs")
 
+The tools only read, so they are ``pure``: identical calls in one run are made once.
+
 This file is loaded by path under an arbitrary module name: it imports only llmc and the
 standard library.
 """
@@ -233,7 +235,7 @@ def _shorten(text: str) -> str:
 # -- tools -------------------------------------------------------------------------------------
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def list_files(
     pattern: str = "*", folder: str = ".", recursive: bool = False, max_results: int = 200
 ) -> list[str]:
@@ -308,7 +310,7 @@ def _walk(base: Path, root: Path, recursive: bool) -> Iterator[Path]:
             yield path
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def read_file(path: str, start_line: int | None = None, end_line: int | None = None) -> str:
     """Read a text file under the files root, whole or a range of lines.
 
@@ -378,7 +380,7 @@ def _truncated(
     )
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def grep(
     pattern: str,
     folder: str = ".",
@@ -438,7 +440,7 @@ def grep(
     return hits
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def count_file(path: str) -> dict[str, int]:
     """Count the lines, words, characters and bytes of a text file under the files root.
 

@@ -463,7 +463,7 @@ def evaluate(expression: str, values: dict[str, Any] | None = None) -> int | flo
     return result
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def math(
     expression: str, values: dict[str, int | float | list[int | float]] | None = None
 ) -> int | float | bool:

@@ -40,7 +40,7 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def word_count(text: str) -> int:
     """Count the words in a text.
 
@@ -52,7 +52,7 @@ def word_count(text: str) -> int:
     return len(_words(text))
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def top_words(text: str, n: int = 10) -> dict[str, int]:
     """The n most frequent words of a text with their counts, most frequent first.
 
@@ -75,7 +75,7 @@ def top_words(text: str, n: int = 10) -> dict[str, int]:
     return dict(counts.most_common(n))
 
 
-@llmc.tool
+@llmc.tool(pure=True)
 def extract_numbers(text: str) -> list[float]:
     """Every number written in a text, in order, as floats.
 
