@@ -14,8 +14,9 @@ How a call runs:
   token's text crosses back to the loop as it is decoded. Calls on one model queue up: a
   llama.cpp context holds one generation at a time. Leaving a stream early stops its
   generation at the next token.
-- ``GenerateOptions.grammar`` (GBNF, see :mod:`llmc.grammar`) and ``json_schema`` constrain
-  decoding; ``stop``, ``max_tokens`` and ``temperature`` (default 0: greedy) work as usual;
+- ``GenerateOptions.grammar`` (GBNF, see :mod:`llmc.grammar`) or ``json_schema`` constrains
+  decoding (the grammar wins when both are given); ``stop``, ``max_tokens`` and
+  ``temperature`` (default 0: greedy) work as usual;
   ``extra`` takes llama.cpp sampling settings (``top_k``, ``top_p``, ``min_p``,
   ``repeat_penalty``, ...).
 - The last chunk carries :class:`~llmc.llm.Usage`; ``cached_tokens`` counts prompt tokens
@@ -39,11 +40,19 @@ import asyncio
 import codecs
 import ctypes
 import importlib.metadata
+import json
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,9 +96,8 @@ class _Call:
     max_tokens: int
     stop: tuple[str, ...]
     temperature: float
-    grammar: str | None
-    json_schema: str | None
-    sampling: Mapping[str, Any]
+    grammar: str | None  # GBNF: the call's own, or made from its JSON schema
+    sampling: Mapping[str, float]
 
 
 class Local:
@@ -183,7 +191,8 @@ class Local:
         self._template: Any = None
         self._system_template: Any = None
         self._prefixes = _PrefixStore(prefix_cache_size)
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, Any] = {}  # GBNF text -> llama.cpp grammar sampler
+        self._candidates: Any = None  # the vocabulary-sized buffer samplers work in
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmc-local")
 
@@ -219,10 +228,10 @@ class Local:
     def _load_locked(self) -> None:
         if self._llama is not None:
             return
-        llama_cpp = _import_llama_cpp()
         if self.model_path is None:
             self.model_path, self.source = _packaged_model(), f"the {_DEFAULT_PACKAGE} package"
         _check_model_file(self.model_path, self.source)
+        llama_cpp = _import_llama_cpp()
         started = time.perf_counter()
         self._llama = self._create(llama_cpp, self.model_path)
         self.load_seconds = time.perf_counter() - started
@@ -245,10 +254,6 @@ class Local:
             "seed": self.seed,
             "verbose": self.verbose,
         }
-        if self.prompt_lookup:
-            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-            kwargs["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=self.num_pred_tokens)
         kwargs.update(self.llama_kwargs)
         try:
             return llama_cpp.Llama(**kwargs)
@@ -351,15 +356,18 @@ class Local:
                 model=self.model,
             )
         prefix = _common_prefix(self._tokenize(prefix_text), tokens) if prefix_text else 0
-        schema = options.json_schema
+        grammar = options.grammar
+        if grammar is None and options.json_schema is not None:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            grammar = json_schema_to_gbnf(json.dumps(options.json_schema))
         return _Call(
             tokens=tokens,
             prefix=min(prefix, len(tokens) - 1),
             max_tokens=options.max_tokens or self.max_tokens,
             stop=tuple(s for s in options.stop if s),
             temperature=0.0 if options.temperature is None else options.temperature,
-            grammar=options.grammar,
-            json_schema=None if schema is None else _json(schema),
+            grammar=grammar,
             sampling=_sampling(options.extra),
         )
 
@@ -384,78 +392,88 @@ class Local:
         self, call: _Call, emit: Callable[[Chunk | BaseException], None], cancelled: threading.Event
     ) -> None:
         """Run one generation and emit its chunks, then the usage."""
-        llama = self._llama
         started = time.perf_counter()
-        if self.prefix_cache:
-            self._prefixes.prepare(llama, call.tokens, call.prefix)
-        else:
-            llama.reset()  # no reuse at all: every call computes its whole prompt
-        cached = min(
-            _common_prefix(llama.input_ids[: llama.n_tokens], call.tokens), len(call.tokens) - 1
-        )
-        grammar = self._grammar(call)
-        budget = min(call.max_tokens, self.n_ctx - len(call.tokens))
-        eog = _eog_check(llama)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = _StopScanner(call.stop)
-        written = 0
+        cached = self._reuse_context(call)
+        room = min(call.max_tokens, self.n_ctx - len(call.tokens))
+        text = _TextOut(self._llama, call.stop, emit)
         finish = "length"
-        first: float | None = None
-        tokens = llama.generate(
-            call.tokens, temp=call.temperature, grammar=grammar, **call.sampling
-        )
+        tokens = _decode(self._llama, call.tokens, self._sampler(call), self._draft(), room)
         for token in tokens:
             if cancelled.is_set():
                 finish = "cancelled"
                 break
-            if eog(token):
+            if text.add(token):
                 finish = "stop"
                 break
-            written += 1
-            text, stopped = stops.feed(decoder.decode(llama.detokenize([token])))
-            if text:
-                first = first or time.perf_counter()
-                emit(Chunk(text))
-            if stopped:
-                finish = "stop"
-                break
-            if written >= budget:
+            if text.written >= room:
                 break
         tokens.close()
-        if finish != "stop":
-            tail = stops.flush(decoder.decode(b"", final=True))
-            if tail:
-                emit(Chunk(tail))
-        usage = Usage(len(call.tokens), written, cached, calls=1)
+        text.finish(stopped=finish == "stop")
+        usage = Usage(len(call.tokens), text.written, cached, calls=1)
         self._log(
             "llm call finished",
             prompt_tokens=usage.prompt_tokens,
-            completion_tokens=written,
+            completion_tokens=usage.completion_tokens,
             cached_tokens=cached,
             finish_reason=finish,
-            time_to_first_token=None if first is None else round(first - started, 4),
+            time_to_first_token=None if text.first is None else round(text.first - started, 4),
             latency=round(time.perf_counter() - started, 4),
         )
         emit(Chunk("", usage, finish))
 
-    def _grammar(self, call: _Call) -> Any:
-        """The LlamaGrammar for a call (grammar over json_schema), checked once per text."""
-        if call.grammar is None and call.json_schema is None:
-            return None
-        key = call.grammar if call.grammar is not None else "json:" + str(call.json_schema)
-        found = self._grammars.get(key)
-        if found is None:
-            from llama_cpp.llama_grammar import LlamaGrammar
+    def _reuse_context(self, call: _Call) -> int:
+        """Set the context up for ``call``; return how many prompt tokens it reuses."""
+        llama = self._llama
+        computed = 0
+        if self.prefix_cache:
+            computed = self._prefixes.prepare(llama, call.tokens, call.prefix)
+        else:
+            llama.reset()  # no reuse at all: every call computes its whole prompt
+        # _decode() keeps the context's common prefix with the prompt (it always computes
+        # the last prompt token); what prepare() computed just now was not reused.
+        held = _common_prefix(llama.input_ids[: llama.n_tokens], call.tokens)
+        return max(0, min(held, len(call.tokens) - 1) - computed)
 
-            if call.grammar is not None:
-                found = LlamaGrammar.from_string(call.grammar, verbose=self.verbose)
-            else:
-                found = LlamaGrammar.from_json_schema(call.json_schema, verbose=self.verbose)
-            check_grammar(self._llama, found._grammar, model=self.model)
-            if len(self._grammars) >= 32:
-                self._grammars.pop(next(iter(self._grammars)))
-            self._grammars[key] = found
+    def _sampler(self, call: _Call) -> _Sampler:
+        """The token picker for a call: its temperature, settings and grammar."""
+        if self._candidates is None:
+            from llama_cpp._internals import LlamaTokenDataArray
+
+            self._candidates = LlamaTokenDataArray(n_vocab=self._llama.n_vocab())
+        return _Sampler(
+            self._llama,
+            self._candidates,
+            temperature=call.temperature,
+            sampling=call.sampling,
+            grammar=self._grammar(call.grammar),
+            seed=self.seed,
+        )
+
+    def _grammar(self, text: str | None) -> Any:
+        """llama.cpp's grammar sampler for a GBNF text, parsed once per text and reset."""
+        import llama_cpp
+
+        if text is None:
+            return None
+        found = self._grammars.get(text)
+        if found is None:
+            found = grammar_sampler(self._llama, text, model=self.model)
+            if len(self._grammars) >= 32:  # a few toolboxes' and replans' grammars
+                llama_cpp.llama_sampler_free(self._grammars.pop(next(iter(self._grammars))))
+            self._grammars[text] = found
+        llama_cpp.llama_sampler_reset(found)
         return found
+
+    def _draft(self) -> Callable[[Any], Any] | None:
+        """The prompt-lookup drafter, when speculative decoding is on."""
+        if not self.prompt_lookup:
+            return None
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        drafter: Callable[[Any], Any] = LlamaPromptLookupDecoding(
+            num_pred_tokens=self.num_pred_tokens
+        )
+        return drafter
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -465,10 +483,19 @@ class Local:
         with self._lock:
             llama, self._llama = self._llama, None
             self._prefixes.clear()
-            self._grammars.clear()
+            self._free_grammars()
+            self._candidates = None
         if llama is not None:
             llama.close()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmc-local")
+
+    def _free_grammars(self) -> None:
+        if self._grammars:
+            import llama_cpp
+
+            for sampler in self._grammars.values():
+                llama_cpp.llama_sampler_free(sampler)
+            self._grammars.clear()
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
@@ -566,11 +593,12 @@ class _PrefixStore:
 # -- grammar check -----------------------------------------------------------------------------
 
 
-def check_grammar(llama: Any, grammar: str, *, model: str = "") -> None:
-    """Check that llama.cpp's grammar parser accepts ``grammar`` (GBNF, root rule ``root``).
+def grammar_sampler(llama: Any, grammar: str, *, model: str = "") -> Any:
+    """llama.cpp's grammar sampler for ``grammar`` (GBNF, start rule ``root``), checked.
 
     llama-cpp-python does not check grammars itself, and a grammar llama.cpp rejects would
     crash the process once sampling starts, so every grammar passes through here first.
+    Free the sampler with ``llama_cpp.llama_sampler_free``.
 
     Args:
         llama: a loaded ``llama_cpp.Llama`` (the parser needs its vocabulary).
@@ -587,10 +615,181 @@ def check_grammar(llama: Any, grammar: str, *, model: str = "") -> None:
     if not sampler:
         raise LLMError(
             "llama.cpp rejected the grammar (its parser printed the reason on stderr): check "
-            "the GBNF text, e.g. with llmc.grammar's generators as a model",
+            "the GBNF text; llmc.grammar's plan_grammar() and joiner_grammar() show the form",
             model=model,
         )
-    llama_cpp.llama_sampler_free(sampler)
+    return sampler
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+
+class _Sampler:
+    """Picks each next token: greedy or llama.cpp's sampler chain, the grammar checked lazily.
+
+    Masking the whole vocabulary with a grammar costs milliseconds per token (each of ~50k
+    tokens is matched against the grammar), and most of the time the model's own pick is
+    allowed anyway. So the pick is made first and checked alone; only a refused pick pays
+    for the full mask and a second pick (as llama.cpp's own common sampler does). Picking
+    again from the masked distribution is rejection sampling: the result is distributed as
+    if the mask had come first, for greedy and random sampling alike.
+    """
+
+    def __init__(
+        self,
+        llama: Any,
+        candidates: Any,
+        *,
+        temperature: float,
+        sampling: Mapping[str, float],
+        grammar: Any,
+        seed: int,
+    ) -> None:
+        import llama_cpp
+
+        self.ctx = llama.ctx
+        self.n_vocab = int(llama.n_vocab())
+        self.candidates = candidates
+        self.grammar = grammar
+        self.chain = None if temperature <= 0 else _sampler_chain(temperature, sampling, seed)
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_array = llama_cpp.llama_token_data_array(
+            data=ctypes.cast(self._one, llama_cpp.llama_token_data_p), size=1, sorted=False
+        )
+
+    def sample(self, row: int) -> int:
+        """The next token, from the logits of ``row`` of the last batch (-1: its last)."""
+        import llama_cpp
+        import numpy as np
+
+        pointer = llama_cpp.llama_get_logits_ith(self.ctx, row)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        if self.chain is None and (self.grammar is None or self.allowed(int(logits.argmax()))):
+            token = int(logits.argmax())
+        else:
+            token = self._pick(logits, masked=False)
+            if self.grammar is not None and not self.allowed(token):
+                token = self._pick(logits, masked=True)
+        if self.grammar is not None:
+            if not self.allowed(token):
+                raise LLMError("the grammar allows no token here: it cannot be completed")
+            llama_cpp.llama_sampler_accept(self.grammar, token)
+        if self.chain is not None:
+            llama_cpp.llama_sampler_accept(self.chain, token)
+        return token
+
+    def allowed(self, token: int) -> bool:
+        """Whether the grammar, in its current state, lets ``token`` come next."""
+        import llama_cpp
+
+        self._one[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
+        self._one_array.size, self._one_array.selected = 1, -1
+        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(self._one_array))
+        return bool(self._one[0].logit != float("-inf"))
+
+    def _pick(self, logits: Any, *, masked: bool) -> int:
+        """A token from the whole vocabulary, masked by the grammar or not."""
+        import llama_cpp
+
+        self.candidates.copy_logits(logits)
+        array = ctypes.byref(self.candidates.candidates)
+        if masked:
+            llama_cpp.llama_sampler_apply(self.grammar, array)
+        if self.chain is None:
+            return int(
+                self.candidates.candidates_data.id[self.candidates.candidates_data.logit.argmax()]
+            )
+        llama_cpp.llama_sampler_apply(self.chain, array)
+        return int(self.candidates.candidates_data.id[self.candidates.candidates.selected])
+
+    def close(self) -> None:
+        if self.chain is not None:
+            import llama_cpp
+
+            llama_cpp.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+def _sampler_chain(temperature: float, sampling: Mapping[str, float], seed: int) -> Any:
+    """llama.cpp's usual random sampling: top-k, typical, top-p, min-p, temperature, draw."""
+    import llama_cpp
+
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    for sampler in (
+        llama_cpp.llama_sampler_init_top_k(int(sampling["top_k"])),
+        llama_cpp.llama_sampler_init_typical(sampling["typical_p"], 1),
+        llama_cpp.llama_sampler_init_top_p(sampling["top_p"], 1),
+        llama_cpp.llama_sampler_init_min_p(sampling["min_p"], 1),
+        llama_cpp.llama_sampler_init_temp(temperature),
+        llama_cpp.llama_sampler_init_dist(seed),
+    ):
+        llama_cpp.llama_sampler_chain_add(chain, sampler)
+    return chain
+
+
+def _decode(
+    llama: Any,
+    prompt: list[int],
+    sampler: _Sampler,
+    draft: Callable[[Any], Any] | None,
+    room: int,
+) -> Generator[int, None, None]:
+    """The reply's tokens, one by one, with speculative decoding when ``draft`` is given.
+
+    The context must already hold what it can reuse of ``prompt`` (see
+    :class:`_PrefixStore`); the rest is computed here. With a drafter, each step computes the
+    last token together with the drafter's guesses of the next ones, in one batch, and keeps
+    the guesses the sampler confirms, up to the first it would not have picked: the reply is
+    exactly what plain decoding gives, in fewer (larger) steps.
+    """
+    try:
+        held = min(_common_prefix(llama.input_ids[: llama.n_tokens], prompt), len(prompt) - 1)
+        _truncate(llama, llama.n_tokens - held)
+        _evaluate(llama, prompt[held:])
+        token = sampler.sample(-1)
+        written = 0
+        while True:
+            yield token
+            written += 1
+            guesses = _guesses(llama, draft, token, room - written - 1)
+            _evaluate(llama, [token, *guesses], every_row=bool(guesses))
+            for row, guess in enumerate(guesses):
+                token = sampler.sample(row)
+                if token != guess:
+                    _truncate(llama, len(guesses) - row)  # the rest were computed for nothing
+                    break
+                yield token
+                written += 1
+            else:
+                token = sampler.sample(len(guesses))
+    finally:
+        sampler.close()
+
+
+def _guesses(llama: Any, draft: Callable[[Any], Any] | None, token: int, room: int) -> list[int]:
+    """The drafter's guesses of the tokens after ``token`` (none without a drafter)."""
+    room = min(room, llama.n_ctx() - llama.n_tokens - 2)
+    if draft is None or room <= 0:
+        return []
+    llama.input_ids[llama.n_tokens] = token
+    return [int(t) for t in draft(llama.input_ids[: llama.n_tokens + 1])[:room]]
+
+
+def _evaluate(llama: Any, tokens: Sequence[int], *, every_row: bool = False) -> None:
+    """Compute ``tokens`` after the context; logits for the last row, or for every row."""
+    for start in range(0, len(tokens), llama.n_batch):
+        part = list(tokens[start : start + llama.n_batch])
+        llama._batch.set_batch(batch=part, n_past=llama.n_tokens, logits_all=every_row)
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[llama.n_tokens : llama.n_tokens + len(part)] = part
+        llama.n_tokens += len(part)
+
+
+def _truncate(llama: Any, count: int) -> None:
+    """Forget the last ``count`` tokens of the context (their KV cells too)."""
+    if count > 0:
+        llama.n_tokens -= count
+    llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
 
 
 # -- locating and checking the model file ------------------------------------------------------
@@ -746,44 +945,66 @@ def _common_prefix(a: Iterable[int], b: Sequence[int]) -> int:
     return count
 
 
-#: The ``GenerateOptions.extra`` keys Local understands: ``Llama.generate``'s sampling settings.
-_SAMPLING = frozenset(
-    {
-        "top_k",
-        "top_p",
-        "min_p",
-        "typical_p",
-        "repeat_penalty",
-        "frequency_penalty",
-        "presence_penalty",
-        "mirostat_mode",
-        "mirostat_tau",
-        "mirostat_eta",
-    }
-)
+#: The ``GenerateOptions.extra`` keys Local understands: llama.cpp's sampler settings, with
+#: their defaults (used when the temperature is above 0).
+_SAMPLING: dict[str, float] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0}
 
 
-def _sampling(extra: Mapping[str, Any]) -> dict[str, Any]:
+def _sampling(extra: Mapping[str, Any]) -> dict[str, float]:
     """llama.cpp sampling settings from ``GenerateOptions.extra``; unknown keys are errors."""
-    unknown = sorted(set(extra) - _SAMPLING)
+    unknown = sorted(set(extra) - set(_SAMPLING))
     if unknown:
         raise LLMError(
             f"Local() does not know the option(s) {', '.join(unknown)}; its extra options "
-            f"are llama.cpp sampling settings: {', '.join(sorted(_SAMPLING))}"
+            f"are llama.cpp sampling settings: {', '.join(_SAMPLING)}"
         )
-    return dict(extra)
-
-
-def _json(schema: Mapping[str, Any]) -> str:
-    import json
-
-    return json.dumps(schema)
+    return {**_SAMPLING, **{key: float(value) for key, value in extra.items()}}
 
 
 def _ignore_result(job: Future[None]) -> None:
     """Collect a worker job's outcome, so an abandoned one logs no 'never retrieved' warning."""
     if not job.cancelled():
         job.exception()
+
+
+class _TextOut:
+    """Turns generated tokens into text chunks: UTF-8 across tokens, stop strings, EOG.
+
+    Attributes:
+        written: tokens generated so far (end-of-generation tokens not counted).
+        first: when the first text went out (:func:`time.perf_counter`), if any has.
+    """
+
+    def __init__(
+        self, llama: Any, stop: Sequence[str], emit: Callable[[Chunk | BaseException], None]
+    ) -> None:
+        self.llama = llama
+        self.is_eog = _eog_check(llama)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = _StopScanner(stop)
+        self.emit = emit
+        self.written = 0
+        self.first: float | None = None
+
+    def add(self, token: int) -> bool:
+        """Pass on a token's text; True when the reply has ended (EOG or a stop string)."""
+        if self.is_eog(token):
+            return True
+        self.written += 1
+        piece = self.decoder.decode(self.llama.detokenize([token]))
+        text, stopped = self.stops.feed(piece)
+        self._send(text)
+        return stopped
+
+    def finish(self, *, stopped: bool) -> None:
+        """Pass on what was held back, unless the reply ended at a stop string or EOG."""
+        if not stopped:
+            self._send(self.stops.flush(self.decoder.decode(b"", final=True)))
+
+    def _send(self, text: str) -> None:
+        if text:
+            self.first = self.first or time.perf_counter()
+            self.emit(Chunk(text))
 
 
 class _StopScanner:
