@@ -18,7 +18,7 @@ What :func:`plan_grammar` guarantees, for the plans it admits:
   double-quoted string on one line (escapes ``\\\\ \\" \\' \\n \\r \\t``), ``int``/``float``
   numbers, ``bool`` ``True``/``False``, ``None``, ``list[...]`` ``[...]``, ``tuple[...]`` a
   list of its items, ``dict``/models ``{...}``, ``Literal`` its choices, ``X | None`` either,
-  anything else any literal;
+  anything else any literal (lists and dicts one level deep);
 - ``$N`` may stand for any value, and ``$N`` / ``${N}`` may appear inside strings, but only
   for tasks numbered before the one being written (earlier plans included), so no plan
   refers forward; a literal dollar sign is written ``$$``.
@@ -73,6 +73,8 @@ def plan_grammar(
     max_tasks: int = DEFAULT_MAX_TASKS,
     thoughts: bool = True,
     thought_chars: int = 200,
+    string_chars: int = 200,
+    max_items: int = 10,
 ) -> str:
     """The GBNF grammar of every valid plan over ``tools``.
 
@@ -82,21 +84,25 @@ def plan_grammar(
             (earlier tasks, numbered below it, may be referred to).
         max_tasks: the most tasks a plan may have; the grammar grows linearly with it.
         thoughts: allow a ``Thought: ...`` line before each task.
-        thought_chars: the longest thought, in characters (it keeps a small model from
-            rambling on one line).
+        thought_chars: the longest thought, in characters.
+        string_chars: the longest string argument, in characters.
+        max_items: the most items of one list or dict argument.
+
+    The three bounds keep a small model from rambling until it runs out of tokens, which
+    would cut the plan in the middle of a line.
 
     Returns:
         The grammar's text, with ``root`` as its start rule.
 
     Raises:
-        ValueError: no tools, or ``first_id`` / ``max_tasks`` below 1.
+        ValueError: no tools, or a count or bound below 1.
     """
     toolbox = Toolbox.of(tools)
     if not toolbox:
         raise ValueError("plan_grammar() needs at least one tool: a plan can only call tools")
-    if first_id < 1 or max_tasks < 1:
-        raise ValueError("first_id and max_tasks must be at least 1")
-    builder = _Builder()
+    if min(first_id, max_tasks, thought_chars, string_chars, max_items) < 1:
+        raise ValueError("first_id, max_tasks and the length bounds must be at least 1")
+    builder = _Builder(string_chars=string_chars, max_items=max_items)
     last = first_id + max_tasks - 1
     thought = "thought? " if thoughts else ""
     builder.define("root", f"{thought}task-{first_id}")
@@ -110,7 +116,7 @@ def plan_grammar(
     return builder.text()
 
 
-def joiner_grammar(*, thought_chars: int = 300) -> str:
+def joiner_grammar(*, thought_chars: int = 300, answer_chars: int = 500) -> str:
     """The GBNF grammar of a joiner reply: a thought, then ``Finish(...)`` or ``Replan(...)``.
 
     The text inside the action is one line; its parentheses must balance (one level deep),
@@ -118,6 +124,8 @@ def joiner_grammar(*, thought_chars: int = 300) -> str:
 
     Args:
         thought_chars: the longest thought, in characters.
+        answer_chars: the longest answer (or reason to replan), in characters and
+            parenthesised groups.
 
     Returns:
         The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
@@ -126,7 +134,7 @@ def joiner_grammar(*, thought_chars: int = 300) -> str:
         [
             f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action',
             'action ::= ("Finish" | "Replan") "(" answer ")"',
-            "answer ::= answer-part+",
+            f"answer ::= answer-part{{1,{answer_chars}}}",
             'answer-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"',
             "",
         ]
@@ -136,7 +144,9 @@ def joiner_grammar(*, thought_chars: int = 300) -> str:
 class _Builder:
     """Collects named rules; each distinct (type, reference level) gets one rule."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, string_chars: int, max_items: int) -> None:
+        self.string_chars = string_chars
+        self.max_items = max_items
         self.rules: dict[str, str] = {}
         self._type_ids: dict[str, int] = {}
         self._defs: Mapping[str, Any] = {}
@@ -229,13 +239,20 @@ class _Builder:
     def string(self, level: int) -> str:
         """A double-quoted one-line string; with ``level``, ``$N``/``${N}`` inside it."""
         char = self.primitive("str-char")
+        most = f"{{0,{self.string_chars}}}"
         if not level:
-            return self.define("str-0", f'"\\"" {char}* "\\""')
+            return self.define("str-0", f'"\\"" {char}{most} "\\""')
         self.reference(level)
         after = self.primitive("str-after-ref")
         number = f"ref-num-{level}"
-        piece = f'({char} | "${{" {number} "}}" | "$" {number} {after})'
-        return self.define(f"str-{level}", f'"\\"" {piece}* ("$" {number})? "\\""')
+        piece = self.define(
+            f"str-piece-{level}", f'{char} | "${{" {number} "}}" | "$" {number} {after}'
+        )
+        return self.define(f"str-{level}", f'"\\"" {piece}{most} ("$" {number})? "\\""')
+
+    def items(self, item: str) -> str:
+        """Zero to ``max_items`` comma-separated ``item``s."""
+        return f'({item} (", " {item}){{0,{self.max_items - 1}}})?'
 
     def array(self, schema: Mapping[str, Any], level: int) -> str:
         """``[a, b]`` for a tuple (``prefixItems``), ``[x, ...]`` for a list."""
@@ -244,7 +261,7 @@ class _Builder:
             items = ' ", " '.join(self.value(item, level) for item in fixed)
             return self.named(schema, level, f'"[" {items} "]"')
         item = self.value(schema.get("items", {}), level)
-        return self.named(schema, level, f'"[" ({item} (", " {item})*)? "]"')
+        return self.named(schema, level, f'"[" {self.items(item)} "]"')
 
     def object(self, schema: Mapping[str, Any], level: int) -> str:
         """``{"key": value, ...}``: the model's fields in order, or any string keys."""
@@ -262,27 +279,31 @@ class _Builder:
         extra = schema.get("additionalProperties")
         value = self.value(extra if isinstance(extra, Mapping) else {}, level)
         entry = f'{self.string(level)} ": " {value}'
-        return self.named(schema, level, f'"{{" ({entry} (", " {entry})*)? "}}"')
+        return self.named(schema, level, f'"{{" {self.items(entry)} "}}"')
 
     def any(self, level: int) -> str:
-        """Any literal: string, number, bool, None, list or dict of any literals."""
-        name = f"any-{level}"
-        if name in self.rules:
-            return name
-        self.rules[name] = ""  # reserve the name: the rule refers to itself
-        value = f"({name} | {self.reference(level)})" if level else name
-        entry = f'{self.string(level)} ": " {value}'
-        self.rules[name] = " | ".join(
-            [
-                self.string(level),
-                self.primitive("num"),
-                self.primitive("bool"),
-                self.primitive("none"),
-                f'"[" ({value} (", " {value})*)? "]"',
-                f'"{{" ({entry} (", " {entry})*)? "}}"',
-            ]
+        """Any literal: a string, number, bool or None, or a flat list or dict of those.
+
+        One level of nesting only: a deeper structure is rarely what an untyped parameter
+        wants, and a small model left free to nest fills its token budget with it.
+        """
+        scalar = self.define(
+            f"scalar-{level}",
+            " | ".join(
+                [
+                    self.string(level),
+                    self.primitive("num"),
+                    self.primitive("bool"),
+                    self.primitive("none"),
+                    *([self.reference(level)] if level else []),
+                ]
+            ),
         )
-        return name
+        entry = f'{self.string(level)} ": " {scalar}'
+        return self.define(
+            f"any-{level}",
+            f'{scalar} | "[" {self.items(scalar)} "]" | "{{" {self.items(entry)} "}}"',
+        )
 
     def named(self, schema: Mapping[str, Any], level: int, body: str) -> str:
         """A rule for a compound type: one per distinct schema and level."""

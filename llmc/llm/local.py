@@ -139,7 +139,7 @@ class Local:
         prefix_cache_size: int = 8,
         prompt_lookup: bool = False,
         num_pred_tokens: int = 10,
-        max_tokens: int = 1024,
+        max_tokens: int = 2048,
         seed: int = 0,
         default_options: GenerateOptions | None = None,
         verbose: bool = False,
