@@ -322,6 +322,22 @@ async def test_prompt_lookup_decoding_writes_the_same_reply(model: Local) -> Non
 
 
 @needs_model
+async def test_checking_the_grammar_lazily_writes_the_same_reply(model: Local) -> None:
+    tools = llmc.Toolbox.from_path(MATH_TOOLS)
+    messages = llmc.planner.Planner(model, tools).messages("What is 3 times 7?")
+    options = GenerateOptions(
+        temperature=0.0, stop=(END_OF_PLAN,), grammar=plan_grammar(tools, max_tasks=2)
+    )
+    lazy = await generate(model, messages, options)
+    model.lazy_grammar = False
+    try:
+        masked = await generate(model, messages, options)
+    finally:
+        model.lazy_grammar = True
+    assert lazy.text == masked.text
+
+
+@needs_model
 async def test_a_json_schema_constrains_the_reply(model: Local) -> None:
     schema = {
         "type": "object",

@@ -122,7 +122,12 @@ class Local:
         load_seconds: how long loading took (None until loaded).
         prefix_cache: reuse the KV state of system prompts across calls.
         prompt_lookup: prompt-lookup speculative decoding is on.
+        num_pred_tokens: tokens per prompt-lookup draft.
+        lazy_grammar: grammars are checked against the model's pick before masking.
         default_options: options for every call, under each call's own.
+
+    The switches (``prefix_cache``, ``prompt_lookup``, ``num_pred_tokens``, ``lazy_grammar``)
+    are read at every call, so they can be changed on a loaded model.
     """
 
     supports_grammar = True
@@ -138,6 +143,7 @@ class Local:
         prefix_cache: bool = True,
         prefix_cache_size: int = 8,
         prompt_lookup: bool = False,
+        lazy_grammar: bool = True,
         num_pred_tokens: int = 10,
         max_tokens: int = 2048,
         seed: int = 0,
@@ -160,6 +166,9 @@ class Local:
                 ones go first).
             prompt_lookup: draft tokens by prompt lookup (speculative decoding).
             num_pred_tokens: how many tokens one prompt-lookup draft proposes.
+            lazy_grammar: check a grammar against the model's pick first and mask the whole
+                vocabulary only when the pick is refused (same output, far less work); False
+                masks every step, as llama-cpp-python does.
             max_tokens: the most tokens a reply may have when a call does not say.
             seed: the sampling seed (temperature above 0).
             default_options: options for every call; a call's own options override them.
@@ -181,6 +190,7 @@ class Local:
         self.prefix_cache = prefix_cache
         self.prompt_lookup = prompt_lookup
         self.num_pred_tokens = num_pred_tokens
+        self.lazy_grammar = lazy_grammar
         self.max_tokens = max_tokens
         self.seed = seed
         self.default_options = default_options
@@ -446,6 +456,7 @@ class Local:
             temperature=call.temperature,
             sampling=call.sampling,
             grammar=self._grammar(call.grammar),
+            lazy=self.lazy_grammar,
             seed=self.seed,
         )
 
@@ -643,6 +654,7 @@ class _Sampler:
         temperature: float,
         sampling: Mapping[str, float],
         grammar: Any,
+        lazy: bool,
         seed: int,
     ) -> None:
         import llama_cpp
@@ -651,6 +663,7 @@ class _Sampler:
         self.n_vocab = int(llama.n_vocab())
         self.candidates = candidates
         self.grammar = grammar
+        self.lazy = lazy
         self.chain = None if temperature <= 0 else _sampler_chain(temperature, sampling, seed)
         self._one = (llama_cpp.llama_token_data * 1)()
         self._one_array = llama_cpp.llama_token_data_array(
@@ -664,18 +677,22 @@ class _Sampler:
 
         pointer = llama_cpp.llama_get_logits_ith(self.ctx, row)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-        if self.chain is None and (self.grammar is None or self.allowed(int(logits.argmax()))):
-            token = int(logits.argmax())
-        else:
-            token = self._pick(logits, masked=False)
-            if self.grammar is not None and not self.allowed(token):
-                token = self._pick(logits, masked=True)
+        token = self._choose(logits)
         if self.grammar is not None:
             if not self.allowed(token):
                 raise LLMError("the grammar allows no token here: it cannot be completed")
             llama_cpp.llama_sampler_accept(self.grammar, token)
         if self.chain is not None:
             llama_cpp.llama_sampler_accept(self.chain, token)
+        return token
+
+    def _choose(self, logits: Any) -> int:
+        """The token to write: the model's pick if the grammar allows it, else a masked pick."""
+        if self.grammar is not None and not self.lazy:
+            return self._pick(logits, masked=True)
+        token = int(logits.argmax()) if self.chain is None else self._pick(logits, masked=False)
+        if self.grammar is not None and not self.allowed(token):
+            token = self._pick(logits, masked=True)
         return token
 
     def allowed(self, token: int) -> bool:
