@@ -13,12 +13,16 @@ The public API, all importable from ``llmc``:
   (a :class:`FusedTool`), which a :class:`Fuser` expands back before it runs;
   :func:`suggest_fusions` finds candidates in past plans; batchable tools
   (``@tool(batch=...)``) go out as fused calls (:class:`FusedCall` in the trace);
+- caching: :class:`Cache` keeps tool outputs, LLM completions and plans (exact, and
+  semantic for paraphrased questions) in a SQLite file or Redis; pass it as ``cache=`` to a
+  :class:`Compiler` or a run (more in :mod:`llmc.cache`);
 - errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
 
 Everything else lives in modules whose names say what they hold; what is not listed in
 ``__all__`` may change without notice.
 """
 
+from .cache import Cache
 from .compiler import Answer, Compiler
 from .errors import (
     CycleError,
@@ -72,6 +76,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "Backoff",
+    "Cache",
     "Compiler",
     "CycleError",
     "DependencyError",

@@ -4,6 +4,11 @@ One :meth:`Compiler.run` is a loop of rounds. In each, the planner's LLM stream 
 the parser straight into the scheduler, so tools start while the plan is still being written;
 then the joiner reads every observation so far and answers or asks for a new plan. A new plan
 continues the task numbering and may use every earlier output as ``$N``.
+
+With a ``cache`` (:class:`llmc.cache.Cache`), LLM calls are replayed when they repeat, tool
+calls as the cache's policy says, and the first plan of a question is taken from the cache
+when the same question, or a verified paraphrase of it, was answered before by one plan: it
+is re-read against the current tools and run again, and only the planner call is saved.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .result import Result, error_text
 from .scheduler import RunOptions, Scheduler
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event, Trace, stream_events
+from .trace import Event, Span, Trace, stream_events
 
 __all__ = ["Answer", "AnswerText", "Answered", "Compiler", "PlanText", "Replanning"]
 
@@ -206,6 +211,12 @@ class Compiler:
         self.run_tools = Toolbox(self.tools)
         for member in Fuser(self.fused).members():
             self.run_tools.add(member)
+        self.cache = options.get("cache")
+        if self.cache is not None and self.cache.llm:  # repeated LLM calls are replayed
+            from .cache import CachedLLM
+
+            llm = CachedLLM(llm, self.cache)
+            joiner_llm = CachedLLM(joiner_llm, self.cache) if joiner_llm is not None else None
         shared = Templates(templates)
         self.planner = Planner(llm, planner_tools, templates=shared, json=json)
         self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
@@ -284,6 +295,7 @@ class _Session:
                 ),
             )
             if decision.action == "finish" or final:
+                await self._keep_plan(finished=decision.action == "finish")
                 return self._answer(decision.text, finished=decision.action == "finish")
             round_.reason = decision.text
             self.emit(
@@ -296,10 +308,48 @@ class _Session:
             )
         raise AssertionError("unreachable: the last round always answers")
 
+    def _plan_scope(self) -> str:
+        """Where this compiler's plans are cached: its model, tools and planner prompt."""
+        planner, cache = self.compiler.planner, self.compiler.cache
+        assert cache is not None
+        tools = planner.tools.values()
+        return cache.plan_scope(planner.llm.model, tools, planner.system_prompt, json=planner.json)
+
+    async def _cached_plan(self, round_: Round) -> AsyncGenerator[Task, None] | None:
+        """The first round's plan from the cache, re-read against the current tools; None
+        when the cache has none that fits (the planner then writes one)."""
+        cache = self.compiler.cache
+        if cache is None or not cache.plans or round_.number != 1:
+            return None
+        started = time.perf_counter()
+        match = await cache.find_plan(self.question, self._plan_scope())
+        if match is None or not isinstance(match.value, str):
+            return None
+        tasks = self.compiler.planner.reread(match.value)
+        if tasks is None:
+            return None  # the tools changed under it: the planner writes a new plan
+        round_.text, round_.cached = match.value, True
+        label = f"plan 1 from cache ({match.score:.2f})"
+        span = Span("cache", label, started, time.perf_counter(), usage=Usage())  # no call
+        self.trace.spans.append(span)
+        self.emit(PlanText(run_id=self.run_id, time=time.perf_counter(), round=1, text=match.value))
+        return _replayed(tasks, round_)
+
+    async def _keep_plan(self, *, finished: bool) -> None:
+        """Cache the plan of a question that one plan answered."""
+        cache = self.compiler.cache
+        if cache is None or not cache.plans or not finished or len(self.rounds) != 1:
+            return
+        round_ = self.rounds[0]
+        if round_.cached or self.compiler.planner.reread(round_.text) is None:
+            return  # (a repaired plan's text is two attempts, not one plan)
+        await cache.put_plan(self.question, self._plan_scope(), round_.text)
+
     async def _execute(self, round_: Round) -> None:
         """Stream a plan into the scheduler and record what it observed."""
         compiler = self.compiler
-        tasks = compiler.planner.stream(
+        cached = await self._cached_plan(round_)
+        tasks = cached or compiler.planner.stream(
             self.question,
             round_,
             earlier=self.rounds,
@@ -360,6 +410,14 @@ async def _tasks_of(
                 yield item
     finally:
         await tasks.aclose()
+
+
+async def _replayed(tasks: list[Task], round_: Round) -> AsyncGenerator[Task, None]:
+    """A cached plan's tasks, recorded in its round as if the planner had just written them."""
+    for task in tasks:
+        round_.parsed_at[task.id] = time.perf_counter()
+        round_.tasks.append(task)
+        yield task
 
 
 def _ran(round_: Round) -> list[Task]:

@@ -42,6 +42,7 @@ class Round:
         reason: the joiner's reason for asking for another plan, if it did.
         ran: the tasks as they went to the scheduler: ``tasks`` with each call of a fused
             tool replaced by its members (see :mod:`llmc.fuser`).
+        cached: the plan came from a cache (:class:`llmc.cache.Cache`), not from the LLM.
     """
 
     number: int
@@ -51,6 +52,7 @@ class Round:
     observations: dict[int, str] = field(default_factory=dict)
     reason: str | None = None
     ran: list[Task] = field(default_factory=list)
+    cached: bool = False
 
 
 class Planner:
@@ -114,6 +116,17 @@ class Planner:
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": user},
         ]
+
+    def reread(self, text: str) -> list[Task] | None:
+        """The tasks of a whole plan written earlier (a cached one), read as this planner
+        reads its LLM, against the current tools; None if it no longer reads (a tool is gone
+        or changed) or has no task."""
+        parser = JsonPlanParser(tools=self.tools) if self.json else PlanParser(tools=self.tools)
+        try:
+            tasks = [*parser.feed(text), *parser.close()]
+        except PlanError:
+            return None
+        return tasks or None
 
     async def stream(
         self,

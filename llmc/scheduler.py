@@ -27,6 +27,11 @@ retryable error of the whole call retries the whole call; a retryable error of o
 that item again, in a later batch); the run-wide ``max_concurrency`` still counts tasks, so it
 also bounds the size of a batch.
 
+Caching: with a ``cache`` (:class:`llmc.cache.Cache`), a task whose tool the cache keeps
+(pure tools, or ``@llmc.tool(cache=True, cache_ttl=...)``) first looks for its call's output
+there, once its references are resolved: a hit is the task's output (``TaskRecord.cached``,
+no call made); a miss calls the tool as usual and stores the output.
+
 Limits: a run-wide ``max_concurrency``, each tool's ``max_concurrency`` (per run) and
 ``rate_limit`` (a throttler shared by every run), per-attempt timeouts, and retries with
 exponential backoff and jitter. A task waiting for a concurrency slot holds no slot of any
@@ -57,6 +62,7 @@ from typing import Any, TypedDict, Unpack
 import structlog
 
 from .batching import FALLBACK, Batcher, Member, call_key
+from .cache import MISSING, Cache
 from .errors import DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
 from .limits import Backoff, RateLimiter
@@ -124,6 +130,9 @@ class RunOptions(TypedDict, total=False):
         dedupe: let identical calls of pure tools (``@llmc.tool(pure=True)``; same arguments
             once references are resolved) run once per run and share the outcome. On by
             default; it touches only tools that declared themselves pure.
+        cache: a :class:`~llmc.cache.Cache` for tool outputs: the calls of the tools it
+            keeps (see :meth:`~llmc.cache.Cache.tool_policy`) are answered from it when it
+            has them, and stored when it does not.
     """
 
     max_concurrency: int | None
@@ -134,6 +143,7 @@ class RunOptions(TypedDict, total=False):
     executor: Executor | None
     on_event: Callable[[Event], object] | None
     dedupe: bool
+    cache: Cache | None
 
 
 # -- references ------------------------------------------------------------------------------
@@ -230,6 +240,7 @@ class Scheduler:
         self.executor = options.get("executor")
         self.on_event = options.get("on_event")
         self.dedupe = options.get("dedupe", True)
+        self.cache = options.get("cache")
         unknown = set(options) - set(RunOptions.__annotations__)
         if unknown:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
@@ -384,12 +395,14 @@ class _Node:
 
 class _Fusion:
     """What a run keeps for fusion at dispatch: whether it deduplicates, the calls made so
-    far (by call key, for deduplication) and each batchable tool's batcher."""
+    far (by call key, for deduplication), each batchable tool's batcher, and the cache of
+    tool outputs, if any."""
 
-    __slots__ = ("batchers", "calls", "dedupe")
+    __slots__ = ("batchers", "cache", "calls", "dedupe")
 
-    def __init__(self, dedupe: bool) -> None:
+    def __init__(self, dedupe: bool, cache: Cache | None = None) -> None:
         self.dedupe = dedupe
+        self.cache = cache
         self.calls: dict[Any, _Node] = {}
         self.batchers: dict[str, Batcher] = {}
 
@@ -475,7 +488,7 @@ class _Run:
         self.direct = type(self.executor) is AsyncioExecutor
         # Fusion state lives in one attribute: past 30 instance attributes CPython 3.11 stops
         # sharing instance-dict keys, and every ``self.x`` of the hot path gets slower.
-        self.fusion = _Fusion(scheduler.dedupe)
+        self.fusion = _Fusion(scheduler.dedupe, scheduler.cache)
         self.closing = False
         self.error: BaseException | None = None
         self.loop = asyncio.get_running_loop()
@@ -729,7 +742,11 @@ class _Run:
         tool = node.tool
         try:
             arguments = self._arguments(node)  # ToolArgumentError: the tool is not called
-            if tool.pure and self.fusion.dedupe and (leader := self._leader(node, arguments)):
+            cache = self.fusion.cache
+            key = cache.tool_key(tool, arguments) if cache is not None else None
+            if key is not None and (output := await self._cached(key)) is not MISSING:
+                record.cached = True  # a hit: the stored output, no call
+            elif tool.pure and self.fusion.dedupe and (leader := self._leader(node, arguments)):
                 output = await self._follow(node, leader)
             elif tool.batch_tool is not None:
                 output = await self._batched(node, arguments)
@@ -745,6 +762,8 @@ class _Run:
                     output = await tool.fn(**arguments)
                 else:
                     output = await self.executor.call(tool, arguments)
+            if key is not None and not record.cached and record.served_by is None:
+                await self._store(node, key, output)  # (a deduplicated call's leader stores)
         except _Closing:
             self._cancelled(node)
         except asyncio.CancelledError as exc:
@@ -757,6 +776,18 @@ class _Run:
             self._failed(node, exc)
         else:
             self._done(node, output)
+
+    async def _cached(self, key: str) -> Any:
+        """The cached output of a call, or ``MISSING``."""
+        cache = self.fusion.cache
+        assert cache is not None
+        return await cache.get_tool(key)
+
+    async def _store(self, node: _Node, key: str, output: Any) -> None:
+        """Keep a call's output in the cache (the tool's policy says for how long)."""
+        cache = self.fusion.cache
+        assert cache is not None
+        await cache.put_tool(key, node.tool, output)
 
     def _arguments(self, node: _Node) -> dict[str, Any]:
         """The task's arguments with references resolved, validated by the tool."""

@@ -132,6 +132,9 @@ class Tool:
         batch_window: seconds a batch waits for more calls after its first one.
         batch_fallback: when a whole fused call fails, run its calls one by one instead of
             failing them all.
+        cache: whether a :class:`~llmc.cache.Cache` keeps this tool's outputs: True, False,
+            or None (the default: pure tools and tools with a ``cache_ttl`` are cached).
+        cache_ttl: seconds a cached output lives (None: until evicted).
     """
 
     name: str
@@ -148,6 +151,8 @@ class Tool:
     max_batch: int = 32
     batch_window: float = 0.005
     batch_fallback: bool = False
+    cache: bool | None = None
+    cache_ttl: float | None = None
     #: The batch function as a Tool of its own (one argument: the calls), for executors.
     batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
@@ -175,6 +180,8 @@ class Tool:
             raise ToolDefinitionError(f"tool {self.name!r}: max_batch must be at least 1")
         if self.batch_window < 0:
             raise ToolDefinitionError(f"tool {self.name!r}: batch_window must be 0 or more")
+        if self.cache_ttl is not None and self.cache_ttl <= 0:
+            raise ToolDefinitionError(f"tool {self.name!r}: cache_ttl must be positive seconds")
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.docstring = parse_docstring(self.fn.__doc__)
         self.signature = inspect.signature(self.fn)
@@ -471,6 +478,8 @@ def tool(
     max_batch: int = 32,
     batch_window: float = 0.005,
     batch_fallback: bool = False,
+    cache: bool | None = None,
+    cache_ttl: float | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -492,6 +501,8 @@ def tool(
     max_batch: int = 32,
     batch_window: float = 0.005,
     batch_fallback: bool = False,
+    cache: bool | None = None,
+    cache_ttl: float | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -523,6 +534,11 @@ def tool(
         max_batch: the most calls in one fused call.
         batch_window: seconds to wait for more calls after the first one of a batch.
         batch_fallback: when a fused call fails as a whole, run its calls one by one.
+        cache: whether a :class:`~llmc.cache.Cache` given to the run keeps this tool's
+            outputs. None (default): pure tools are cached, forever, and so is a tool with a
+            ``cache_ttl``; True: cached even if not pure (a search, for ``cache_ttl``
+            seconds); False: never (a tool that sends, writes or reads the clock).
+        cache_ttl: seconds a cached output lives (None: until the cache evicts it).
 
     Example:
         >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
@@ -564,6 +580,8 @@ def tool(
             max_batch=max_batch,
             batch_window=batch_window,
             batch_fallback=batch_fallback,
+            cache=cache,
+            cache_ttl=cache_ttl,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -258,6 +258,7 @@ class TaskRecord:
             it (it made no call of its own).
         fused_call: for a member of a batch, its (last) fused call's index in
             ``Trace.fused_calls``.
+        cached: its output came from a cache (:class:`llmc.cache.Cache`); no call was made.
     """
 
     task_id: int
@@ -273,6 +274,7 @@ class TaskRecord:
     blocked_by: int | None = None
     served_by: int | None = None
     fused_call: int | None = None
+    cached: bool = False
 
     @property
     def duration(self) -> float | None:

@@ -21,7 +21,7 @@ class CachedLLM:
     streams the stored text back, line by line, with a final chunk carrying the stored
     finish reason and a usage of zero tokens and zero calls. Any other call goes to the
     wrapped model, streams through unchanged, and is stored once it ran to its end (a
-    stream left early or failing stores nothing).
+    stream left early or failing stores nothing). Other attributes are the wrapped model's.
 
     Args:
         llm: the model to wrap.
@@ -67,6 +67,12 @@ class CachedLLM:
                 "usage": [spent.prompt_tokens, spent.completion_tokens, spent.cached_tokens],
             }
             await self.cache.aset(key, record, ttl=self.cache.ttl, kind="llm")
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the wrapped model's (its tokenizer, ``aload``, ...)."""
+        if name == "llm":
+            raise AttributeError(name)
+        return getattr(self.llm, name)
 
     def __repr__(self) -> str:
         return f"CachedLLM({self.llm!r})"
