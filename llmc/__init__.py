@@ -13,6 +13,10 @@ The public API, all importable from ``llmc``:
   (a :class:`FusedTool`), which a :class:`Fuser` expands back before it runs;
   :func:`suggest_fusions` finds candidates in past plans; batchable tools
   (``@tool(batch=...)``) go out as fused calls (:class:`FusedCall` in the trace);
+- budgets: :class:`Budget` limits a run's tokens, cost, LLM and tool calls and shares out
+  its prompts (per-node budgets, TALE-style output budgets); crossing a limit raises
+  :class:`BudgetExceeded` with the partial result; usage and cost per call arrive as
+  :class:`LLMUsage` events (more in :mod:`llmc.budget`);
 - caching: :class:`Cache` keeps tool outputs, LLM completions and plans (exact, and
   semantic for paraphrased questions) in a SQLite file or Redis; pass it as ``cache=`` to a
   :class:`Compiler` or a run (more in :mod:`llmc.cache`);
@@ -22,9 +26,11 @@ Everything else lives in modules whose names say what they hold; what is not lis
 ``__all__`` may change without notice.
 """
 
+from .budget import Budget, LLMUsage
 from .cache import Cache
 from .compiler import Answer, Compiler
 from .errors import (
+    BudgetExceeded,
     CycleError,
     DependencyError,
     DuplicateToolError,
@@ -76,6 +82,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "Backoff",
+    "Budget",
+    "BudgetExceeded",
     "Cache",
     "Compiler",
     "CycleError",
@@ -94,6 +102,7 @@ __all__ = [
     "LLMError",
     "LLMRateLimitError",
     "LLMResponseError",
+    "LLMUsage",
     "OpenAI",
     "Plan",
     "PlanError",

@@ -14,16 +14,19 @@ is re-read against the current tools and run again, and only the planner call is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
 
+from .budget import Budget, Meter, estimate_budget
+from .errors import BudgetExceeded
 from .fuser import FusedTool, Fuser
 from .joiner import Joiner
-from .llm.base import LLM, Usage
+from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .plan import Plan, Task
 from .planner import Planner, Round
@@ -93,6 +96,8 @@ class Answer:
         results: each plan's run :class:`~llmc.result.Result`.
         trace: the whole run: every task, and every LLM call as a span.
         fused_groups: the members of each call of a fused tool (see :mod:`llmc.fuser`).
+        meter: the run's budget meter: limits, counts, the TALE budget, observation shares
+            (see :mod:`llmc.budget`).
     """
 
     question: str
@@ -103,6 +108,7 @@ class Answer:
     trace: Trace
     tools: Toolbox = field(repr=False)
     fused_groups: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    meter: Meter | None = field(default=None, repr=False)
 
     @property
     def plan(self) -> Plan:
@@ -113,6 +119,8 @@ class Answer:
         """
         plan = Plan((task for r in self.rounds for task in _ran(r)), tools=self.tools)
         plan.fused_groups = {**self.fused_groups, **self.trace.fused_groups()}
+        if self.meter is not None:  # each cut observation's share, under its box
+            plan.budgets = dict(self.meter.shares)
         return plan
 
     @property
@@ -127,8 +135,8 @@ class Answer:
 
     @property
     def llm_calls(self) -> int:
-        """How many LLM calls the answer took (planner, repairs and joiner)."""
-        return sum(1 for span in self.trace.spans if span.kind in ("planner", "joiner"))
+        """How many LLM calls the answer took (planner, repairs, joiner, estimator, summaries)."""
+        return sum(1 for span in self.trace.spans if span.kind in _LLM_KINDS)
 
     @property
     def usage(self) -> Usage:
@@ -142,6 +150,24 @@ class Answer:
     def usage_by_call(self) -> list[tuple[str, Usage]]:
         """Each LLM call's label (``"plan 1"``, ``"join 1"``, ...) and its tokens."""
         return [(span.label, span.usage or Usage()) for span in self.trace.spans]
+
+    @property
+    def usage_by_node(self) -> dict[str, Usage]:
+        """Tokens per node: ``"planner"``, ``"joiner"``, ``"estimator"``, ``"summarizer"``."""
+        nodes: dict[str, Usage] = {}
+        for span in self.trace.spans:
+            if span.kind in _LLM_KINDS:
+                nodes[span.kind] = nodes.get(span.kind, Usage()) + (span.usage or Usage(calls=1))
+        return nodes
+
+    @property
+    def cost(self) -> float | None:
+        """US dollars of all LLM calls together; None when a model has no price (see
+        :class:`llmc.budget.PriceTable`)."""
+        costs = [span.cost for span in self.trace.spans if span.kind in _LLM_KINDS]
+        if any(cost is None for cost in costs):
+            return None
+        return sum(cost for cost in costs if cost is not None)
 
     @property
     def dispatch_delays(self) -> dict[int, float]:
@@ -178,6 +204,9 @@ class Compiler:
         fused: fused tools (:func:`llmc.fuse`) to offer the planner besides ``tools``; fused
             tools among ``tools`` count too. Each call of one is expanded into its member
             tasks before it runs; the members need not be among ``tools``.
+        budget: what each run may spend and how its prompts are shared out
+            (:class:`llmc.Budget`); a run's own ``budget=`` replaces it. Without one, runs
+            have no limits, and observations still get token shares of the context window.
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -196,6 +225,7 @@ class Compiler:
         json: bool = False,
         max_replans: int = 2,
         fused: Iterable[FusedTool] = (),
+        budget: Budget | None = None,
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
@@ -222,35 +252,44 @@ class Compiler:
         self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
         self.scheduler = Scheduler(self.run_tools, **options)
         self.max_replans = max_replans
+        self.budget = budget or Budget()
 
     async def run(
-        self, question: str, *, on_event: Callable[[Event], object] | None = None
+        self,
+        question: str,
+        *,
+        on_event: Callable[[Event], object] | None = None,
+        budget: Budget | None = None,
     ) -> Answer:
         """Plan, run and answer ``question``.
 
         Args:
             question: the question.
-            on_event: called with every event: planner text, task events, answer text.
+            on_event: called with every event: planner text, task events, LLM usage
+                (:class:`llmc.budget.LLMUsage`), answer text.
+            budget: this run's budget, instead of the compiler's.
 
         Raises:
             PlanError: the planner's output did not parse, even after a repair round.
             LLMError: an LLM call failed (after its retries).
+            BudgetExceeded: the next call would have crossed the budget; the run stopped
+                and the error's ``answer`` holds what it had done.
         """
-        return await _Session(self, question, on_event).run()
+        return await _Session(self, question, on_event, budget or self.budget).run()
 
-    def run_sync(self, question: str) -> Answer:
+    def run_sync(self, question: str, *, budget: Budget | None = None) -> Answer:
         """:meth:`run` for synchronous code; Ctrl-C cancels the run cleanly."""
         with asyncio.Runner() as runner:
-            return runner.run(self.run(question))
+            return runner.run(self.run(question, budget=budget))
 
-    def stream(self, question: str) -> AsyncGenerator[Event, None]:
+    def stream(self, question: str, *, budget: Budget | None = None) -> AsyncGenerator[Event, None]:
         """Run ``question`` and yield its events as they happen; the last is :class:`Answered`.
 
         Events: :class:`PlanText` as the plan streams, the scheduler's task events,
         :class:`Replanning`, :class:`AnswerText` as the answer streams, then :class:`Answered`.
         Leaving the loop early cancels the run.
         """
-        return stream_events(lambda on_event: self.run(question, on_event=on_event))
+        return stream_events(lambda on_event: self.run(question, on_event=on_event, budget=budget))
 
     def __repr__(self) -> str:
         return f"<Compiler tools: {', '.join(self.tools)}; llm: {self.llm.model}>"
@@ -260,12 +299,17 @@ class _Session:
     """One question's rounds of planning, running and joining."""
 
     def __init__(
-        self, compiler: Compiler, question: str, on_event: Callable[[Event], object] | None
+        self,
+        compiler: Compiler,
+        question: str,
+        on_event: Callable[[Event], object] | None,
+        budget: Budget,
     ) -> None:
         self.compiler = compiler
         self.question = question
         self.on_event = on_event
         self.run_id = uuid.uuid4().hex[:12]
+        self.meter = Meter(budget, run_id=self.run_id, on_event=on_event, tools=compiler.run_tools)
         self.trace = Trace(self.run_id, time.perf_counter())
         self.rounds: list[Round] = []
         self.results: list[Result] = []
@@ -278,7 +322,15 @@ class _Session:
             self.on_event(event)
 
     async def run(self) -> Answer:
+        try:
+            return await self._rounds()
+        except BudgetExceeded as exc:  # nothing computed is lost: it rides on the error
+            exc.answer = self._answer("", finished=False, announce=False)
+            raise
+
+    async def _rounds(self) -> Answer:
         compiler = self.compiler
+        await self._prepare()
         for number in range(1, compiler.max_replans + 2):
             round_ = Round(number)
             await self._execute(round_)
@@ -293,6 +345,8 @@ class _Session:
                 on_answer=lambda text: self.emit(
                     AnswerText(run_id=self.run_id, time=time.perf_counter(), text=text)
                 ),
+                meter=self.meter,
+                current={task.id for task in round_.tasks},
             )
             if decision.action == "finish" or final:
                 await self._keep_plan(finished=decision.action == "finish")
@@ -307,6 +361,49 @@ class _Session:
                 )
             )
         raise AssertionError("unreachable: the last round always answers")
+
+    async def _prepare(self) -> None:
+        """Load models that count tokens themselves; estimate the TALE output budget."""
+        compiler, budget = self.compiler, self.meter.budget
+        if budget.counter is None:
+            for llm in (compiler.llm, compiler.joiner.llm):
+                load = getattr(llm, "aload", None)
+                if callable(load) and getattr(llm, "loaded", True) is False:
+                    await load()  # its tokenizer counts; loading it now keeps the loop free
+        if budget.tale:
+            low, high = budget.tale_range
+            self.meter.output_budget = await estimate_budget(
+                budget.estimator or compiler.joiner.llm,
+                self.question,
+                templates=compiler.joiner.templates,
+                meter=self.meter,
+                trace=self.trace,
+                low=low,
+                high=high,
+                fallback=budget.tale_fallback,
+            )
+
+    async def _history(self) -> list[Round]:
+        """The earlier rounds as the planner sees them: observations within their shares."""
+        if not self.rounds:
+            return self.rounds
+        planner = self.compiler.planner
+        tasks = {task.id: task for r in self.rounds for task in r.tasks}
+
+        def render(shown: Mapping[int, str]) -> list[Message]:
+            return planner.messages(self.question, _with_observations(self.rounds, shown))
+
+        shown = await self.meter.fit_observations(
+            planner.llm,
+            render,
+            {i: text for r in self.rounds for i, text in r.observations.items()},
+            tasks,
+            question=self.question,
+            current=(),
+            reserve=self.meter.output_tokens("planner"),
+            trace=self.trace,
+        )
+        return _with_observations(self.rounds, shown)
 
     def _plan_scope(self) -> str:
         """Where this compiler's plans are cached: its model, tools and planner prompt."""
@@ -352,24 +449,37 @@ class _Session:
         tasks = cached or compiler.planner.stream(
             self.question,
             round_,
-            earlier=self.rounds,
+            earlier=await self._history(),
             trace=self.trace,
             on_text=lambda text: self.emit(
                 PlanText(
                     run_id=self.run_id, time=time.perf_counter(), round=round_.number, text=text
                 )
             ),
+            meter=self.meter,
         )
-        result = await compiler.scheduler.run(
-            _tasks_of(tasks, round_, self.fuser),
-            run_id=self.run_id,
-            prior=self.values,
-            trace=self.trace,
-            on_event=self.on_event,
-        )
+        try:
+            result = await compiler.scheduler.run(
+                _tasks_of(tasks, round_, self.fuser),
+                run_id=self.run_id,
+                prior=self.values,
+                trace=self.trace,
+                on_event=self.on_event,
+                meter=self.meter if self.meter.budget.limits_tools else None,
+            )
+        except BudgetExceeded as exc:
+            if exc.result is not None:  # keep what the round did before it stopped
+                self._record(round_, exc.result)
+            raise
+        self._record(round_, result)
+
+    def _record(self, round_: Round, result: Result) -> None:
+        """Keep a round and what its plan observed."""
         self.rounds.append(round_)
         self.results.append(result)
         for task in round_.tasks:
+            if task.id not in result.trace.tasks:
+                continue  # the run stopped before it arrived
             observation = result.observation(task.id)
             round_.observations[task.id] = observation
             self.observations[task.id] = observation
@@ -380,7 +490,7 @@ class _Session:
                 error = record.error if record is not None else None
                 self.values[task.id] = error_text(error) if error else observation
 
-    def _answer(self, text: str, *, finished: bool) -> Answer:
+    def _answer(self, text: str, *, finished: bool, announce: bool = True) -> Answer:
         self.trace.finished = time.perf_counter()
         answer = Answer(
             self.question,
@@ -391,8 +501,10 @@ class _Session:
             self.trace,
             self.compiler.run_tools,
             self.fuser.groups if self.fuser is not None else {},
+            self.meter,
         )
-        self.emit(Answered(run_id=self.run_id, time=time.perf_counter(), answer=answer))
+        if announce:
+            self.emit(Answered(run_id=self.run_id, time=time.perf_counter(), answer=answer))
         return answer
 
 
@@ -410,6 +522,18 @@ async def _tasks_of(
                 yield item
     finally:
         await tasks.aclose()
+
+
+def _with_observations(rounds: list[Round], shown: Mapping[int, str]) -> list[Round]:
+    """Copies of ``rounds`` whose observations are the ``shown`` texts."""
+    return [
+        dataclasses.replace(r, observations={i: shown.get(i, t) for i, t in r.observations.items()})
+        for r in rounds
+    ]
+
+
+#: The kinds of spans that are LLM calls.
+_LLM_KINDS = frozenset({"planner", "joiner", "estimator", "summarizer"})
 
 
 async def _replayed(tasks: list[Task], round_: Round) -> AsyncGenerator[Task, None]:

@@ -14,6 +14,8 @@
     │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
     │   └── CycleError           the plan's dependencies form a cycle
     ├── DependencyError          why a task was skipped: a task it needs failed or was skipped
+    ├── BudgetExceeded           a run's budget (tokens, cost, LLM or tool calls) would be
+    │                            crossed: the run stopped; the partial result is attached
     └── LLMError                 a language model call failed (after any retries)
         ├── LLMConnectionError   the endpoint cannot be reached, or the stream broke off
         ├── LLMRateLimitError    the endpoint kept answering 429 (rate limited)
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BudgetExceeded",
     "CycleError",
     "DependencyError",
     "DuplicateToolError",
@@ -134,6 +137,48 @@ class CycleError(PlanError):
 
 class DependencyError(LLMCError):
     """Why a task did not run: a task it needs failed, was skipped or was cancelled."""
+
+
+class BudgetExceeded(LLMCError):
+    """The next call would cross the run's budget, so the run stopped before making it.
+
+    Nothing computed is lost: the partial result rides on the error.
+
+    Attributes:
+        limit: which limit: ``"tokens"``, ``"cost"``, ``"llm_calls"`` or ``"tool_calls"``.
+        maximum: the limit's value.
+        used: what the run had used of it when it stopped.
+        needed: what the refused call needed at least, when known.
+        result: the partial :class:`~llmc.result.Result` of the plan run that stopped
+            (outputs of the tasks that finished, the trace), when a plan was running.
+        answer: the partial :class:`~llmc.compiler.Answer` of a compiler run (its rounds,
+            results, trace and usage so far; ``text`` is empty, ``finished`` False).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        maximum: float,
+        used: float,
+        needed: float | None = None,
+    ) -> None:
+        super().__init__(
+            f"{message}. Raise the limit (llmc.Budget), or read the partial result on this "
+            "error (.answer or .result)"
+        )
+        self.limit = limit
+        self.maximum = maximum
+        self.used = used
+        self.needed = needed
+        self.result: Any = None
+        self.answer: Any = None
+
+    @property
+    def partial(self) -> Any:
+        """The partial answer of a compiler run, else the partial result of a plan run."""
+        return self.answer if self.answer is not None else self.result
 
 
 class LLMError(LLMCError):

@@ -4,6 +4,10 @@ The LLM replies ``Thought: ...`` then ``Action: Finish(answer)`` or ``Action: Re
 :func:`parse_decision` reads that robustly: the answer runs to the *last* closing parenthesis,
 so answers with parentheses, quotes and newlines survive (LLMCompiler cuts them at the first
 ``)``). With ``json=True`` the joiner asks for a structured reply instead.
+
+The prompt is budgeted in tokens (see :mod:`llmc.budget`): every observation gets a share of
+the model's context window, and one over its share is reduced (head and tail with a marker,
+by default) before it enters the prompt, so the prompt never exceeds the window.
 """
 
 from __future__ import annotations
@@ -13,17 +17,18 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .budget import Budget, Meter
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .plan import Task
 from .templates import Templates
 from .trace import Span, Trace
 
-__all__ = ["DECISION_SCHEMA", "Decision", "Joiner", "parse_decision", "shorten"]
+__all__ = ["DECISION_SCHEMA", "Decision", "Joiner", "parse_decision"]
 
 #: The JSON Schema of a structured joiner reply.
 DECISION_SCHEMA: dict[str, Any] = {
@@ -89,15 +94,6 @@ def _unquote(text: str) -> str:
     return text
 
 
-def shorten(text: str, limit: int) -> str:
-    """Keep the head and the tail of a long text, with a marker saying what was cut."""
-    if len(text) <= limit:
-        return text
-    keep = max(limit - 60, 20)
-    head, tail = text[: keep * 2 // 3], text[-(keep - keep * 2 // 3) :]
-    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut ...]\n{tail}"
-
-
 class Joiner:
     """Decides, from a plan's observations, whether to answer or to plan again.
 
@@ -106,8 +102,9 @@ class Joiner:
         templates: a template folder (see :class:`~llmc.templates.Templates`), or None.
         json: ask for a structured reply (:data:`DECISION_SCHEMA`) instead of text.
         options: generation options (default: temperature 0).
-        observation_chars: the most characters of one observation the joiner sees; longer
-            ones keep their head and tail.
+        budget: how the prompt is shared out and reduced when :meth:`decide` gets no
+            run's meter (a compiler passes its own): observation shares, the reducer, the
+            output budget (see :class:`~llmc.budget.Budget`).
     """
 
     def __init__(
@@ -117,7 +114,7 @@ class Joiner:
         templates: Templates | str | Path | None = None,
         json: bool = False,
         options: GenerateOptions | None = None,
-        observation_chars: int = 4000,
+        budget: Budget | None = None,
     ) -> None:
         self.llm = llm
         self.templates = templates if isinstance(templates, Templates) else Templates(templates)
@@ -126,7 +123,7 @@ class Joiner:
         if json and options.json_schema is None:
             options = dataclasses.replace(options, json_schema=DECISION_SCHEMA)
         self.options = options
-        self.observation_chars = observation_chars
+        self.budget = budget or Budget()
 
     def messages(
         self,
@@ -135,11 +132,24 @@ class Joiner:
         observations: Mapping[int, str],
         *,
         final: bool = False,
+        output_budget: int | None = None,
     ) -> list[Message]:
-        """The chat messages of a joiner call."""
-        shown = {i: shorten(text, self.observation_chars) for i, text in observations.items()}
+        """The chat messages of a joiner call, with the observations as given.
+
+        Args:
+            question: the user's question.
+            tasks: every task so far, in order.
+            observations: each task's observation text (already within budget).
+            final: no replan is left; the joiner is told to answer.
+            output_budget: a TALE budget for the reply ("use less than N tokens"), if any.
+        """
         user = self.templates.render(
-            "joiner_user.jinja", question=question, tasks=tasks, observations=shown, final=final
+            "joiner_user.jinja",
+            question=question,
+            tasks=tasks,
+            observations=observations,
+            final=final,
+            output_budget=output_budget,
         )
         system = self.templates.render("joiner.jinja", json=self.json)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -154,8 +164,13 @@ class Joiner:
         trace: Trace | None = None,
         label: str = "join",
         on_answer: Callable[[str], Any] | None = None,
+        meter: Meter | None = None,
+        current: Collection[int] | None = None,
     ) -> Decision:
         """Ask the LLM; return its decision.
+
+        Each observation over its share of the prompt is reduced first (see
+        :meth:`llmc.budget.Meter.fit_observations`).
 
         Args:
             question: the user's question.
@@ -165,18 +180,42 @@ class Joiner:
             trace: where the call is recorded as a span.
             label: the span's label.
             on_answer: called with the answer's text as it streams (text replies only).
+            meter: the run's meter: its budget, counts and limits (default: a fresh one
+                for this joiner's ``budget``).
+            current: ids of the tasks of the plan that just ran; the others are earlier
+                plans' (the ``history`` share). None: all are current.
 
         Raises:
             LLMError: the LLM call failed.
+            BudgetExceeded: the call would cross the run's budget.
         """
-        messages = self.messages(question, tasks, observations, final=final)
+        meter = meter or Meter(self.budget)
+        options = meter.with_output(self.options, "joiner")
+        budget = meter.output_budget
+
+        def render(shown: Mapping[int, str]) -> list[Message]:
+            return self.messages(question, tasks, shown, final=final, output_budget=budget)
+
+        shown = await meter.fit_observations(
+            self.llm,
+            render,
+            observations,
+            {task.id: task for task in tasks},
+            question=question,
+            current=current,
+            reserve=options.max_tokens,
+            input_limit=meter.budget.joiner_input,
+            trace=trace,
+        )
+        messages = render(shown)
+        options = meter.before_llm_call(self.llm, messages, options, kind="joiner")
         span = Span("joiner", label, time.perf_counter())
         if trace is not None:
             trace.spans.append(span)
         reply: list[str] = []
         stream = _AnswerStream(on_answer) if on_answer is not None and not self.json else None
         try:
-            async with open_stream(self.llm, messages, self.options) as chunks:
+            async with open_stream(self.llm, messages, options) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         span.usage = chunk.usage
@@ -188,6 +227,7 @@ class Joiner:
                             stream.feed(chunk.text)
         finally:
             span.finished = time.perf_counter()
+            meter.after_llm_call(self.llm, messages, "".join(reply), span, kind="joiner")
         text = "".join(reply)
         decision = _parse_json_decision(text) if self.json else parse_decision(text)
         if stream is not None and decision.action == "finish":

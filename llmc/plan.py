@@ -228,6 +228,9 @@ class Plan:
         #: Tasks that ran as one fused call, by label (see :mod:`llmc.fuser`); pictures
         #: outline each group.
         self.fused_groups: dict[str, tuple[int, ...]] = {}
+        #: Token budgets by task id (tokens, or a short label), shown under the boxes of
+        #: pictures; a compiler run sets each cut observation's share (see :mod:`llmc.budget`).
+        self.budgets: dict[int, int | str] = {}
         for task in tasks:
             self.append(task)
 

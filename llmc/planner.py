@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .budget import Meter
 from .errors import PlanError
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
@@ -136,6 +137,7 @@ class Planner:
         earlier: Sequence[Round] = (),
         trace: Trace | None = None,
         on_text: Callable[[str], Any] | None = None,
+        meter: Meter | None = None,
     ) -> AsyncGenerator[Task, None]:
         """Write a plan and yield each task as soon as it is complete.
 
@@ -145,15 +147,17 @@ class Planner:
             earlier: the rounds before this one (a replan); their task ids continue.
             trace: where the LLM calls are recorded as spans.
             on_text: called with every chunk of the LLM's output.
+            meter: the run's budget meter: each call is checked and recorded there.
 
         Raises:
             PlanError: the output did not parse, even after the repair round.
             LLMError: the LLM call failed.
+            BudgetExceeded: a call would cross the run's budget.
         """
         messages = self.messages(question, earlier)
         known = [task.id for r in earlier for task in r.tasks]
         try:
-            async for task in self._attempt(messages, round_, known, trace, on_text, "plan"):
+            async for task in self._attempt(messages, round_, known, trace, on_text, "plan", meter):
                 yield task
             return
         except PlanError as error:
@@ -174,7 +178,7 @@ class Planner:
         ]
         try:
             async for task in self._attempt(
-                messages, round_, [*known, *accepted], trace, on_text, "repair"
+                messages, round_, [*known, *accepted], trace, on_text, "repair", meter
             ):
                 yield task
         except PlanError as error:
@@ -194,6 +198,7 @@ class Planner:
         trace: Trace | None,
         on_text: Callable[[str], Any] | None,
         kind: str,
+        meter: Meter | None = None,
     ) -> AsyncIterator[Task]:
         """One LLM call whose output is parsed as it streams."""
         parser: PlanParser | JsonPlanParser
@@ -201,12 +206,16 @@ class Planner:
             parser = JsonPlanParser(tools=self.tools, earlier=known)
         else:
             parser = PlanParser(tools=self.tools, earlier=known)
+        options = self.options
+        if meter is not None:
+            options = meter.with_output(options, "planner")
+            options = meter.before_llm_call(self.llm, messages, options, kind="planner")
         span = Span("planner", f"{kind} {round_.number}", time.perf_counter())
         if trace is not None:
             trace.spans.append(span)
         text: list[str] = []
         try:
-            async with open_stream(self.llm, messages, self.options) as chunks:
+            async with open_stream(self.llm, messages, options) as chunks:
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         span.usage = chunk.usage
@@ -224,6 +233,8 @@ class Planner:
         finally:
             span.finished = time.perf_counter()
             round_.text += "".join(text)
+            if meter is not None:
+                meter.after_llm_call(self.llm, messages, "".join(text), span, kind="planner")
         if not parser.tasks:
             raise PlanError("the planner wrote no tasks; write at least one task before join()")
 

@@ -62,8 +62,9 @@ from typing import Any, TypedDict, Unpack
 import structlog
 
 from .batching import FALLBACK, Batcher, Member, call_key
+from .budget import Budget, Meter
 from .cache import MISSING, Cache
-from .errors import DependencyError, PlanError, ToolTimeoutError
+from .errors import BudgetExceeded, DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
 from .limits import Backoff, RateLimiter
 from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
@@ -223,6 +224,11 @@ class Scheduler:
     Args:
         tools: the tools tasks may call (functions or :class:`~llmc.tool.Tool` objects, or a
             Toolbox); when None, each run uses its plan's own tools.
+        budget: a :class:`~llmc.budget.Budget` whose ``max_tool_calls`` limits each run's
+            tool calls (a batch counts once, a deduplicated call not at all, each retry
+            once): the call past the limit is not made; the run stops and raises
+            :class:`~llmc.errors.BudgetExceeded` with the partial result on it. A run
+            without a tool-call limit does not pay for the check.
         **options: see :class:`RunOptions`.
 
     Example:
@@ -230,7 +236,13 @@ class Scheduler:
         >>> result = await scheduler.run(plan)       # doctest: +SKIP
     """
 
-    def __init__(self, tools: Tools | None = None, **options: Unpack[RunOptions]) -> None:
+    def __init__(
+        self,
+        tools: Tools | None = None,
+        *,
+        budget: Budget | None = None,
+        **options: Unpack[RunOptions],
+    ) -> None:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self.max_concurrency = options.get("max_concurrency")
         self.timeout = options.get("timeout")
@@ -241,6 +253,7 @@ class Scheduler:
         self.on_event = options.get("on_event")
         self.dedupe = options.get("dedupe", True)
         self.cache = options.get("cache")
+        self.budget = budget
         unknown = set(options) - set(RunOptions.__annotations__)
         if unknown:
             raise TypeError(f"unknown run option(s): {', '.join(sorted(unknown))}")
@@ -259,6 +272,7 @@ class Scheduler:
         prior: Mapping[int, Any] | None = None,
         trace: Trace | None = None,
         on_event: Callable[[Event], object] | None = None,
+        meter: Meter | None = None,
     ) -> Result:
         """Run a plan to the end and return its :class:`~llmc.result.Result`.
 
@@ -272,16 +286,22 @@ class Scheduler:
                 result.
             trace: a Trace to record into (several runs can share one), else a new one.
             on_event: called with every event of this run, besides the scheduler's own.
+            meter: a budget meter shared with other runs (a compiler's rounds), instead
+                of a fresh one for the scheduler's ``budget``.
 
         Raises:
             PlanError: the plan cannot run (no tools, unknown tool, duplicate task id, a
                 reference to a task not seen yet); running tasks are cancelled first.
             Exception: whatever the plan stream or ``on_event`` raised, likewise.
+            BudgetExceeded: a tool call would cross the budget; its ``result`` is the
+                partial result.
             asyncio.CancelledError: the run was cancelled; every running task was
                 cancelled and awaited before this propagates.
         """
         callback = _both(self.on_event, on_event)
-        return await _Run(self, plan, run_id, callback, prior, trace).run()
+        if meter is None and self.budget is not None and self.budget.limits_tools:
+            meter = Meter(self.budget, run_id=run_id or "")
+        return await _Run(self, plan, run_id, callback, prior, trace, meter).run()
 
     def run_sync(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
         """Run a plan from synchronous code (a new event loop); Ctrl-C cancels it cleanly.
@@ -314,6 +334,8 @@ class Scheduler:
 async def run_plan(
     plan: PlanSource,
     tools: Tools | None = None,
+    *,
+    budget: Budget | None = None,
     **options: Unpack[RunOptions],
 ) -> Result:
     """Run a plan: each task starts as soon as its dependencies are done.
@@ -322,6 +344,7 @@ async def run_plan(
         plan: a :class:`~llmc.plan.Plan`, tasks in order, or an async iterable of tasks
             that arrive while the run goes.
         tools: the tools (functions, Tools or a Toolbox); defaults to the plan's own.
+        budget: limits the run's tool calls (see :class:`Scheduler`).
         **options: see :class:`RunOptions`.
 
     Returns:
@@ -329,13 +352,17 @@ async def run_plan(
 
     Raises:
         PlanError: see :meth:`Scheduler.run`.
+        BudgetExceeded: a tool call would cross the budget; ``error.result`` holds the
+            outputs of the tasks that finished.
     """
-    return await Scheduler(tools, **options).run(plan)
+    return await Scheduler(tools, budget=budget, **options).run(plan)
 
 
 def run_plan_sync(
     plan: PlanSource,
     tools: Tools | None = None,
+    *,
+    budget: Budget | None = None,
     **options: Unpack[RunOptions],
 ) -> Result:
     """:func:`run_plan` for synchronous code; Ctrl-C cancels the run and raises promptly.
@@ -344,19 +371,21 @@ def run_plan_sync(
         KeyboardInterrupt: after Ctrl-C, once every running task was cancelled.
         PlanError: see :meth:`Scheduler.run`.
     """
-    return Scheduler(tools, **options).run_sync(plan)
+    return Scheduler(tools, budget=budget, **options).run_sync(plan)
 
 
 def stream_plan(
     plan: PlanSource,
     tools: Tools | None = None,
+    *,
+    budget: Budget | None = None,
     **options: Unpack[RunOptions],
 ) -> AsyncGenerator[Event, None]:
     """Run a plan and yield its events: ``async for event in llmc.stream_plan(plan, tools)``.
 
     The last event is :class:`~llmc.trace.RunFinished`, which carries the result.
     """
-    return Scheduler(tools, **options).stream(plan)
+    return Scheduler(tools, budget=budget, **options).stream(plan)
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -450,6 +479,7 @@ class _Run:
         on_event: Callable[[Event], object] | None,
         prior: Mapping[int, Any] | None,
         trace: Trace | None,
+        meter: Meter | None = None,
     ) -> None:
         toolbox = scheduler.tools
         if toolbox is None and isinstance(source, Plan):
@@ -469,6 +499,8 @@ class _Run:
         self.backoff = scheduler.backoff
         self.owns_executor = scheduler.executor is None
         self.executor: Executor = scheduler.executor or AsyncioExecutor()
+        if meter is not None:  # tool calls pass the budget's gate (and leave the fast path)
+            self.executor = meter.gate(self.executor)
         self.on_event = on_event
         self.run_id = run_id or (trace.run_id if trace is not None else uuid.uuid4().hex[:12])
         self.log = _logger.bind(run_id=self.run_id)
@@ -524,6 +556,8 @@ class _Run:
             self.on_event(
                 RunFinished(run_id=self.run_id, time=_now(), result=result, error=self.error)
             )
+        if isinstance(self.error, BudgetExceeded):
+            self.error.result = result  # nothing computed is lost
         if self.error is not None:
             raise self.error
         return result
@@ -1046,6 +1080,9 @@ class _Run:
                 attempts=record.attempts,
             )
         self.open -= 1
+        if isinstance(error, BudgetExceeded):  # the budget is spent: stop the whole run
+            self._abort(error)
+            return
         if self.fail_fast:
             self._abort(None)
             return

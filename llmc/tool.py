@@ -135,6 +135,8 @@ class Tool:
         cache: whether a :class:`~llmc.cache.Cache` keeps this tool's outputs: True, False,
             or None (the default: pure tools and tools with a ``cache_ttl`` are cached).
         cache_ttl: seconds a cached output lives (None: until evicted).
+        observation_tokens: the most tokens of this tool's output that a joiner prompt
+            shows (longer outputs are reduced; see :mod:`llmc.budget`); None: a fair share.
     """
 
     name: str
@@ -153,6 +155,7 @@ class Tool:
     batch_fallback: bool = False
     cache: bool | None = None
     cache_ttl: float | None = None
+    observation_tokens: int | None = None
     #: The batch function as a Tool of its own (one argument: the calls), for executors.
     batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
@@ -182,6 +185,8 @@ class Tool:
             raise ToolDefinitionError(f"tool {self.name!r}: batch_window must be 0 or more")
         if self.cache_ttl is not None and self.cache_ttl <= 0:
             raise ToolDefinitionError(f"tool {self.name!r}: cache_ttl must be positive seconds")
+        if self.observation_tokens is not None and self.observation_tokens < 1:
+            raise ToolDefinitionError(f"tool {self.name!r}: observation_tokens must be >= 1")
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.docstring = parse_docstring(self.fn.__doc__)
         self.signature = inspect.signature(self.fn)
@@ -480,6 +485,7 @@ def tool(
     batch_fallback: bool = False,
     cache: bool | None = None,
     cache_ttl: float | None = None,
+    observation_tokens: int | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -503,6 +509,7 @@ def tool(
     batch_fallback: bool = False,
     cache: bool | None = None,
     cache_ttl: float | None = None,
+    observation_tokens: int | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -539,6 +546,9 @@ def tool(
             ``cache_ttl``; True: cached even if not pure (a search, for ``cache_ttl``
             seconds); False: never (a tool that sends, writes or reads the clock).
         cache_ttl: seconds a cached output lives (None: until the cache evicts it).
+        observation_tokens: the most tokens of one output a joiner prompt shows; longer
+            outputs are reduced (head and tail by default). A run's
+            ``llmc.Budget(observation_tokens={...})`` overrides it.
 
     Example:
         >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
@@ -582,6 +592,7 @@ def tool(
             batch_fallback=batch_fallback,
             cache=cache,
             cache_ttl=cache_ttl,
+            observation_tokens=observation_tokens,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -302,6 +302,8 @@ class Span:
         finished: when it ended; None while it goes on.
         first_output: when its first output arrived (an LLM's first token), if known.
         usage: tokens it used, for LLM calls.
+        cost: US dollars it cost, for LLM calls whose model has a price (see
+            :mod:`llmc.budget`).
     """
 
     kind: str
@@ -310,6 +312,7 @@ class Span:
     finished: float | None = None
     first_output: float | None = None
     usage: Usage | None = None
+    cost: float | None = None
 
     @property
     def duration(self) -> float | None:

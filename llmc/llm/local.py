@@ -229,6 +229,26 @@ class Local:
         await asyncio.wrap_future(self._worker.submit(self.load))
         return self
 
+    @property
+    def context_window(self) -> int:
+        """The context window in tokens (prompt plus reply): ``n_ctx``."""
+        return self.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` is for this model, by its own tokenizer (about 3 MB/s).
+
+        Loads the model first if it has not been (blocking; ``await aload()`` beforehand in
+        async code). Special-token text counts as the prompt reads it (as one token).
+        """
+        if self._llama is None:
+            self.load()
+        import llama_cpp
+
+        data = text.encode("utf-8")
+        vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
+        # With no room for tokens llama.cpp returns minus the count: nothing is copied.
+        return abs(int(llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, True)))
+
     def describe(self) -> str:
         """One line on the model: its name, where it came from, how long loading took."""
         where = f"{self.source}: {self.model_path}" if self.model_path else "not located yet"

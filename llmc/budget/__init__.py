@@ -1,0 +1,89 @@
+"""Token budgets: counting, per-node budgets, TALE-style output budgets, usage and cost.
+
+A run's :class:`Budget` says what it may spend (total tokens, dollars, LLM calls, tool
+calls) and how each prompt is shared out (planner and joiner output, the joiner's input, each
+observation's share, a :class:`Split` of the context window). A :class:`Meter` holds one run's
+spending and checks it before every call: crossing a limit stops the run with
+:class:`~llmc.errors.BudgetExceeded`, which carries the partial result.
+
+::
+
+    compiler = llmc.Compiler(tools, llm, budget=llmc.Budget(max_cost=0.01, tale=True))
+    answer = await compiler.run("...")
+    answer.usage, answer.cost, answer.usage_by_node     # tokens and dollars, per node
+
+The parts, one module each:
+
+- ``_count``: :class:`TokenCounter` (the model's tokenizer, :class:`Tiktoken`, or the
+  calibrated :class:`Estimate`), cached (:class:`CachedCounter`); context windows;
+- ``_prices``: :class:`Price`, :class:`PriceTable` and :data:`DEFAULT_PRICES`;
+- ``_reduce``: :func:`allocate` (max-min fair shares), :func:`truncate` (head and tail with a
+  marker), the :class:`Reducer` protocol with :class:`Truncate` and :class:`Summarize`;
+- ``_tale``: the ``[[N]]`` estimator (:func:`estimate_budget`, :func:`parse_budget`) and the
+  measured :data:`TALE_SLACK`;
+- ``_meter``: :class:`Budget`, :class:`Split`, :class:`Meter` and the :class:`LLMUsage` event.
+
+docs/budgets.md is the user guide.
+"""
+
+from ._count import (
+    DEFAULT_CONTEXT_WINDOW,
+    ESTIMATE,
+    KNOWN_CONTEXT_WINDOWS,
+    BackendCounter,
+    CachedCounter,
+    Estimate,
+    Tiktoken,
+    TokenCounter,
+    context_window_of,
+    count_messages,
+    count_upto,
+    counter_for,
+)
+from ._meter import MIN_OUTPUT, Budget, LLMUsage, Meter, Split
+from ._prices import DEFAULT_PRICES, FREE, Price, PriceTable
+from ._reduce import ReduceContext, Reducer, Summarize, Truncate, allocate, truncate
+from ._tale import (
+    DEFAULT_RANGE,
+    FALLBACK_BUDGET,
+    TALE_SLACK,
+    estimate_budget,
+    output_cap,
+    parse_budget,
+)
+
+__all__ = [
+    "DEFAULT_CONTEXT_WINDOW",
+    "DEFAULT_PRICES",
+    "DEFAULT_RANGE",
+    "ESTIMATE",
+    "FALLBACK_BUDGET",
+    "FREE",
+    "KNOWN_CONTEXT_WINDOWS",
+    "MIN_OUTPUT",
+    "TALE_SLACK",
+    "BackendCounter",
+    "Budget",
+    "CachedCounter",
+    "Estimate",
+    "LLMUsage",
+    "Meter",
+    "Price",
+    "PriceTable",
+    "ReduceContext",
+    "Reducer",
+    "Split",
+    "Summarize",
+    "Tiktoken",
+    "TokenCounter",
+    "Truncate",
+    "allocate",
+    "context_window_of",
+    "count_messages",
+    "count_upto",
+    "counter_for",
+    "estimate_budget",
+    "output_cap",
+    "parse_budget",
+    "truncate",
+]

@@ -1,0 +1,124 @@
+"""TALE-style output budgets (Han et al., "Token-Budget-Aware LLM Reasoning", arXiv 2412.18547).
+
+A zero-shot estimator prompt asks the model how many tokens a complete, correct answer to the
+question needs; the model answers ``[[N]]``. :func:`parse_budget` reads that, clamped to a
+range, with a fallback when the reply has no number. The joiner's prompt then says "use less
+than N tokens", and its ``max_tokens`` is ``N x slack`` (:func:`output_cap`): models overrun
+a stated budget, more so the smaller it is ("token elasticity"), so the cap leaves room above
+N. :data:`TALE_SLACK` is measured, not guessed: ``benchmarks/budget.py`` asks the local model
+with budget prompts and takes the ratio of written tokens to N that nine replies in ten stay
+under (docs/benchmarks.md, "Budgets").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import TYPE_CHECKING
+
+from ..llm.base import LLM, GenerateOptions, Message, open_stream
+from ..templates import Templates
+from ..trace import Span, Trace
+
+if TYPE_CHECKING:
+    from ._meter import Meter
+
+__all__ = [
+    "DEFAULT_RANGE",
+    "FALLBACK_BUDGET",
+    "TALE_SLACK",
+    "estimate_budget",
+    "output_cap",
+    "parse_budget",
+]
+
+#: The smallest and largest budget an estimate may set.
+DEFAULT_RANGE = (16, 1024)
+#: The budget when the estimator's reply holds no number.
+FALLBACK_BUDGET = 256
+#: max_tokens over the stated budget N: measured with ``benchmarks/budget.py`` (see above).
+TALE_SLACK = 2.0
+
+_BRACKETED = re.compile(r"\[\[\s*(\d[\d,_]*(?:\.\d+)?)\s*\]\]")
+_LABELLED = re.compile(r"budget\s*[:=]?\s*(\d[\d,_]*(?:\.\d+)?)", re.IGNORECASE)
+
+
+def parse_budget(
+    reply: str,
+    *,
+    low: int = DEFAULT_RANGE[0],
+    high: int = DEFAULT_RANGE[1],
+    fallback: int = FALLBACK_BUDGET,
+) -> int:
+    """The token budget in an estimator's reply: ``[[N]]``, clamped to ``[low, high]``.
+
+    The first ``[[N]]`` counts (thousands separators and decimals are read). A reply without
+    one may still say ``Budget: N``; a reply with neither gets ``fallback`` (also clamped).
+
+    Raises:
+        ValueError: ``low`` is not positive or is above ``high``.
+
+    Example:
+        >>> parse_budget("Budget: [[1,200]]", high=1000)
+        1000
+        >>> parse_budget("no idea")
+        256
+    """
+    if low < 1 or low > high:
+        raise ValueError(f"the budget range must have 1 <= low <= high, got ({low}, {high})")
+    match = _BRACKETED.search(reply) or _LABELLED.search(reply)
+    value = fallback
+    if match is not None:
+        number = float(match.group(1).replace(",", "").replace("_", ""))
+        value = round(number) if math.isfinite(number) else high
+    return min(max(value, low), high)
+
+
+def output_cap(budget: int, slack: float = TALE_SLACK) -> int:
+    """``max_tokens`` for a stated budget: ``ceil(budget x slack)``."""
+    return max(1, math.ceil(budget * slack))
+
+
+async def estimate_budget(
+    llm: LLM,
+    question: str,
+    *,
+    templates: Templates | None = None,
+    meter: Meter | None = None,
+    trace: Trace | None = None,
+    low: int = DEFAULT_RANGE[0],
+    high: int = DEFAULT_RANGE[1],
+    fallback: int = FALLBACK_BUDGET,
+) -> int:
+    """Ask ``llm`` how many tokens an answer to ``question`` needs (TALE's zero-shot estimator).
+
+    The prompt is the template folder's ``estimator.jinja``. The call is a span of kind
+    ``"estimator"`` and counts towards the run's budget when ``meter`` is given.
+
+    Returns:
+        The parsed budget (see :func:`parse_budget`).
+    """
+    templates = templates or Templates()
+    content = templates.render("estimator.jinja", question=question)
+    messages: list[Message] = [{"role": "user", "content": content}]
+    options = GenerateOptions(max_tokens=32, temperature=0.0)
+    span = Span("estimator", "estimate", time.perf_counter())
+    if trace is not None:
+        trace.spans.append(span)
+    if meter is not None:
+        options = meter.before_llm_call(llm, messages, options, kind="estimator")
+    parts: list[str] = []
+    try:
+        async with open_stream(llm, messages, options) as chunks:
+            async for chunk in chunks:
+                if chunk.usage is not None:
+                    span.usage = chunk.usage
+                if chunk.text:
+                    span.first_output = span.first_output or time.perf_counter()
+                    parts.append(chunk.text)
+    finally:
+        span.finished = time.perf_counter()
+        if meter is not None:
+            meter.after_llm_call(llm, messages, "".join(parts), span, kind="estimator")
+    return parse_budget("".join(parts), low=low, high=high, fallback=fallback)
