@@ -75,8 +75,9 @@ class Calibration:
 
 def calibrate(
     pairs: Sequence[Pair],
-    embedder: Embedder,
+    embedder: Embedder | None = None,
     *,
+    scores: Sequence[float] | None = None,
     verify: bool = True,
     threshold: float | None = None,
     target_precision: float = 1.0,
@@ -90,22 +91,31 @@ def calibrate(
     Args:
         pairs: labelled pairs (:func:`read_pairs`).
         embedder: the embedder the cache uses.
+        scores: the pairs' similarities from an earlier calibration (``.scores``), instead
+            of embedding them again.
         verify: apply :func:`~llmc.cache.agree` to every match, as the cache does.
         threshold: measure this threshold instead of choosing one.
         target_precision: the precision a chosen threshold must reach.
+
+    Raises:
+        ValueError: no pairs, or neither an embedder nor scores.
     """
     import numpy as np
 
     if not pairs:
         raise ValueError("calibration needs at least one pair")
-    first = embedder.embed([p.first for p in pairs])
-    second = embedder.embed([p.second for p in pairs])
-    scores = np.sum(first * second, axis=1)
+    if scores is None:
+        if embedder is None:
+            raise ValueError("calibrate needs an embedder or the scores of an earlier run")
+        first = embedder.embed([p.first for p in pairs])
+        second = embedder.embed([p.second for p in pairs])
+        scores = [float(s) for s in np.sum(first * second, axis=1)]
+    similarity = np.asarray(scores, dtype=np.float64)
     same = np.array([p.same for p in pairs])
     passes = np.array([(not verify) or agree(p.first, p.second) for p in pairs])
 
     def measure(at: float) -> tuple[float, float, float]:
-        hit = (scores >= at) & passes
+        hit = (similarity >= at) & passes
         true, false = int(np.sum(hit & same)), int(np.sum(hit & ~same))
         precision = true / (true + false) if true + false else 1.0
         return (
@@ -123,7 +133,7 @@ def calibrate(
     precision, hit_rate, false_rate = measure(threshold)
     false_hits = [
         (pair, float(score))
-        for pair, score, ok in zip(pairs, scores, passes, strict=True)
+        for pair, score, ok in zip(pairs, similarity, passes, strict=True)
         if not pair.same and ok and score >= threshold
     ]
     return Calibration(
@@ -133,6 +143,6 @@ def calibrate(
         hit_rate,
         false_rate,
         false_hits,
-        [float(s) for s in scores],
+        list(scores),
         curve,
     )

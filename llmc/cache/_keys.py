@@ -52,7 +52,7 @@ def canonical(value: Any) -> Any:
     if cls is dict or isinstance(value, Mapping):
         return ["d", _sorted([canonical(k), canonical(v)] for k, v in value.items())]
     if cls is set or cls is frozenset:
-        return ["s", _sorted(canonical(item) for item in value)]
+        return ["s" if cls is set else "fs", _sorted(canonical(item) for item in value)]
     if cls is bytes:
         return ["b", value.hex()]
     if cls is complex:
