@@ -17,7 +17,9 @@ Columns (medians over the counted planner calls):
 - first token: time to the first text (the prompt's computation, mostly);
 - decode tok/s: plan tokens after the first, per second after the first;
 - cached: prompt tokens reused from the KV cache, of the prompt's tokens;
-- speedup: baseline latency / this latency.
+- CPU: CPU seconds the process spent on the call (all its threads): unlike the wall-clock
+  columns, hardly moved by other processes on a shared machine;
+- speedup: baseline latency / this latency (wall clock, then CPU time).
 
 Every configuration but one checks the grammar lazily (the model's pick first, the whole
 vocabulary masked only when the pick is refused); "grammar masked in full" masks every
@@ -82,6 +84,7 @@ CONFIGS: dict[str, dict[str, object]] = {
 @dataclass
 class Call:
     latency: float
+    cpu: float
     first_token: float
     tokens: int
     prompt_tokens: int
@@ -101,7 +104,7 @@ class Results:
 
 
 async def timed(llm: Local, messages: list[llmc.llm.Message], options: GenerateOptions) -> Call:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     first: float | None = None
     parts: list[str] = []
     usage = None
@@ -110,11 +113,12 @@ async def timed(llm: Local, messages: list[llmc.llm.Message], options: GenerateO
             first = first or time.perf_counter()
             parts.append(chunk.text)
         usage = chunk.usage or usage
-    latency = time.perf_counter() - started
+    latency, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert usage is not None
     text = "".join(parts)
     return Call(
         latency=latency,
+        cpu=cpu,
         first_token=(first or time.perf_counter()) - started,
         tokens=usage.completion_tokens,
         prompt_tokens=usage.prompt_tokens,
@@ -198,9 +202,10 @@ def report(
         f"prompt ~{statistics.median(c.prompt_tokens for c in calls):.0f} tokens"
     )
     base = statistics.median(c.latency for c in calls)
+    base_cpu = statistics.median(c.cpu for c in calls)
     header = (
         f"{'configuration':32} {'latency':>9} {'first token':>12} {'decode tok/s':>13} "
-        f"{'cached':>11} {'speedup':>8}"
+        f"{'cached':>11} {'CPU':>7} {'speedup (wall, CPU)':>20}"
     )
     print(header)
     print("-" * len(header))
@@ -210,9 +215,11 @@ def report(
         rate = statistics.median(c.decode_rate for c in result.calls)
         cached = statistics.median(c.cached for c in result.calls)
         prompt = statistics.median(c.prompt_tokens for c in result.calls)
+        cpu = statistics.median(c.cpu for c in result.calls)
         print(
             f"{name:32} {latency:8.2f}s {first:11.2f}s {rate:13.1f} "
-            f"{cached:5.0f}/{prompt:<5.0f} {base / latency:7.2f}x"
+            f"{cached:5.0f}/{prompt:<5.0f} {cpu:6.2f}s "
+            f"{base / latency:11.2f}x {base_cpu / cpu:6.2f}x"
         )
     reference = results["baseline (no reuse, no drafts)"].texts
     same = all(r.texts == reference for r in results.values())
