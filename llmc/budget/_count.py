@@ -168,7 +168,7 @@ ESTIMATE = Estimate(
     per_extra_byte=0.3413,
     per_digit=0.3825,
     per_space=-0.248,
-    scale=1.12,
+    scale=1.15,
 )
 
 

