@@ -316,9 +316,25 @@ class Cache:
         return match
 
     def put_similar(
-        self, text: str, scope: str, value: Any, *, ttl: float | None = None, kind: str = "similar"
+        self,
+        text: str,
+        scope: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        kind: str = "similar",
+        vector: npt.NDArray[np.float32] | None = None,
     ) -> bool:
         """Store ``value`` under ``text`` in ``scope`` (with its vector, given an embedder).
+
+        Args:
+            text: what later lookups are compared with.
+            scope: where the entry belongs.
+            value: what to store.
+            ttl: seconds it lives (None: until evicted).
+            kind: the name its writes are counted under in :attr:`stats`.
+            vector: the text's embedding, if already computed (unit length, this cache's
+                embedder's).
 
         Returns:
             whether it was stored.
@@ -330,17 +346,17 @@ class Cache:
             data = self.codec.encode(value)
         except Unencodable:
             return False
-        vector: bytes | None = None
+        raw: bytes | None = None
         vector_scope: str | None = None
         if self.embedder is not None:
-            embedded = self._safe(lambda: self._embed(text), None)
+            embedded = vector if vector is not None else self._safe(lambda: self._embed(text), None)
             if embedded is not None:
-                vector = embedded.astype("float32").tobytes()
+                raw = embedded.astype("float32").tobytes()
                 vector_scope = self._vector_scope(scope)
 
         def put() -> bool:
             self.store.put(
-                self.namespace, key, data, ttl=ttl, scope=vector_scope, text=text, vector=vector
+                self.namespace, key, data, ttl=ttl, scope=vector_scope, text=text, vector=raw
             )
             return True
 
