@@ -435,3 +435,13 @@ def test_stream_signature_is_the_llm_protocol() -> None:
     assert isinstance(llm, llmc.LLM)
     chunks: AsyncIterator[Chunk] = llm.stream([])
     assert hasattr(chunks, "__anext__")
+
+
+async def test_entries_never_cross_models(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    first, second = ScriptedLLM(script, model="model-a"), ScriptedLLM(script, model="model-b")
+    await llmc.Compiler([search, deeper], first, cache=cache).run(QUESTION)
+    answer = await llmc.Compiler([search, deeper], second, cache=cache).run(QUESTION)
+    assert len(second.calls) == 2 and not answer.rounds[0].cached  # its own plan and reply
+    await llmc.Compiler([search, deeper], first, cache=cache).run(QUESTION)
+    assert len(first.calls) == 2
