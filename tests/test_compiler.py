@@ -193,5 +193,14 @@ async def test_json_planner_dispatches_each_task_object() -> None:
 def test_no_llm_configured_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(llmc.LLMError, match="OPENAI_BASE_URL"):
+    monkeypatch.setattr("llmc.llm.default._local_available", lambda: False)  # not installed
+    with pytest.raises(llmc.LLMError, match=r"llmc-framework\[local\].*OPENAI_BASE_URL"):
         Compiler([search])
+
+
+def test_configured_endpoint_wins_over_the_local_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_MODEL", "some-model")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    compiler = Compiler([search])
+    assert isinstance(compiler.llm, OpenAI) and compiler.llm.model == "some-model"
+    assert compiler.llm.base_url == "http://127.0.0.1:9/v1"
