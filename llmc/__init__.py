@@ -39,6 +39,7 @@ from .errors import (
     LLMError,
     LLMRateLimitError,
     LLMResponseError,
+    ModelLoadError,
     PlanError,
     PlanSyntaxError,
     RetryableToolError,
@@ -50,7 +51,7 @@ from .errors import (
 )
 from .fuser import FusedTool, Fuser, fuse, suggest_fusions
 from .limits import Backoff
-from .llm import LLM, GenerateOptions, OpenAI, Usage
+from .llm import LLM, GenerateOptions, Local, OpenAI, Usage
 from .parse import PlanParser
 from .plan import Plan, Ref, Task
 from .result import Result
@@ -103,6 +104,8 @@ __all__ = [
     "LLMRateLimitError",
     "LLMResponseError",
     "LLMUsage",
+    "Local",
+    "ModelLoadError",
     "OpenAI",
     "Plan",
     "PlanError",

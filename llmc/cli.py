@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from . import catalog
 from .compiler import Answer, Answered, Compiler, PlanText, Replanning
 from .errors import LLMCError, PlanError
-from .llm import LLM, OpenAI
+from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
 from .plan import Plan
 from .result import Result, error_text, text_form
@@ -159,6 +159,10 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO | None) -> Answer:
     """Run the compiler, writing the plan as it streams and a line per task to ``out``."""
+    if isinstance(compiler.llm, Local) and not compiler.llm.loaded:
+        await compiler.llm.aload()  # say where the model came from before the plan streams
+        if out is not None:
+            print(f"  model: {compiler.llm.describe()}", file=out)
     async for event in compiler.stream(question):
         if isinstance(event, Answered):
             if out is not None:
@@ -272,7 +276,10 @@ def _print_task_event(event: TaskEvent, out: TextIO) -> None:
         took = event.duration * 1000
         print(f"  done     ${event.task_id} {event.tool} ({took:.0f} ms)", file=out)
     elif isinstance(event, TaskFailed):
-        print(f"  FAILED   ${event.task_id} {event.tool}: {error_text(event.error)}", file=out)
+        print(
+            f"  FAILED   ${event.task_id} {event.tool}: {_shorten(error_text(event.error), 160)}",
+            file=out,
+        )
     elif isinstance(event, TaskSkipped):
         print(f"  skipped  ${event.task_id} {event.tool}", file=out)
 

@@ -19,7 +19,8 @@
     └── LLMError                 a language model call failed (after any retries)
         ├── LLMConnectionError   the endpoint cannot be reached, or the stream broke off
         ├── LLMRateLimitError    the endpoint kept answering 429 (rate limited)
-        └── LLMResponseError     the endpoint answered with an error or something unreadable
+        ├── LLMResponseError     the endpoint answered with an error or something unreadable
+        └── ModelLoadError       the embedded local model cannot be loaded (one line: what to do)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "LLMError",
     "LLMRateLimitError",
     "LLMResponseError",
+    "ModelLoadError",
     "PlanError",
     "PlanSyntaxError",
     "RetryableToolError",
@@ -205,3 +207,7 @@ class LLMRateLimitError(LLMError):
 
 class LLMResponseError(LLMError):
     """The endpoint answered with an error status or a reply llmc cannot read."""
+
+
+class ModelLoadError(LLMError):
+    """The local model cannot be loaded; the one-line message says what to do about it."""

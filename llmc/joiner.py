@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .budget import Budget, Meter
+from .grammar import joiner_grammar
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .plan import Task
 from .templates import Templates
@@ -191,6 +192,8 @@ class Joiner:
         """
         meter = meter or Meter(self.budget)
         options = meter.with_output(self.options, "joiner")
+        if not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False):
+            options = dataclasses.replace(options, grammar=joiner_grammar())
         budget = meter.output_budget
 
         def render(shown: Mapping[int, str]) -> list[Message]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .budget import Meter
 from .errors import PlanError
+from .grammar import plan_grammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .parse import END_OF_PLAN, PlanParser
@@ -90,6 +91,7 @@ class Planner:
         if json and options.json_schema is None:
             options = dataclasses.replace(options, json_schema=PLAN_SCHEMA)
         self.options = options
+        self._grammars: dict[int, str] = {}
 
     @cached_property
     def exemplars(self) -> list[str]:
@@ -206,7 +208,7 @@ class Planner:
             parser = JsonPlanParser(tools=self.tools, earlier=known)
         else:
             parser = PlanParser(tools=self.tools, earlier=known)
-        options = self.options
+        options = self._constrained(self.options, max(known, default=0) + 1)
         if meter is not None:
             options = meter.with_output(options, "planner")
             options = meter.before_llm_call(self.llm, messages, options, kind="planner")
@@ -237,6 +239,16 @@ class Planner:
                 meter.after_llm_call(self.llm, messages, "".join(text), span, kind="planner")
         if not parser.tasks:
             raise PlanError("the planner wrote no tasks; write at least one task before join()")
+
+    def _constrained(self, options: GenerateOptions, first_id: int) -> GenerateOptions:
+        """Options with the plan grammar, for backends that decode under one (small local
+        models ignore the plan format without it); the grammar is built once per first id."""
+        if self.json or options.grammar or not getattr(self.llm, "supports_grammar", False):
+            return options
+        grammar = self._grammars.get(first_id)
+        if grammar is None:
+            grammar = self._grammars[first_id] = plan_grammar(self.tools, first_id=first_id)
+        return dataclasses.replace(options, grammar=grammar)
 
     @staticmethod
     def _record(round_: Round, task: Task) -> Task:

@@ -204,3 +204,15 @@ def test_configured_endpoint_wins_over_the_local_model(monkeypatch: pytest.Monke
     compiler = Compiler([search])
     assert isinstance(compiler.llm, OpenAI) and compiler.llm.model == "some-model"
     assert compiler.llm.base_url == "http://127.0.0.1:9/v1"
+
+
+async def test_backends_that_take_grammars_get_the_plan_and_joiner_grammars() -> None:
+    llm = ScriptedLLM([PLAN, FINISH])
+    llm.supports_grammar = True  # type: ignore[attr-defined]  # as llmc.llm.Local declares
+    await Compiler([search, deeper], llm).run("Which is deeper?")
+    planner_grammar, joiner_grammar = (call.options.grammar for call in llm.calls)
+    assert planner_grammar is not None and '"search("' in planner_grammar
+    assert joiner_grammar is not None and "Finish" in joiner_grammar
+    plain = ScriptedLLM([PLAN, FINISH])
+    await Compiler([search, deeper], plain).run("Which is deeper?")
+    assert [call.options.grammar for call in plain.calls] == [None, None]

@@ -388,3 +388,11 @@ async def test_tools_run_in_a_worker_thread(pack: ModuleType) -> None:
 def test_no_init_module_in_tools() -> None:
     assert not (PACK.parent / "__init__.py").exists()
     assert os.path.basename(PACK) == "files.py"
+
+
+def test_file_contents_passed_as_a_path_get_a_short_clear_error(pack: ModuleType) -> None:
+    tools = {t.name: t for t in llmc.load_tools(PACK)}
+    contents = "# A title\n" + "a long line of text " * 200
+    with pytest.raises(ValueError, match="is not a file path") as info:
+        tools["read_file"](contents)
+    assert len(str(info.value)) < 200

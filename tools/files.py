@@ -48,6 +48,8 @@ DEFAULT_MAX_BYTES = 1_000_000
 SNIFF_BYTES = 8192
 #: Longest line text shown in a grep hit; longer lines are cut with "...".
 MAX_HIT_CHARS = 300
+#: The longest path accepted; longer text is not a path (often a file's contents passed on).
+MAX_PATH_CHARS = 1024
 
 _root_override: Path | None = None
 
@@ -115,6 +117,12 @@ def get_max_bytes() -> int:
 # -- paths -------------------------------------------------------------------------------------
 
 
+def _short(text: str, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut to ``limit`` characters."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
@@ -132,7 +140,12 @@ def _resolve(path: str, root: Path) -> tuple[Path, str]:
     """
     text = path.strip()
     if "\x00" in text:
-        raise ValueError(f"path {path!r} contains a NUL character")
+        raise ValueError(f"path {_short(path)} contains a NUL character")
+    if "\n" in text or len(text) > MAX_PATH_CHARS:
+        raise ValueError(
+            f"{_short(path)} is not a file path ({len(text)} characters); give a path like "
+            "'docs/index.md', not a file's contents"
+        )
     given = Path(text or ".")
     candidate = given if given.is_absolute() else root / given
     lexical = Path(os.path.normpath(candidate))

@@ -61,7 +61,7 @@ from typing import Any, Self
 
 import structlog
 
-from ..errors import LLMError
+from ..errors import LLMError, ModelLoadError
 from .base import Chunk, GenerateOptions, Message, Usage
 
 __all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "Local", "ModelLoadError"]
@@ -81,10 +81,6 @@ _CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 _logger = structlog.get_logger("llmc")
-
-
-class ModelLoadError(LLMError):
-    """The local model cannot be loaded; the one-line message says what to do about it."""
 
 
 @dataclass(frozen=True, slots=True)
