@@ -163,6 +163,7 @@ async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO |
         await compiler.llm.aload()  # say where the model came from before the plan streams
         if out is not None:
             print(f"  model: {compiler.llm.describe()}", file=out)
+    plan_line = ""  # the plan's text shows line by line, so task lines never split it
     async for event in compiler.stream(question):
         if isinstance(event, Answered):
             if out is not None:
@@ -177,10 +178,12 @@ async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO |
         if out is None:
             continue
         if isinstance(event, PlanText):
-            out.write(event.text)
-            out.flush()
+            *lines, plan_line = (plan_line + event.text).split("\n")
+            for line in lines:
+                if line.strip():
+                    print(f"  plan     {line}", file=out)
         elif isinstance(event, Replanning):
-            print(f"\n  replanning: {event.reason}", file=out)
+            print(f"  replanning: {event.reason}", file=out)
         elif isinstance(event, TaskEvent):
             _print_task_event(event, out)
     raise PlanError("the run ended without an answer")
