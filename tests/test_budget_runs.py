@@ -315,14 +315,14 @@ async def test_usage_is_logged_when_structlog_is_configured(
     from llmc.trace import Span
 
     span = Span("joiner", "join 1", 0.0)
-    with structlog.testing.capture_logs() as logs:
-        structlog.configure()
-        try:
-            meter.after_llm_call(
-                llm, [{"role": "user", "content": "hi"}], "ok", span, kind="joiner"
-            )
-        finally:
-            structlog.reset_defaults()
+    structlog.configure()  # llmc logs only once the application configured structlog
+    try:
+        with structlog.testing.capture_logs() as logs:
+            messages: list[Message] = [{"role": "user", "content": "hi"}]
+            meter.after_llm_call(llm, messages, "ok", span, kind="joiner")
+    finally:
+        structlog.reset_defaults()  # after capture_logs put its processors back
+    assert not structlog.is_configured()
     assert logs and logs[0]["event"] == "llm usage" and logs[0]["run_id"] == "r1"
     assert span.usage is not None and span.usage.calls == 1  # counted: the server sent none
 

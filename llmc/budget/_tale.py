@@ -37,8 +37,14 @@ __all__ = [
 DEFAULT_RANGE = (16, 1024)
 #: The budget when the estimator's reply holds no number.
 FALLBACK_BUDGET = 256
-#: max_tokens over the stated budget N: measured with ``benchmarks/budget.py`` (see above).
-TALE_SLACK = 2.0
+#: max_tokens over the stated budget N, measured with ``python -m benchmarks.budget --only c``:
+#: the ratio of written tokens to N that nine replies in ten of the local model
+#: (SmolLM2-135M-Instruct, the only model available offline) stayed under, over budgets of
+#: 25-200 tokens. That model barely follows a budget (its replies are about as long
+#: whatever N says, so the ratio is large); the cap then only stops runaway replies and cuts
+#: almost none. Measure a model that follows budgets the same way (``--base-url``) and pass
+#: ``Budget(slack=...)``.
+TALE_SLACK = 10.5
 
 _BRACKETED = re.compile(r"\[\[\s*(\d[\d,_]*(?:\.\d+)?)\s*\]\]")
 _LABELLED = re.compile(r"budget\s*[:=]?\s*(\d[\d,_]*(?:\.\d+)?)", re.IGNORECASE)
