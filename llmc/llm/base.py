@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 __all__ = [
@@ -81,6 +81,20 @@ class GenerateOptions:
     json_schema: Mapping[str, Any] | None = None
     grammar: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def over(self, defaults: GenerateOptions | None) -> GenerateOptions:
+        """These options over ``defaults``: a field left unset here takes the default's."""
+        if defaults is None:
+            return self
+        return replace(
+            self,
+            max_tokens=defaults.max_tokens if self.max_tokens is None else self.max_tokens,
+            stop=self.stop or defaults.stop,
+            temperature=defaults.temperature if self.temperature is None else self.temperature,
+            json_schema=defaults.json_schema if self.json_schema is None else self.json_schema,
+            grammar=defaults.grammar if self.grammar is None else self.grammar,
+            extra={**defaults.extra, **self.extra},
+        )
 
 
 @dataclass(frozen=True, slots=True)

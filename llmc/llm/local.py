@@ -54,7 +54,7 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -354,20 +354,8 @@ class Local:
             )
 
     def _merged(self, options: GenerateOptions | None) -> GenerateOptions:
-        """A call's options over the defaults: a field the call leaves unset takes the default."""
-        call = options or GenerateOptions()
-        base = self.default_options
-        if base is None:
-            return call
-        return replace(
-            call,
-            max_tokens=base.max_tokens if call.max_tokens is None else call.max_tokens,
-            stop=call.stop or base.stop,
-            temperature=base.temperature if call.temperature is None else call.temperature,
-            json_schema=base.json_schema if call.json_schema is None else call.json_schema,
-            grammar=base.grammar if call.grammar is None else call.grammar,
-            extra={**base.extra, **call.extra},
-        )
+        """A call's options over this backend's defaults."""
+        return (options or GenerateOptions()).over(self.default_options)
 
     # -- one generation (worker thread, under the lock) ----------------------------------
 

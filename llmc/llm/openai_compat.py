@@ -38,7 +38,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -343,20 +343,8 @@ class OpenAI:
         return self._client
 
     def _merged(self, options: GenerateOptions | None) -> GenerateOptions:
-        """A call's options over the defaults: a field the call leaves unset takes the default."""
-        call = options or GenerateOptions()
-        base = self.default_options
-        if base is None:
-            return call
-        return replace(
-            call,
-            max_tokens=base.max_tokens if call.max_tokens is None else call.max_tokens,
-            stop=call.stop or base.stop,
-            temperature=base.temperature if call.temperature is None else call.temperature,
-            json_schema=base.json_schema if call.json_schema is None else call.json_schema,
-            grammar=base.grammar if call.grammar is None else call.grammar,
-            extra={**base.extra, **call.extra},
-        )
+        """A call's options over this backend's defaults."""
+        return (options or GenerateOptions()).over(self.default_options)
 
     def _request(self, messages: Sequence[Message], options: GenerateOptions) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for one call."""
