@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 import pytest
+import structlog
 
 import llmc
 
@@ -421,6 +422,19 @@ async def test_llmc_answers_through_the_simulator(fused: bool) -> None:
     assert tools_written == expected
 
 
+@pytest.fixture
+def structlog_restored() -> Any:
+    """The command configures structlog as an application does; put it back afterwards."""
+    was_configured = structlog.is_configured()
+    config = structlog.get_config()
+    yield
+    if was_configured:
+        structlog.configure(**config)
+    else:
+        structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("structlog_restored")
 def test_the_command_writes_tables_json_and_svg(tmp_path: Path, capsys: Any) -> None:
     status = compare_main(
         [
