@@ -31,7 +31,7 @@ TEXT = import_pack()
 
 def test_load_tools_finds_every_tool() -> None:
     tools = {t.name: t for t in llmc.load_tools(PACK)}
-    assert list(tools) == ["word_count", "top_words", "extract_numbers"]
+    assert list(tools) == ["word_count", "top_words", "extract_numbers", "extract_dates"]
     assert (
         tools["top_words"]
         .signature_line()
@@ -117,3 +117,25 @@ def test_text_tools_accept_any_text(text: str) -> None:
     assert len(top) <= 5 and all(count >= 1 for count in top.values())
     assert list(top.values()) == sorted(top.values(), reverse=True)
     assert all(math.isfinite(n) for n in TEXT.extract_numbers(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "dates"),
+    [
+        ("Signed on 3 March 2021, renewed 2022-03-03.", ["2021-03-03", "2022-03-03"]),
+        ("Due May 1st, 2024 or Sept. 9 2019", ["2024-05-01", "2019-09-09"]),
+        ("the 2nd of nothing; 31 February 2020; 2023-13-01", []),
+        ("ambiguous 01/05/2024 is left out", []),
+    ],
+)
+def test_extract_dates(text: str, dates: list[str]) -> None:
+    tools = {t.name: t for t in llmc.load_tools(PACK)}
+    assert tools["extract_dates"](text) == dates
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dates(min_value=__import__("datetime").date(1000, 1, 1)))
+def test_extract_dates_reads_back_what_it_writes(day: object) -> None:
+    tools = {t.name: t for t in llmc.load_tools(PACK)}
+    written = f"on {day:%d %B %Y} and {day:%B %d, %Y} and {day.isoformat()}"  # type: ignore[attr-defined]
+    assert tools["extract_dates"](written) == [day.isoformat()] * 3  # type: ignore[attr-defined]

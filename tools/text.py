@@ -1,4 +1,4 @@
-"""Text: count words, find the most frequent ones, pull numbers out of prose.
+"""Text: count words, find the most frequent ones, pull numbers and dates out of prose.
 
 Words are runs of letters and digits; an apostrophe or hyphen inside a word keeps it whole
 ("don't", "state-of-the-art"), and so does a dot or comma between digits ("3.5", "1,200").
@@ -7,6 +7,7 @@ This file is loaded by path under an arbitrary module name: it imports only llmc
 standard library.
 """
 
+import datetime
 import math
 import re
 from collections import Counter
@@ -96,3 +97,61 @@ def extract_numbers(text: str) -> list[float]:
         if math.isfinite(number):  # "1e999" overflows to inf: not a number worth returning
             numbers.append(number)
     return numbers
+
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_ORDINAL = r"(?:st|nd|rd|th)?"
+_DATE = re.compile(
+    # 2024-05-01 | 1 May 2024 | May 1, 2024
+    rf"\b(?P<iso>(?P<y1>\d{{4}})-(?P<m1>\d{{1,2}})-(?P<d1>\d{{1,2}}))\b"
+    rf"|\b(?P<d2>\d{{1,2}}){_ORDINAL}\s+(?P<m2>{_MONTH})\.?,?\s+(?P<y2>\d{{4}})\b"
+    rf"|\b(?P<m3>{_MONTH})\.?\s+(?P<d3>\d{{1,2}}){_ORDINAL},?\s+(?P<y3>\d{{4}})\b",
+    re.IGNORECASE,
+)
+
+
+@llmc.tool(pure=True)
+def extract_dates(text: str) -> list[str]:
+    """Every calendar date written in a text, in order, as YYYY-MM-DD.
+
+    Reads "2024-05-01", "1 May 2024", "May 1st, 2024" and month abbreviations; numeric forms
+    such as 01/05/2024 are left out because the order of day and month is ambiguous.
+
+    Args:
+        text: any text, e.g. "Signed on 3 March 2021, renewed 2022-03-03".
+    """
+    found: list[str] = []
+    for match in _DATE.finditer(text):
+        groups = match.groupdict()
+        if groups["iso"]:
+            year, month, day = int(groups["y1"]), int(groups["m1"]), int(groups["d1"])
+        else:
+            year = int(groups["y2"] or groups["y3"])
+            month = _MONTHS[(groups["m2"] or groups["m3"]).lower()]
+            day = int(groups["d2"] or groups["d3"])
+        try:
+            found.append(datetime.date(year, month, day).isoformat())
+        except ValueError:  # 31 February and the like: not a date
+            continue
+    return found
