@@ -48,6 +48,7 @@ class Templates:
             undefined=jinja2.StrictUndefined,  # a misspelt variable is an error, not ""
             keep_trailing_newline=False,
             autoescape=False,  # prompts are plain text
+            auto_reload=False,  # read once: editing a template never changes a run midway
         )
 
     def render(self, name: str, **variables: Any) -> str:
