@@ -216,3 +216,17 @@ async def test_backends_that_take_grammars_get_the_plan_and_joiner_grammars() ->
     plain = ScriptedLLM([PLAN, FINISH])
     await Compiler([search, deeper], plain).run("Which is deeper?")
     assert [call.options.grammar for call in plain.calls] == [None, None]
+
+
+async def test_replan_over_http() -> None:
+    replan = "Thought: I lack the Java Trench.\nAction: Replan(look up the Java Trench)"
+    second_plan = '4. search("Java Trench")\n5. deeper($1, $4)\njoin()'
+    script = [PLAN, replan, second_plan, "Action: Finish(the Mariana Trench)"]
+    with ScriptedOpenAIServer(script, chunk_size=9) as server:
+        answer = await Compiler([search, deeper], llm_for(server)).run("Deepest of three?")
+        bodies = [request.body for request in server.requests]
+    assert answer.text == "the Mariana Trench" and answer.replans == 1
+    assert answer.results[1].outputs == {4: "7290 m", 5: "first"}
+    replanner = bodies[2]["messages"][1]["content"]
+    assert "look up the Java Trench" in replanner and "Observation: 10994 m" in replanner
+    assert bodies[0]["messages"][0] == bodies[2]["messages"][0]  # the same static prefix
