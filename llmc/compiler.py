@@ -135,8 +135,13 @@ class Answer:
 
     @property
     def llm_calls(self) -> int:
-        """How many LLM calls the answer took (planner, repairs, joiner, estimator, summaries)."""
-        return sum(1 for span in self.trace.spans if span.kind in _LLM_KINDS)
+        """How many LLM calls the answer took (planner, repairs, joiner, estimator, summaries);
+        a reply replayed from a cache (a usage of zero calls) is no call."""
+        return sum(
+            1
+            for span in self.trace.spans
+            if span.kind in _LLM_KINDS and (span.usage is None or span.usage.calls > 0)
+        )
 
     @property
     def usage(self) -> Usage:

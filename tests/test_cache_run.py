@@ -224,6 +224,7 @@ async def test_a_second_identical_run_calls_no_llm_and_no_cached_tool(tmp_path: 
     assert second.rounds[0].cached and second.rounds[0].text == first.rounds[0].text
     assert all(record.cached for record in second.trace.tasks.values())
     assert [span.kind for span in second.trace.spans] == ["cache", "joiner"]
+    assert (first.llm_calls, second.llm_calls) == (2, 0)  # the joiner's reply was replayed
     # a fresh compiler over the same file (another process, tomorrow) finds it all too
     again = llmc.Compiler([search, deeper], llm, cache=make_cache(tmp_path))
     assert (await again.run(QUESTION)).text == first.text
