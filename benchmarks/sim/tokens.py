@@ -18,22 +18,15 @@ overestimate of the compact form OpenAI renders them in.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from llmc.budget import Tiktoken
 
 __all__ = ["Tokenizer", "chars_tokenizer", "completion_tokens", "get_tokenizer", "prompt_tokens"]
 
-_ENCODINGS = {
-    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
-    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
-}
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_TOOL_CALL = 3
 
@@ -56,50 +49,15 @@ def chars_tokenizer() -> Tokenizer:
     return Tokenizer("chars/4", lambda text: (len(text) + 3) // 4)
 
 
-def _cached_encoding_dir(url: str) -> Path | None:
-    """A folder in which tiktoken's cache already holds the file of ``url``, if any."""
-    key = hashlib.sha1(url.encode()).hexdigest()
-    candidates = [os.environ.get("TIKTOKEN_CACHE_DIR"), os.environ.get("DATA_GYM_CACHE_DIR")]
-    candidates.append(str(Path(tempfile.gettempdir()) / "data-gym-cache"))
-    try:  # LlamaIndex ships cl100k_base beside its code (found without importing it)
-        spec = importlib.util.find_spec("llama_index.core")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin:
-        candidates.append(str(Path(spec.origin).parent / "_static" / "tiktoken_cache"))
-    for folder in candidates:
-        if folder and (Path(folder) / key).is_file():
-            return Path(folder)
-    return None
-
-
 def _tiktoken() -> Tokenizer | None:
-    """A tiktoken tokenizer whose encoding is on disk already, or None (never downloads)."""
-    try:
-        import tiktoken
-    except ImportError:
-        return None
-    for name, url in _ENCODINGS.items():
-        folder = _cached_encoding_dir(url)
-        if folder is None:
-            continue
-        before = os.environ.get("TIKTOKEN_CACHE_DIR")
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+    """llmc's tiktoken counter, when an encoding is on disk already, or None (never downloads)."""
+    for name in ("o200k_base", "cl100k_base"):
         try:
-            encoding = tiktoken.get_encoding(name)
-        except Exception:
+            counter = Tiktoken(name)
+        except ValueError:  # tiktoken missing, or this encoding not on disk
             continue
-        finally:
-            if before is None:
-                del os.environ["TIKTOKEN_CACHE_DIR"]
-            else:
-                os.environ["TIKTOKEN_CACHE_DIR"] = before
-        return _bpe(name, encoding)
+        return Tokenizer(name, counter.count)
     return None
-
-
-def _bpe(name: str, encoding: Any) -> Tokenizer:
-    return Tokenizer(name, lambda text: len(encoding.encode(text, disallowed_special=())))
 
 
 def get_tokenizer(kind: str = "auto") -> Tokenizer:
