@@ -3,7 +3,8 @@
 The public API, all importable from ``llmc``:
 
 - the compiler: :class:`Compiler` answers a question (an :class:`Answer`) by planning with an
-  :class:`LLM` (e.g. :class:`OpenAI`), running the plan and joining the results;
+  :class:`LLM` (:class:`OpenAI` for any OpenAI-compatible endpoint, or the embedded
+  :class:`Local` model), running the plan and joining the results;
 - tools: :func:`tool` (decorator), :class:`Tool`, :class:`Toolbox`, :func:`load_tools`;
 - plans: :class:`Plan`, :class:`Task`, :class:`Ref`, :class:`PlanParser`;
 - running plans: :func:`run_plan`, :func:`run_plan_sync`, :func:`stream_plan`,
