@@ -13,11 +13,14 @@ from ..trace import TaskStatus, Trace
 from ._layout import Box, Spacing, layout
 from ._svg import (
     FONT_FAMILY,
+    LEGEND_SIZE,
     PLAIN,
     STATUS_STYLES,
+    LegendItem,
     StatusStyle,
     clean,
     duration_text,
+    lay_out_legend,
     one_line,
     render,
     shorten,
@@ -40,7 +43,6 @@ HEAD_SIZE = 12.0
 ARGS_SIZE = 11.0
 EXTRA_SIZE = 10.0
 LINE = 15.0
-LEGEND_SIZE = 11.0
 TITLE_SIZE = 14.0
 SPACING = {
     "TB": Spacing(node_gap=24.0, rank_gap=40.0),
@@ -72,14 +74,6 @@ class _Outline:
     width: float
     height: float
     first: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _LegendItem:
-    kind: str
-    label: str
-    x: float
-    style: StatusStyle
 
 
 def plan_svg(
@@ -163,7 +157,7 @@ def plan_svg(
         for task in plan
     ]
     outlines = _outlines(group_map, placed.boxes, spacing.cluster_pad)
-    legend_width = legend_items[-1].x + _legend_width(legend_items[-1]) if legend_items else 0.0
+    legend_width = legend_items[-1].x + legend_items[-1].width if legend_items else 0.0
     title_width = text_width(title, TITLE_SIZE) if title else 0.0
     width = max(
         placed.width + 2 * pad + 2 * MARGIN,
@@ -363,7 +357,7 @@ def _legend(
     statuses: Mapping[int, str],
     groups: Mapping[str, list[int]],
     critical: set[tuple[int, int]],
-) -> list[_LegendItem]:
+) -> list[LegendItem]:
     entries: list[tuple[str, str, StatusStyle]] = []
     used = {statuses[t.id] for t in plan if t.id in statuses}
     entries += [("status", name, style) for name, style in STATUS_STYLES.items() if name in used]
@@ -371,14 +365,4 @@ def _legend(
         entries.append(("group", "fused group", PLAIN))
     if critical:
         entries.append(("critical", "critical path", PLAIN))
-    items: list[_LegendItem] = []
-    x = MARGIN
-    for kind, label, style in entries:
-        item = _LegendItem(kind, label, x, style)
-        items.append(item)
-        x += _legend_width(item) + 14
-    return items
-
-
-def _legend_width(item: _LegendItem) -> float:
-    return 22 + text_width(item.label, LEGEND_SIZE)
+    return lay_out_legend(list(entries), MARGIN)

@@ -20,11 +20,14 @@ import jinja2
 
 __all__ = [
     "FONT_FAMILY",
+    "LEGEND_SIZE",
     "PLAIN",
+    "LegendItem",
     "STATUS_STYLES",
     "StatusStyle",
     "clean",
     "duration_text",
+    "lay_out_legend",
     "nice_step",
     "num",
     "one_line",
@@ -199,3 +202,35 @@ def write(svg: str, path: str | os.PathLike[str] | None) -> str:
     if path is not None:
         Path(path).write_text(svg, encoding="utf-8")
     return svg
+
+
+#: Font size of legend labels, in both pictures.
+LEGEND_SIZE = 11.0
+
+
+@dataclass(frozen=True, slots=True)
+class LegendItem:
+    """One entry of a picture's legend: what it shows, its label, where it starts."""
+
+    kind: str
+    label: str
+    x: float
+    style: StatusStyle | None
+
+    @property
+    def width(self) -> float:
+        """The entry's width: its swatch and its label."""
+        return 22 + text_width(self.label, LEGEND_SIZE)
+
+
+def lay_out_legend(
+    entries: list[tuple[str, str, StatusStyle | None]], left: float
+) -> list[LegendItem]:
+    """Lay legend entries out in one row from ``left``."""
+    items: list[LegendItem] = []
+    x = left
+    for kind, label, style in entries:
+        item = LegendItem(kind, label, x, style)
+        items.append(item)
+        x += item.width + 14
+    return items

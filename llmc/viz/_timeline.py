@@ -11,9 +11,11 @@ from ..trace import Span, TaskRecord, TaskStatus, Trace
 from ._svg import (
     FONT_FAMILY,
     STATUS_STYLES,
+    LegendItem,
     StatusStyle,
     clean,
     duration_text,
+    lay_out_legend,
     nice_step,
     num,
     one_line,
@@ -139,14 +141,6 @@ class _Tick:
     x: float
     seconds: float
     label: str
-
-
-@dataclass(frozen=True, slots=True)
-class _LegendItem:
-    kind: str
-    label: str
-    x: float
-    style: StatusStyle | None
 
 
 def timeline_svg(
@@ -306,7 +300,7 @@ def timeline_svg(
     strip, most = _concurrency(records, x_at, end, strip_top + STRIP)
     ticks = _ticks(span, scale, plot_x, width)
     total_width = plot_x + width + MARGIN + 24
-    legend_width = legend_items[-1].x + _legend_width(legend_items[-1]) if legend_items else 0.0
+    legend_width = legend_items[-1].x + legend_items[-1].width if legend_items else 0.0
     total_width = max(
         total_width, legend_width + MARGIN, text_width(summary, LABEL_SIZE) + 2 * MARGIN
     )
@@ -553,7 +547,7 @@ def _summary(run: Trace, records: list[TaskRecord], chain: list[int]) -> str:
 
 def _legend(
     records: list[TaskRecord], spans: list[Span], chain: list[int], visible: float
-) -> list[_LegendItem]:
+) -> list[LegendItem]:
     used = {_status(r) for r in records}
     entries: list[tuple[str, str, StatusStyle | None]] = [
         ("status", name, style) for name, style in STATUS_STYLES.items() if name in used
@@ -566,14 +560,4 @@ def _legend(
         entries.append(("slot", "waiting for a slot", None))
     if any(s.first_output is not None for s in spans):
         entries.append(("first-output", "first output", None))
-    items: list[_LegendItem] = []
-    x = MARGIN
-    for kind, label, style in entries:
-        item = _LegendItem(kind, label, x, style)
-        items.append(item)
-        x += _legend_width(item) + 14
-    return items
-
-
-def _legend_width(item: _LegendItem) -> float:
-    return 22 + text_width(item.label, LABEL_SIZE)
+    return lay_out_legend(entries, MARGIN)
