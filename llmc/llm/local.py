@@ -54,6 +54,7 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -64,7 +65,7 @@ import structlog
 from ..errors import LLMError, ModelLoadError
 from .base import Chunk, GenerateOptions, Message, Usage
 
-__all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "Local", "ModelLoadError"]
+__all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "Local", "ModelLoadError", "cpu_has_amx"]
 
 #: The environment variable that names a GGUF file to use instead of the default model.
 MODEL_PATH_ENV = "LLMC_MODEL_PATH"
@@ -143,6 +144,7 @@ class Local:
         num_pred_tokens: int = 10,
         max_tokens: int = 2048,
         seed: int = 0,
+        repack: bool | None = None,
         default_options: GenerateOptions | None = None,
         verbose: bool = False,
         llama_kwargs: Mapping[str, Any] | None = None,
@@ -167,6 +169,10 @@ class Local:
                 masks every step, as llama-cpp-python does.
             max_tokens: the most tokens a reply may have when a call does not say.
             seed: the sampling seed (temperature above 0).
+            repack: let llama.cpp repack the weights into its extra CPU buffer types (AMX
+                tiles, interleaved quant blocks). None (the default) turns repacking off on
+                CPUs that report AMX, where llama.cpp 0.3.x crashes in the first decode after
+                repacking, and on elsewhere; True or False decides it for any CPU.
             default_options: options for every call; a call's own options override them.
             verbose: let llama.cpp print its loading and timing logs to stderr.
             llama_kwargs: more keyword arguments for ``llama_cpp.Llama``, passed unchanged.
@@ -189,6 +195,7 @@ class Local:
         self.lazy_grammar = lazy_grammar
         self.max_tokens = max_tokens
         self.seed = seed
+        self.repack = repack
         self.default_options = default_options
         self.verbose = verbose
         self.llama_kwargs = dict(llama_kwargs or {})
@@ -281,8 +288,10 @@ class Local:
             "verbose": self.verbose,
         }
         kwargs.update(self.llama_kwargs)
+        repack = self.repack if self.repack is not None else not cpu_has_amx()
         try:
-            return llama_cpp.Llama(**kwargs)
+            with _extra_buffers(llama_cpp, enabled=repack):
+                return llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
                 f"llama.cpp could not load {path} ({self.source}): {exc}. The file may be "
@@ -441,6 +450,11 @@ class Local:
         computed = 0
         if self.prefix_cache:
             computed = self._prefixes.prepare(llama, call.tokens, call.prefix)
+            # Past the system prompt, compute the prompt afresh: llama.cpp's numbers depend on
+            # how a prompt is cut into batches, so a reply reused up to its last token could
+            # differ from the same prompt computed whole, and one prompt must get one reply.
+            if llama.n_tokens > call.prefix:
+                _truncate(llama, llama.n_tokens - call.prefix)
         else:
             llama.reset()  # no reuse at all: every call computes its whole prompt
         # _decode() keeps the context's common prefix with the prompt (it always computes
@@ -909,6 +923,48 @@ def _import_llama_cpp() -> Any:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU reports Intel AMX (``amx_*`` flags in /proc/cpuinfo; False elsewhere).
+
+    llama.cpp 0.3.x repacks weights into AMX tile buffers on such CPUs and then crashes
+    (SIGSEGV) in the first decode, so :class:`Local` loads without repacking there.
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(
+                line.startswith("flags") and " amx_" in line for line in cpuinfo
+            )
+    except OSError:
+        return False
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _extra_buffers(llama_cpp: Any, *, enabled: bool) -> Generator[None, None, None]:
+    """Load models with llama.cpp's extra buffer types (weight repacking) on or off.
+
+    ``llama_cpp.Llama`` builds its model parameters from ``llama_model_default_params()``
+    and offers no argument for ``use_extra_bufts``, so the defaults are swapped for the
+    duration of the load (under a lock: loads in other threads see their own setting).
+    """
+    module = llama_cpp.llama_cpp
+    defaults = module.llama_model_default_params
+
+    def params() -> Any:
+        value = defaults()
+        value.use_extra_bufts = enabled
+        return value
+
+    with _PARAMS_LOCK:
+        module.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = defaults
 
 
 def _default_threads() -> int:
