@@ -217,9 +217,7 @@ class Plan:
     Build with :meth:`add`, :meth:`parse` or :meth:`from_json`; check with :meth:`validate`.
     """
 
-    def __init__(
-        self, tasks: Iterable[Task] = (), *, tools: Tools | None = None
-    ) -> None:
+    def __init__(self, tasks: Iterable[Task] = (), *, tools: Tools | None = None) -> None:
         self.graph: nx.DiGraph[int] = nx.DiGraph()
         self.tools = Toolbox.of(tools) if tools is not None else None
         self._tasks: dict[int, Task] = {}
@@ -532,7 +530,6 @@ class TaskChecker:
         if self.tools is not None:
             check_call(task, self.tools)
         self.ids.add(task.id)
-
 
 
 def check_call(task: Task, tools: Toolbox) -> Tool:

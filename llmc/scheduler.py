@@ -313,9 +313,7 @@ class Scheduler:
         with asyncio.Runner() as runner:
             return runner.run(self.run(plan, run_id=run_id))
 
-    def stream(
-        self, plan: PlanSource, *, run_id: str | None = None
-    ) -> AsyncGenerator[Event, None]:
+    def stream(self, plan: PlanSource, *, run_id: str | None = None) -> AsyncGenerator[Event, None]:
         """Run a plan and yield its events as they happen; the last is :class:`RunFinished`.
 
         Events are buffered without bound, so a slow reader never slows the run. Leaving the

@@ -237,14 +237,11 @@ class Tool:
             fields[param.name] = (annotation, pydantic.Field(default, description=description))
         config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
         try:
-            return pydantic.create_model(
-                f"{self.name}_arguments", __config__=config, **fields
-            )
+            return pydantic.create_model(f"{self.name}_arguments", __config__=config, **fields)
         except Exception as exc:
             raise ToolDefinitionError(f"tool {self.name!r}: unusable type hints ({exc})") from exc
 
     # -- description ---------------------------------------------------------------------
-
 
     def signature_line(self) -> str:
         """One line for planner prompts, e.g. ``search(query: str) -> str  # Search.``"""
@@ -385,9 +382,14 @@ def columnar(
     params = []
     for param in signature.parameters.values():
         item = _list_item(hints.get(param.name, Any))
-        if item is None or param.default is not param.empty or param.kind not in (
-            param.POSITIONAL_OR_KEYWORD,
-            param.KEYWORD_ONLY,
+        if (
+            item is None
+            or param.default is not param.empty
+            or param.kind
+            not in (
+                param.POSITIONAL_OR_KEYWORD,
+                param.KEYWORD_ONLY,
+            )
         ):
             raise ToolDefinitionError(
                 f"tool {name!r}: with batch=True every parameter is one list per call's "

@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SOURCES = ["llmc", "tools", "tests", "benchmarks", "examples"]
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "ruff", "check", "llmc", "tools", "tests", "benchmarks", "examples"],
+        [sys.executable, "-m", "ruff", "check", *SOURCES],
+        [sys.executable, "-m", "ruff", "format", "--check", *SOURCES],
         [sys.executable, "-m", "mypy"],
     ],
-    ids=["ruff", "mypy"],
+    ids=["ruff", "ruff-format", "mypy"],
 )
 def test_linters_are_clean(command: list[str]) -> None:
     module = command[2]

@@ -933,9 +933,7 @@ def cpu_has_amx() -> bool:
     """
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            return any(
-                line.startswith("flags") and " amx_" in line for line in cpuinfo
-            )
+            return any(line.startswith("flags") and " amx_" in line for line in cpuinfo)
     except OSError:
         return False
 
