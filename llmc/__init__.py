@@ -21,12 +21,15 @@ The public API, all importable from ``llmc``:
 - caching: :class:`Cache` keeps tool outputs, LLM completions and plans (exact, and
   semantic for paraphrased questions) in a SQLite file or Redis; pass it as ``cache=`` to a
   :class:`Compiler` or a run (more in :mod:`llmc.cache`);
-- errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
+- errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`);
+- pictures: :mod:`llmc.viz` draws plans and runs (SVG, Mermaid, DOT); in Jupyter an
+  :class:`Answer`, a :class:`Result`, a :class:`Trace` and a :class:`Plan` show as pictures.
 
 Everything else lives in modules whose names say what they hold; what is not listed in
 ``__all__`` may change without notice.
 """
 
+from . import viz as viz  # ``llmc.viz`` works after ``import llmc``
 from .budget import Budget, LLMUsage
 from .cache import Cache
 from .compiler import Answer, Compiler

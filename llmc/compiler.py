@@ -13,8 +13,8 @@ is re-read against the current tools and run again, and only the planner call is
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import html
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
 
+from ._sync import run_sync
 from .budget import Budget, Meter, estimate_budget
 from .errors import BudgetExceeded
 from .fuser import FusedTool, Fuser
@@ -193,6 +194,25 @@ class Answer:
     def __str__(self) -> str:
         return self.text
 
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        cost = self.cost
+        spent = f", ${cost:.4f}" if cost is not None else ""
+        plans = f"{len(self.rounds)} plan{'s' if len(self.rounds) != 1 else ''}"
+        return (
+            f"<Answer {text!r}: {plans}, {len(self.trace.tasks)} tasks, {self.llm_calls} LLM "
+            f"calls, {self.usage.total_tokens} tokens{spent}, {self.trace.makespan:.2f} s>"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows an answer as its text, its plan after the run, and its timeline."""
+        plan = self.plan
+        return (
+            f"<p>{html.escape(self.text)}</p>"
+            f"<div>{plan.to_svg(trace=self.trace)}</div>"
+            f"<div>{self.trace.to_svg(plan=plan)}</div>"
+        )
+
 
 class Compiler:
     """Answers questions by compiling them into task graphs over ``tools``.
@@ -283,9 +303,12 @@ class Compiler:
         return await _Session(self, question, on_event, budget or self.budget).run()
 
     def run_sync(self, question: str, *, budget: Budget | None = None) -> Answer:
-        """:meth:`run` for synchronous code; Ctrl-C cancels the run cleanly."""
-        with asyncio.Runner() as runner:
-            return runner.run(self.run(question, budget=budget))
+        """:meth:`run` for synchronous code; Ctrl-C cancels the run cleanly.
+
+        Inside a running event loop (Jupyter) the run goes on a private loop in a worker
+        thread; ``await compiler.run(...)`` is the simpler choice there.
+        """
+        return run_sync(lambda: self.run(question, budget=budget))
 
     def stream(self, question: str, *, budget: Budget | None = None) -> AsyncGenerator[Event, None]:
         """Run ``question`` and yield its events as they happen; the last is :class:`Answered`.

@@ -123,8 +123,8 @@ class Result:
         return f"Error: task {task_id} was {record.status.value}"
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for record in self.trace.tasks.values():
-            counts[record.status.value] = counts.get(record.status.value, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no tasks"
-        return f"<Result {self.run_id}: {summary} in {self.trace.makespan:.3f}s>"
+        return f"<Result {self.run_id}: {self.trace.summary()} in {self.trace.makespan:.3f}s>"
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a result as its run's timeline."""
+        return self.trace.to_svg()

@@ -61,6 +61,7 @@ from typing import Any, TypedDict, Unpack
 
 import structlog
 
+from ._sync import run_sync
 from .batching import FALLBACK, Batcher, Member, call_key
 from .budget import Budget, Meter
 from .cache import MISSING, Cache
@@ -304,14 +305,17 @@ class Scheduler:
         return await _Run(self, plan, run_id, callback, prior, trace, meter).run()
 
     def run_sync(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
-        """Run a plan from synchronous code (a new event loop); Ctrl-C cancels it cleanly.
+        """Run a plan from synchronous code; Ctrl-C cancels it cleanly.
+
+        It runs on a new event loop, or, where one is already running (Jupyter), on a
+        private loop in a worker thread while this thread waits; there, ``await``
+        :meth:`run` is the simpler choice.
 
         Raises:
             KeyboardInterrupt: after Ctrl-C, once every running task was cancelled.
             PlanError: as :meth:`run`.
         """
-        with asyncio.Runner() as runner:
-            return runner.run(self.run(plan, run_id=run_id))
+        return run_sync(lambda: self.run(plan, run_id=run_id))
 
     def stream(self, plan: PlanSource, *, run_id: str | None = None) -> AsyncGenerator[Event, None]:
         """Run a plan and yield its events as they happen; the last is :class:`RunFinished`.

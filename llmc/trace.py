@@ -431,6 +431,19 @@ class Trace:
         """Jupyter shows a trace as its timeline."""
         return self.to_svg()
 
+    def summary(self) -> str:
+        """How the tasks ended, in a few words: ``"3 done, 1 failed"`` (``"no tasks"``)."""
+        counts: dict[str, int] = {}
+        for record in self.tasks.values():
+            counts[record.status.value] = counts.get(record.status.value, 0) + 1
+        return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no tasks"
+
+    def __repr__(self) -> str:
+        tasks = self.summary()
+        spans = f"; {len(self.spans)} spans" if self.spans else ""
+        fused = f"; {len(self.fused_calls)} fused calls" if self.fused_calls else ""
+        return f"<Trace {self.run_id}: {tasks}{spans}{fused} in {self.makespan:.3f}s>"
+
 
 async def stream_events(
     start: Callable[[Callable[[Event], object]], Awaitable[object]],
