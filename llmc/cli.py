@@ -9,7 +9,8 @@
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
 
-PLAN is a file of plan text (or ``.json``), or ``-`` for standard input. PACK is a
+PLAN is a file of plan text (or ``.json``), plan text itself (in quotes), or ``-`` for standard
+input. PACK is a
 ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
 ``@llmc.tool`` functions; by default every ready-made pack is loaded.
 """
@@ -24,7 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import catalog
+import pydantic
+
+from . import __version__, catalog
 from .compiler import Answer, Answered, Compiler, PlanText, Replanning
 from .errors import LLMCError, PlanError
 from .llm import LLM, Local, OpenAI
@@ -40,7 +43,9 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 a task failed, 2 bad input)."""
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's, says what it takes
+        args.usage_of.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.command(args))
     except (LLMCError, OSError) as exc:
@@ -55,12 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmc", description="Compile questions into task graphs of tool calls and run them."
     )
+    parser.add_argument("--version", action="version", version=f"llmc {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_run(commands)
 
     tools = commands.add_parser("tools", help="list tools and their signatures")
     tools.add_argument("packs", nargs="*", metavar="PACK", help="packs to list (default: all)")
-    tools.set_defaults(command=_tools)
+    tools.set_defaults(command=_tools, usage_of=tools)
 
     for name, handler, text in (
         ("check", _check, "parse and validate a plan, and show its levels"),
@@ -72,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
     ):
         sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("plan", metavar="PLAN", help="plan text or .json file, or - for stdin")
+        sub.add_argument(
+            "plan",
+            metavar="PLAN",
+            help="a plan file (plan text, or .json), plan text in quotes, or - for stdin",
+        )
         sub.add_argument(
             "--tools",
             nargs="+",
@@ -80,11 +90,15 @@ def _parser() -> argparse.ArgumentParser:
             metavar="PACK",
             help="tool packs: ready-made names or .py paths (default: every ready-made pack)",
         )
-        sub.set_defaults(command=handler)
+        sub.set_defaults(command=handler, usage_of=sub)
     exec_ = commands.choices["exec"]
     exec_.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
     exec_.add_argument("--timeout", type=float, default=None, help="seconds per task")
-    exec_.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    exec_.add_argument(
+        "--json",
+        action="store_true",
+        help="print the outputs as JSON (numbers stay numbers; a task without one: its error)",
+    )
     exec_.add_argument(
         "--svg", metavar="DIR", help="write plan.svg and timeline.svg of the run into DIR"
     )
@@ -124,7 +138,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
     run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
     run.add_argument("--quiet", action="store_true", help="print only the answer")
-    run.set_defaults(command=_run)
+    run.set_defaults(command=_run, usage_of=run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -198,17 +212,34 @@ def _toolbox(packs: Sequence[str] | None) -> Toolbox:
 
 
 def _read_plan(source: str, tools: Toolbox | None) -> Plan:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    if source.endswith(".json"):
+    """The plan in ``source``: standard input, a file, or plan text (JSON text too)."""
+    if source == "-":
+        text = sys.stdin.read()
+    elif Path(source).is_file():
+        text = Path(source).read_text(encoding="utf-8")
+    elif _looks_like_plan(source):
+        text = source
+    else:
+        raise FileNotFoundError(
+            f"no plan file {source!r}: PLAN is a file, plan text in quotes (e.g. "
+            """'1. word_count("a b c")'), or - for standard input"""
+        )
+    if source.endswith(".json") or text.lstrip().startswith("{"):
         return Plan.from_json(text, tools=tools)
     return Plan.parse(text, tools=tools)
 
 
+def _looks_like_plan(source: str) -> bool:
+    """Whether a PLAN that is no file is meant as plan text: a call, a line break or JSON."""
+    return "(" in source or "\n" in source or source.lstrip().startswith("{")
+
+
 def _tools(args: argparse.Namespace) -> int:
-    for name in args.packs or catalog.tool_packs():
+    packs = [(name, catalog.load_pack(name)) for name in args.packs or catalog.tool_packs()]
+    for name, found in packs:  # every pack loaded first: an error comes alone
         print(f"{name}:")
-        for found in catalog.load_pack(name):
-            print(f"  {found.signature_line()}")
+        for one in found:
+            print(f"  {one.signature_line()}")
     return 0
 
 
@@ -231,7 +262,10 @@ def _exec(args: argparse.Namespace) -> int:
         plan.to_svg(folder / "plan.svg", trace=result)
         result.trace.to_svg(folder / "timeline.svg", plan=plan)
     if args.json:
-        outputs = {str(i): result.observation(i) for i in result.trace.tasks}
+        outputs = {
+            str(i): _json_value(result.outputs[i]) if i in result.outputs else result.observation(i)
+            for i in result.trace.tasks
+        }
         print(json.dumps(outputs, ensure_ascii=False, indent=2))
     else:
         for task in plan:
@@ -285,6 +319,17 @@ def _print_task_event(event: TaskEvent, out: TextIO) -> None:
         )
     elif isinstance(event, TaskSkipped):
         print(f"  skipped  ${event.task_id} {event.tool}", file=out)
+
+
+def _json_value(value: Any) -> Any:
+    """An output as JSON holds it: numbers, lists and dicts as they are, else its text form."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):  # objects, bytes, NaN, keys JSON cannot hold
+        return text_form(value)
+    return value
 
 
 def _shorten(text: str, limit: int) -> str:

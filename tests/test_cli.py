@@ -42,9 +42,10 @@ def test_exec_runs_the_example_with_real_tools(
     assert main(["exec", str(EXAMPLE), "--json"]) == 0
     captured = capsys.readouterr()
     outputs = json.loads(captured.out)
-    assert outputs["3"] == "6" and outputs["4"] == "20"
-    assert json.loads(outputs["5"]) == {"llmc": 2, "runs": 1, "plans": 1, "fast": 1}
-    assert float(outputs["6"]) == pytest.approx((20 - 6) / 6 * 100)
+    assert outputs["3"] == 6 and outputs["4"] == 20  # numbers stay numbers
+    assert outputs["5"] == {"llmc": 2, "runs": 1, "plans": 1, "fast": 1}
+    assert outputs["6"] == pytest.approx((20 - 6) / 6 * 100)
+    assert outputs["1"].startswith("llmc runs plans.")
     assert "started  $1 read_file" in captured.err
     assert "run took" in captured.err
 
@@ -76,9 +77,62 @@ def test_bad_plans_exit_2_with_the_reason(
     assert words in capsys.readouterr().err
 
 
-def test_missing_plan_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_plan_file_exits_2_and_says_what_plan_may_be(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["check", "/nonexistent/plan.txt"]) == 2
-    assert "No such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no plan file '/nonexistent/plan.txt'" in err
+    assert "plan text in quotes" in err and "- for standard input" in err
+
+
+def test_plan_text_is_accepted_in_place_of_a_file(
+    docs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["exec", '1. word_count("a b c")\n2. math("n * 2", {"n": $1})', "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"1": 3, "2": 6}
+    plan = '{"tasks": [{"id": 1, "tool": "word_count", "args": ["a b"]}]}'
+    assert main(["check", plan]) == 0
+    assert "1 tasks on 1 levels" in capsys.readouterr().out
+
+
+def test_exec_json_gives_the_error_text_of_a_task_without_output(
+    docs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["exec", '1. math("1 / 0")\n2. math("$1 + 1")', "--json"]) == 1
+    outputs = json.loads(capsys.readouterr().out)
+    assert outputs["1"].startswith("Error: MathError") and "division by zero" in outputs["1"]
+    assert outputs["2"].startswith("Error: DependencyError")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import llmc
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llmc {llmc.__version__}"
+
+
+@pytest.mark.parametrize("command", [["exec", "p.plan"], ["run", "q"], ["tools"], ["viz", "p"]])
+def test_a_wrong_flag_shows_the_subcommands_usage(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--no-such-flag"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: llmc {command[0]} ")
+    assert "unrecognized arguments: --no-such-flag" in err
+
+
+def test_tools_of_an_unknown_pack_prints_only_the_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["tools", "text", "nosuchpack"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no tool pack named 'nosuchpack'" in captured.err
 
 
 def test_user_tool_pack_by_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
