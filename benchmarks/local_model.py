@@ -2,14 +2,14 @@
 
 Run: python benchmarks/local_model.py [--repeats 2] [--questions 3] [--model PATH] [--threads N]
 
-Needs ``pip install 'llmc-framework[local]'``. One model is loaded once; every configuration
-runs on it, switching ``prefix_cache`` and ``prompt_lookup`` between calls, so all see the
-same prompts in the same run. The workload is llmc's own: the default planner template over
-the ready-made tool packs (files, math, text), grammar-constrained to a 4-task plan (this
-model, greedy, always writes tasks up to the grammar's limit), each plan followed by a
-joiner call, as in a real run; so a planner call starts after a joiner call has replaced the
-context. Configurations take turns, question by question, so that machine noise spreads
-over all of them; the first call of each configuration is a warm-up and not counted.
+Needs the ``local`` extra (``pip install -e ".[local]"``). One model is loaded once; every
+configuration runs on it, switching ``prefix_cache`` and ``prompt_lookup`` between calls, so
+all see the same prompts in the same run. The workload is llmc's own: the default planner
+template over the ready-made tool packs (files, math, text), grammar-constrained to a 4-task
+plan (this model, greedy, always writes tasks up to the grammar's limit), each plan followed by
+a joiner call, as in a real run; so a planner call starts after a joiner call has replaced the
+context. Configurations take turns, question by question, so that machine noise spreads over
+all of them; the first call of each configuration is a warm-up and not counted.
 
 Columns (medians over the counted planner calls):
 

@@ -25,8 +25,8 @@ def catalog_dir(kind: Literal["planners", "tools"]) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
-        f"llmc's {kind}/ folder is missing next to {_HERE}; reinstall llmc (pip install "
-        "--force-reinstall llmc-framework)"
+        f"llmc's {kind}/ folder is missing next to {_HERE}; reinstall llmc: pip install "
+        "--force-reinstall . in llmc's source tree"
     )
 
 

