@@ -45,7 +45,7 @@ from .sim import (
     get_tokenizer,
     load_workload,
 )
-from .sim.workloads import DATA, Question, Workload
+from .sim.workloads import DATA, SAMPLE, Question, Workload
 
 __all__ = ["Sample", "Summary", "main", "run", "summarise"]
 
@@ -381,7 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no contender can run:", unavailable, file=sys.stderr)
         return 1
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
-    workloads = [load_workload(n, args.questions, data=args.data, seed=args.seed) for n in names]
+    try:
+        workloads = [
+            load_workload(n, args.questions, data=args.data, seed=args.seed) for n in names
+        ]
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     tokenizer = get_tokenizer(args.tokenizer)
     policy = Policy([q for w in workloads for q in w.questions], world)
     command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -392,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"tokens: {tokenizer.name}; search median {args.search_ms:g} ms; "
         f"jitter {args.jitter:g}; time scale {args.time_scale:g}"
     )
+    if args.data.resolve() == SAMPLE.resolve() and {"parallelqa", "movies"} & set(names):
+        print(f"questions: the slice in {SAMPLE} (the full sets: --data DIR or LLMC_DATA)")
     for key, why in unavailable.items():
         print(f"skipped {key}: {why}")
     started = time.perf_counter()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +36,7 @@ from benchmarks.sim import (
     load_workload,
 )
 from benchmarks.sim.tokens import chars_tokenizer, prompt_tokens
-from benchmarks.sim.workloads import DATA, entities
+from benchmarks.sim.workloads import DATA, SAMPLE, entities
 
 INSTANT = PROFILES["instant"]
 # ParallelQA's shape, k = 2: two searches, a computation on each, one combination.
@@ -467,3 +470,38 @@ def test_chart_escapes_labels() -> None:
 
     svg = render_chart([Row()], ["w"], ["a"], {"a": "<a & b>"})
     assert "&lt;a &amp; b&gt;" in svg and "<a & b>" not in svg
+
+
+def test_the_shipped_slice_of_the_question_sets_loads() -> None:
+    pqa = load_workload("parallelqa", 12, data=SAMPLE)
+    assert len(pqa.questions) == 12
+    assert {sum(t.tool == "search" for t in q.tasks) for q in pqa.questions} == {2, 3, 4, 5}
+    movies = load_workload("movies", 8, data=SAMPLE)
+    assert len(movies.questions) == 8 and movies.questions[0].id == "movies-1"
+
+
+def test_a_missing_question_set_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
+    status = compare_main(["--workloads=parallelqa", f"--data={tmp_path}", "--questions=1"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"no question set parallelqa_dataset.json in {tmp_path}" in err
+    assert "--data DIR" in err and "LLMC_DATA" in err
+
+
+def test_the_smoke_run_works_from_a_fresh_clone_without_the_question_sets(tmp_path: Path) -> None:
+    """The documented ``python -m benchmarks --questions 1 --profile instant``, in a copy of
+    the repository with nothing beside it, falls back on the shipped slice."""
+    repo = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    for part in ("llmc", "benchmarks", "planners", "tools"):
+        shutil.copytree(repo / part, clone / part, ignore=shutil.ignore_patterns("results"))
+    env = {k: v for k, v in os.environ.items() if k != "LLMC_DATA"}
+    env["PYTHONPATH"] = str(clone)
+    command = [sys.executable, "-m", "benchmarks", "--questions", "1", "--profile", "instant"]
+    command += ["--workloads", "parallelqa,movies", "--contenders", "llmc", "--time-scale", "0.05"]
+    done = subprocess.run(
+        command, cwd=clone, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"questions: the slice in {clone / 'benchmarks' / 'data' / 'llmcompiler'}" in done.stdout
+    assert "parallelqa:" in done.stdout and "movies:" in done.stdout

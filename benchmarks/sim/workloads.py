@@ -16,8 +16,9 @@ same DAG as each framework's planner output or as function calls.
   search, 3 searches that build on it, one combination) and ``wide-deep`` (3 branches of
   search, search, computation; one combination).
 
-The question sets are the LLMCompiler paper's (MIT): ``../shared/data/llmcompiler/`` beside
-the repository, or the folder in ``LLMC_DATA``.
+The question sets are the LLMCompiler paper's (MIT): the folder in ``LLMC_DATA``, else
+``../shared/data/llmcompiler/`` beside the repository, else the slice of them that ships in
+``benchmarks/data/llmcompiler/`` (:data:`SAMPLE`), so that a fresh clone runs too.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DATA",
+    "SAMPLE",
     "SHAPES",
     "WORKLOADS",
     "GoldTask",
@@ -40,11 +43,20 @@ __all__ = [
     "load_workload",
 ]
 
-DATA = Path(
-    os.environ.get(
-        "LLMC_DATA", Path(__file__).resolve().parents[3] / "shared" / "data" / "llmcompiler"
-    )
-)
+#: The slice of the question sets that ships with the benchmarks (see its README.md).
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "llmcompiler"
+_BESIDE = Path(__file__).resolve().parents[3] / "shared" / "data" / "llmcompiler"
+
+
+def _find_data() -> Path:
+    """``LLMC_DATA`` if set, else the full sets beside the repository, else :data:`SAMPLE`."""
+    if "LLMC_DATA" in os.environ:
+        return Path(os.environ["LLMC_DATA"])
+    return _BESIDE if (_BESIDE / "parallelqa_dataset.json").is_file() else SAMPLE
+
+
+#: Where the question sets are read from by default.
+DATA = _find_data()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +178,26 @@ def _parallelqa_question(item: dict[str, object]) -> Question:
     return Question(f"parallelqa-{item['id']}", text, tuple(build.tasks), str(item["answer"]))
 
 
+def _question_set(data: Path, name: str) -> list[dict[str, Any]]:
+    """The items of one question set file.
+
+    Raises:
+        FileNotFoundError: the file is missing; the message says where the sets may come from.
+    """
+    path = data / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no question set {name} in {data}: give --data DIR (or set LLMC_DATA) for a folder "
+            f"that holds the LLMCompiler question sets, or leave both out to use the slice in "
+            f"{SAMPLE}"
+        )
+    items: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return items
+
+
 def parallelqa(count: int, data: Path = DATA) -> Workload:
     """``count`` ParallelQA questions, every branch count in turn (2, 3, 4, 5, 2, ...)."""
-    items = json.loads((data / "parallelqa_dataset.json").read_text())
+    items = _question_set(data, "parallelqa_dataset.json")
     by_branch: dict[int, list[dict[str, object]]] = {}
     for item in items:
         by_branch.setdefault(int(item.get("branch", 2)), []).append(item)
@@ -199,7 +228,7 @@ def _movie_question(item: dict[str, str]) -> Question:
 
 def movies(count: int, data: Path = DATA) -> Workload:
     """``count`` movie recommendation questions, from item 1 on (item 0 is an example)."""
-    items = json.loads((data / "movie_recommendations_formatted.json").read_text())
+    items = _question_set(data, "movie_recommendations_formatted.json")
     picked = [item for item in items if str(item["id"]) != "0"][:count]
     return Workload(
         "movies",
