@@ -2,8 +2,8 @@
 
 The question needs two look-ups, two calculations and a comparison
 (``examples/plans/parallelqa.plan``). A scripted planner streams that plan (so tasks start
-while it is still being written), simulated tools sleep like real ones, and a scripted
-joiner answers. Then:
+while it is still being written), the example tools of ``examples/tools/facts.py`` wait like
+network calls, the ready-made ``math`` pack calculates, and a scripted joiner answers. Then:
 
 - ``parallelqa-plan.svg``: the plan (deterministic: the same bytes on every run);
 - ``parallelqa-run.svg``: the plan coloured by the run, with the critical path marked;
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import llmc
+from llmc import catalog
 from llmc.testing import ScriptedLLM
 
 QUESTION = "If the Eiffel Tower grew by 10% and the Statue of Liberty doubled, which is taller?"
@@ -33,46 +34,12 @@ ANSWER = (
     "Thought: the comparison answers it.\nAction: Finish(The Eiffel Tower: 363 m against 186 m.)"
 )
 
-FACTS = {"Eiffel Tower height": (330.0, 0.30), "Statue of Liberty height": (93.0, 0.22)}
-
-
-@llmc.tool
-async def search(query: str) -> str:
-    """Look a fact up (simulated: a canned answer after a network-like wait).
-
-    Args:
-        query: what to look up.
-    """
-    value, delay = FACTS.get(query, (0.0, 0.25))
-    await asyncio.sleep(delay)
-    return f"{query}: {value:g} m"
-
-
-@llmc.tool
-async def math(problem: str, context: str) -> float:
-    """Solve ``height * FACTOR`` for the height found in ``context`` (simulated).
-
-    Args:
-        problem: an expression of ``height``, e.g. "height * 1.1".
-        context: text that holds the height, e.g. "Eiffel Tower height: 330 m".
-    """
-    await asyncio.sleep(0.08 if "1.1" in problem else 0.12)
-    height = float(context.rsplit(":", 1)[1].split()[0])
-    return round(height * float(problem.rsplit("*", 1)[1]), 1)
-
-
-@llmc.tool
-async def compare(name_a: str, a: float, name_b: str, b: float) -> str:
-    """Say which of two named quantities is larger.
-
-    Args:
-        name_a: the first one's name.
-        a: its value.
-        name_b: the second one's name.
-        b: its value.
-    """
-    await asyncio.sleep(0.05)
-    return f"{name_a if a >= b else name_b} ({max(a, b):g} against {min(a, b):g})"
+# The plan's tools: a simulated search and a comparison (examples/tools/facts.py), which wait
+# like network calls, and the ready-made math pack.
+TOOLS = [
+    *llmc.load_tools(Path(__file__).parent / "tools" / "facts.py"),
+    *catalog.load_pack("math"),
+]
 
 
 def wide_plan() -> tuple[llmc.Plan, dict[str, list[int]], dict[int, int]]:
@@ -103,7 +70,7 @@ async def ask() -> llmc.Answer:
     """Answer the ParallelQA-style question with the scripted planner and joiner."""
     planner = ScriptedLLM([PLAN], chunk_size=24, first_chunk_delay=0.15, chunk_delay=0.02)
     joiner = ScriptedLLM([ANSWER], chunk_size=16, first_chunk_delay=0.12, chunk_delay=0.01)
-    compiler = llmc.Compiler(tools=[search, math, compare], llm=planner, joiner_llm=joiner)
+    compiler = llmc.Compiler(tools=TOOLS, llm=planner, joiner_llm=joiner)
     return await compiler.run(QUESTION)
 
 
@@ -112,7 +79,7 @@ def main(out: Path) -> None:
     answer = asyncio.run(ask())
     print(answer.text)
     out.mkdir(parents=True, exist_ok=True)
-    plan = llmc.Plan.parse(PLAN, tools=[search, math, compare])
+    plan = llmc.Plan.parse(PLAN, tools=TOOLS)
     plan.to_svg(out / "parallelqa-plan.svg", title="ParallelQA-style plan")  # = llmc viz
     answer.plan.to_svg(
         out / "parallelqa-run.svg", trace=answer.trace, title="the plan, after its run"
