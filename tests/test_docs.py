@@ -81,7 +81,8 @@ def run_python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def shipped_tools() -> llmc.Toolbox:
     """The ready-made packs and the example tools: what the documented plans may call."""
     box = llmc.Toolbox()
-    for pack in [*catalog.tool_packs(), *EXAMPLE_TOOLS]:
+    packs: list[str | Path] = [*catalog.tool_packs(), *EXAMPLE_TOOLS]
+    for pack in packs:
         for found in catalog.load_pack(pack):
             box.add(found)
     return box
