@@ -8,6 +8,7 @@
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
+    llmc --version                        the installed version
 
 PLAN is a file of plan text (or ``.json``), plan text itself (in quotes), or ``-`` for standard
 input. PACK is a
