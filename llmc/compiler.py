@@ -29,6 +29,7 @@ from .fuser import FusedTool, Fuser
 from .joiner import Joiner
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
+from .llm.openai_compat import OpenAI
 from .plan import Plan, Task
 from .planner import Planner, Round
 from .result import Result, error_text
@@ -306,9 +307,19 @@ class Compiler:
         """:meth:`run` for synchronous code; Ctrl-C cancels the run cleanly.
 
         Inside a running event loop (Jupyter) the run goes on a private loop in a worker
-        thread; ``await compiler.run(...)`` is the simpler choice there.
+        thread; ``await compiler.run(...)`` is the simpler choice there. The loop ends with
+        the run, so the connections :class:`~llmc.llm.OpenAI` backends opened on it are
+        closed before this returns.
         """
-        return run_sync(lambda: self.run(question, budget=budget))
+        return run_sync(lambda: self._run_then_close(question, budget))
+
+    async def _run_then_close(self, question: str, budget: Budget | None) -> Answer:
+        """Run on a loop that ends with the run, closing the HTTP connections opened on it."""
+        try:
+            return await self.run(question, budget=budget)
+        finally:
+            for backend in _http_backends(self.llm, self.joiner.llm):
+                await backend.aclose()
 
     def stream(self, question: str, *, budget: Budget | None = None) -> AsyncGenerator[Event, None]:
         """Run ``question`` and yield its events as they happen; the last is :class:`Answered`.
@@ -561,6 +572,19 @@ def _with_observations(rounds: list[Round], shown: Mapping[int, str]) -> list[Ro
 
 
 #: The kinds of spans that are LLM calls.
+def _http_backends(*llms: LLM) -> list[OpenAI]:
+    """The distinct :class:`~llmc.llm.OpenAI` backends among ``llms``, cache wrappers removed."""
+    from .cache import CachedLLM
+
+    found: dict[int, OpenAI] = {}
+    for llm in llms:
+        while isinstance(llm, CachedLLM):
+            llm = llm.llm
+        if isinstance(llm, OpenAI):
+            found[id(llm)] = llm
+    return list(found.values())
+
+
 _LLM_KINDS = frozenset({"planner", "joiner", "estimator", "summarizer"})
 
 

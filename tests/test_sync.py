@@ -76,6 +76,26 @@ async def test_compiler_run_sync_inside_a_running_loop() -> None:
     assert answer.results[0].outputs == {1: 0.01, 2: 0.01}
 
 
+@pytest.mark.parametrize("inside_a_loop", [False, True])
+def test_compiler_run_sync_closes_the_connections_of_its_loop(inside_a_loop: bool) -> None:
+    def ask() -> llmc.Answer:
+        with ScriptedOpenAIServer(["1. wait(0.01)\njoin()", "Action: Finish(done)"]) as server:
+            llm = llmc.OpenAI("scripted", base_url=server.base_url, api_key="sk-test")
+            return llmc.Compiler([wait], llm).run_sync("Wait.")
+
+    async def in_a_loop() -> llmc.Answer:
+        return ask()
+
+    gc.collect()  # what earlier tests left behind is not this test's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        answer = asyncio.run(in_a_loop()) if inside_a_loop else ask()
+        gc.collect()
+    assert answer.text == "done"
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not unclosed
+
+
 def test_errors_of_the_run_reach_the_caller_unchanged() -> None:
     async def broken() -> None:
         raise llmc.PlanError("bad plan")
