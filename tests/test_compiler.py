@@ -194,7 +194,7 @@ def test_no_llm_configured_says_how_to_configure(monkeypatch: pytest.MonkeyPatch
     for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("llmc.llm.default._local_available", lambda: False)  # not installed
-    with pytest.raises(llmc.LLMError, match=r"llmc-framework\[local\].*OPENAI_BASE_URL"):
+    with pytest.raises(llmc.LLMError, match=r"pip install -e \"\.\[local\]\".*OPENAI_BASE_URL"):
         Compiler([search])
 
 
