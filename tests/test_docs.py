@@ -93,6 +93,7 @@ def test_the_pages_have_blocks_to_run() -> None:
     assert blocks("plan")
 
 
+@pytest.mark.timeout(TIMEOUT + 30)  # beyond the subprocess's own limit
 @pytest.mark.parametrize("block", blocks("python"), ids=str)
 def test_python_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     done = run_python(["-c", block.code], tmp_path)
@@ -126,6 +127,7 @@ def test_example_plan_runs_with_the_shipped_tools(
     assert result.ok, f"{path.name}: {result.errors} {dict(result.skipped)}"
 
 
+@pytest.mark.timeout(TIMEOUT + 30)
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_example_script_runs(path: Path, tmp_path: Path) -> None:
     done = run_python([str(path), str(tmp_path / "out")], REPO)

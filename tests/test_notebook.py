@@ -17,6 +17,8 @@ nbconvert = pytest.importorskip("nbconvert", reason="nbconvert is not installed 
 pytest.importorskip("ipykernel", reason="ipykernel is not installed (the dev extra)")
 
 REPO = Path(__file__).resolve().parents[1]
+# the kernel's start and the notebook, with the ExecutePreprocessor's own limit per cell
+pytestmark = pytest.mark.timeout(300)
 
 SETUP = '''
 import asyncio, warnings

@@ -488,6 +488,7 @@ def test_a_missing_question_set_is_a_clear_error(tmp_path: Path, capsys: Any) ->
     assert "--data DIR" in err and "LLMC_DATA" in err
 
 
+@pytest.mark.timeout(300)  # beyond the subprocess's own limit
 def test_the_smoke_run_works_from_a_fresh_clone_without_the_question_sets(tmp_path: Path) -> None:
     """The documented ``python -m benchmarks --questions 1 --profile instant``, in a copy of
     the repository with nothing beside it, falls back on the shipped slice."""
