@@ -199,11 +199,16 @@ class Answer:
         text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
         cost = self.cost
         spent = f", ${cost:.4f}" if cost is not None else ""
-        plans = f"{len(self.rounds)} plan{'s' if len(self.rounds) != 1 else ''}"
-        return (
-            f"<Answer {text!r}: {plans}, {len(self.trace.tasks)} tasks, {self.llm_calls} LLM "
-            f"calls, {self.usage.total_tokens} tokens{spent}, {self.trace.makespan:.2f} s>"
+        counts = ", ".join(
+            _count(n, what)
+            for n, what in (
+                (len(self.rounds), "plan"),
+                (len(self.trace.tasks), "task"),
+                (self.llm_calls, "LLM call"),
+                (self.usage.total_tokens, "token"),
+            )
         )
+        return f"<Answer {text!r}: {counts}{spent}, {self.trace.makespan:.2f} s>"
 
     def _repr_html_(self) -> str:
         """Jupyter shows an answer as its text, its plan after the run, and its timeline."""
@@ -572,6 +577,11 @@ def _with_observations(rounds: list[Round], shown: Mapping[int, str]) -> list[Ro
 
 
 #: The kinds of spans that are LLM calls.
+def _count(n: int, what: str) -> str:
+    """``"1 plan"``, ``"2 plans"``."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
 def _http_backends(*llms: LLM) -> list[OpenAI]:
     """The distinct :class:`~llmc.llm.OpenAI` backends among ``llms``, cache wrappers removed."""
     from .cache import CachedLLM

@@ -146,7 +146,7 @@ def test_reprs_are_short_and_say_what_happened() -> None:
         answer = llmc.Compiler([wait], llm).run_sync("Wait.")
     text = repr(answer)
     assert text.startswith("<Answer 'waited waited") and "...'" in text
-    assert "1 plan, 1 tasks, 2 LLM calls" in text and len(text) < 160
+    assert "1 plan, 1 task, 2 LLM calls" in text and len(text) < 160
     assert f"{answer.usage.total_tokens} tokens" in text
     picture = answer._repr_html_()
     assert picture.startswith("<p>waited") and picture.count("<svg") == 2
