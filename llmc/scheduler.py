@@ -66,7 +66,7 @@ from .budget import Budget, Meter
 from .cache import MISSING, Cache
 from .errors import BudgetExceeded, DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
-from .limits import Backoff, RateLimiter
+from .limits import Backoff, RateLimiter, release
 from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
 from .result import Result, error_text, text_form
 from .tool import Tool
@@ -839,6 +839,7 @@ class _Run:
         while True:
             if limiter is not None:
                 await limiter.acquire()
+                release(limiter)  # the call starts now: it is its own server
             if self.closing:  # woke from a wait just as the run began to close
                 raise _Closing
             record.attempts += 1
@@ -993,6 +994,7 @@ class _Run:
         while True:
             if limiter is not None:
                 await limiter.acquire()
+                release(limiter)
             if self.closing:
                 raise _Closing
             call.attempts += 1
