@@ -31,7 +31,7 @@ from io import StringIO
 from typing import Any, NamedTuple
 
 from .errors import PlanError, PlanSyntaxError
-from .plan import PLACEHOLDER, Ref, Task, TaskChecker
+from .plan import MAX_NESTING, PLACEHOLDER, Ref, Task, TaskChecker, nesting_error
 from .toolbox import Toolbox, Tools
 
 __all__ = ["END_OF_PLAN", "PlanParser"]
@@ -265,6 +265,16 @@ class _FastReader:
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens = tokens
         self.index = 0
+        self.depth = 0  # open brackets around the current value
+
+    def nested(self, read: Any) -> Any:
+        """``read()`` one level deeper; past MAX_NESTING the ast path positions the error."""
+        if self.depth >= MAX_NESTING:
+            raise _NotSimple
+        self.depth += 1
+        value = read()
+        self.depth -= 1
+        return value
 
     def take(self) -> tuple[str, Any]:
         if self.index >= len(self.tokens):
@@ -293,19 +303,23 @@ class _FastReader:
         if kind == _NAME and text in _CONSTANTS:
             return _CONSTANTS[text]
         if (kind, text) == (_PUNCT, "["):
-            return self.items("]")
+            return self.nested(lambda: self.items("]"))
         if (kind, text) == (_PUNCT, "{") and not self.peek("}"):
-            result: dict[Any, Any] = {}
-            while not self.peek("}"):
-                key = self.value()
-                if isinstance(key, list | dict) or self.take() != (_PUNCT, ":"):
-                    raise _NotSimple
-                result[key] = self.value()
-                if not self.peek("}") and self.take() != (_PUNCT, ","):
-                    raise _NotSimple
-            self.index += 1
-            return result
+            return self.nested(self.mapping)
         raise _NotSimple
+
+    def mapping(self) -> dict[Any, Any]:
+        """The items of a dict whose ``{`` was just read."""
+        result: dict[Any, Any] = {}
+        while not self.peek("}"):
+            key = self.value()
+            if isinstance(key, list | dict) or self.take() != (_PUNCT, ":"):
+                raise _NotSimple
+            result[key] = self.value()
+            if not self.peek("}") and self.take() != (_PUNCT, ","):
+                raise _NotSimple
+        self.index += 1
+        return result
 
     def call(self) -> _Call:
         kind, name = self.take()
@@ -365,6 +379,8 @@ def _parse_call(body: str, *, final: bool) -> _Call | SyntaxError | _LiteralErro
         shift = len(source) - len(source.lstrip())
         if exc.lineno == 1 and exc.offset is not None:
             exc.offset += shift
+        if exc.msg.startswith("too many nested"):  # Python's bound: report the plan's own
+            return _LiteralError(str(nesting_error()), exc.lineno or 1, (exc.offset or 1) - 1)
         return exc
     except (ValueError, MemoryError, RecursionError) as exc:  # null bytes, absurd nesting
         return _LiteralError(f"unreadable statement: {exc}", 1, 0)
@@ -424,6 +440,7 @@ class _Values:
         self.source = source
         self.shift = shift
         self.hidden = source != original
+        self.depth = 0  # containers around the current value
         # ast positions count UTF-8 bytes per line; for one ASCII line they index the text.
         self.simple = "\n" not in source and source.isascii()
 
@@ -449,6 +466,21 @@ class _Values:
             return node.value
         if isinstance(node, ast.Name):
             return self.reference(node)
+        if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):
+            if self.depth >= MAX_NESTING:
+                raise self.error(str(nesting_error()), node)
+            self.depth += 1
+            value = self.container(node)
+            self.depth -= 1
+            return value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = node.operand
+            number = operand.value if isinstance(operand, ast.Constant) else None
+            if type(number) in (int, float, complex):
+                return -number if isinstance(node.op, ast.USub) else number  # type: ignore[operator]
+        raise self.error(self.describe(node), node)
+
+    def container(self, node: ast.List | ast.Tuple | ast.Set | ast.Dict) -> Any:
         if isinstance(node, ast.List):
             return [self.value(e) for e in node.elts]
         if isinstance(node, ast.Tuple):
@@ -458,14 +490,7 @@ class _Values:
                 return {self.value(e) for e in node.elts}
             except TypeError:
                 raise self.error("set members must be hashable (no lists or dicts)", node) from None
-        if isinstance(node, ast.Dict):
-            return self.mapping(node)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            operand = node.operand
-            number = operand.value if isinstance(operand, ast.Constant) else None
-            if type(number) in (int, float, complex):
-                return -number if isinstance(node.op, ast.USub) else number  # type: ignore[operator]
-        raise self.error(self.describe(node), node)
+        return self.mapping(node)
 
     def original_string(self, node: ast.Constant) -> Any:
         """A string constant read from the original text, where ``$N`` was not replaced."""
