@@ -26,8 +26,13 @@ control characters in the first 8 KiB) are described in one line, never dumped.
 
 The tools only read, so they are ``pure``: identical calls in one run are made once.
 
-This file is loaded by path under an arbitrary module name: it imports only llmc and the
-standard library.
+``grep`` matches regular expressions with RE2 (the ``google-re2`` binding, a dependency of
+llmc): time linear in the text, whatever the pattern, and the GIL released while it matches,
+so a pattern from a model cannot freeze the event loop the way ``(a+)+$`` does Python's
+``re``. RE2 has no backreferences or lookarounds; such patterns are refused with a message.
+
+This file is loaded by path under an arbitrary module name: it imports only llmc, the
+standard library and ``re2``.
 """
 
 import codecs
@@ -38,6 +43,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+import re2
 
 import llmc
 
@@ -421,14 +428,7 @@ def grep(
         raise ValueError("pattern is empty; give the text to search for")
     if max_hits < 1:
         raise ValueError("max_hits must be at least 1")
-    flags = re.IGNORECASE if ignore_case else 0
-    try:
-        compiled = re.compile(pattern if regex else re.escape(pattern), flags)
-    except re.error as exc:
-        raise ValueError(
-            f"invalid regular expression {pattern!r}: {exc}; pass regex=False to search "
-            "for the text as written"
-        ) from None
+    compiled = _compile(pattern, regex=regex, ignore_case=ignore_case)
     base, _, root = _open_folder(folder)
     matcher = _name_matcher(file_pattern)
     limit = get_max_bytes()
@@ -451,6 +451,23 @@ def grep(
                         return hits
                     hits.append(f"{relative}:{number}: {_shorten(text.strip())}")
     return hits
+
+
+def _compile(pattern: str, *, regex: bool, ignore_case: bool) -> "re2._Regexp":
+    """The pattern for RE2: linear time, so no pattern can stall a search."""
+    options = re2.Options()
+    options.case_sensitive = not ignore_case
+    options.log_errors = False  # (RE2 would also print each bad pattern to stderr)
+    try:
+        return re2.compile(pattern if regex else re.escape(pattern), options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else "invalid pattern"
+        if isinstance(exc.args[0], str):
+            reason = exc.args[0]
+        raise ValueError(
+            f"invalid regular expression {pattern!r}: {reason}; the regex engine (RE2) has no "
+            "backreferences or lookarounds; pass regex=False to search for the text as written"
+        ) from None
 
 
 @llmc.tool(pure=True)
