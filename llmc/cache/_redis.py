@@ -7,7 +7,7 @@ the store past ``max_entries`` removes the least recently used entries, inside o
 script, so concurrent writers agree. Each semantic scope keeps a sorted set of its keys by a
 global sequence number, which is the cursor of :meth:`RedisStore.vectors`.
 
-Needs the ``redis`` extra (``pip install 'llmc-framework[redis]'``). Redis Cluster is not
+Needs the ``redis`` extra (``pip install -e ".[redis]"`` from a checkout). Redis Cluster is not
 supported (the scripts touch keys they do not declare).
 """
 
@@ -89,7 +89,7 @@ class RedisStore:
                 import redis
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError(
-                    "RedisStore needs redis-py: pip install 'llmc-framework[redis]'"
+                    "RedisStore needs redis-py: pip install -e '.[redis]' (from a checkout)"
                 ) from exc
             client = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
