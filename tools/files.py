@@ -13,6 +13,13 @@ root. ``list_files`` and ``grep`` skip such symlinks silently, never follow syml
 folders and do not descend into hidden folders (``.git``, ``.venv``, ...); name a hidden
 folder explicitly to look inside it.
 
+Files are opened by descriptor from the root, one path component at a time, never following
+a symlink (``O_NOFOLLOW`` relative to the folder before), so a symlink swapped in between
+the checks and the open leads nowhere: the open fails with :class:`PathOutsideRootError`. A
+file with more than one hard link is refused (``grep`` skips it): its other names may lie
+outside the root, and nothing says where. On a platform without ``dir_fd`` opens (Windows),
+files are opened by their resolved path after the same checks.
+
 Reads are capped at ``LLMC_FILES_MAX_BYTES`` bytes (default 1,000,000): a longer read is
 *truncated* at a line boundary and ends with a ``[truncated: ...]`` marker line that says how
 to read the rest (a ``start_line``/``end_line`` range). Binary files (a NUL byte or mostly
@@ -37,9 +44,11 @@ standard library and ``re2``.
 
 import codecs
 import difflib
+import errno
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -192,6 +201,56 @@ def _open_file(path: str) -> tuple[Path, str, Path]:
     if not real.is_file():
         raise ValueError(f"{display!r} is not a regular file (a device, pipe or socket)")
     return real, display, root
+
+
+def _open_inside(real: Path, root: Path, display: str) -> BinaryIO:
+    """Open the regular file ``real`` (resolved, inside ``root``) for reading, safely.
+
+    The path is walked from the root one component at a time, each opened relative to the
+    folder before it without following symlinks, so a symlink swapped in after the checks
+    (a race) cannot lead the open outside the root. A file with more than one hard link is
+    refused: its other names may lie outside the root, and nothing says where.
+    """
+    if os.open not in os.supports_dir_fd or not hasattr(os, "O_NOFOLLOW"):
+        handle = real.open("rb")  # no descriptor walk on this platform: the checks above hold
+    else:
+        handle = os.fdopen(_walk_open(real.relative_to(root).parts, root, display), "rb")
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        handle.close()
+        raise ValueError(f"{display!r} is not a regular file (a device, pipe or socket)")
+    if info.st_nlink > 1:
+        handle.close()
+        raise PathOutsideRootError(
+            f"{display!r} has {info.st_nlink} hard links; its other names may lie outside the "
+            "files root, so it is not read (copy the file into the root instead)"
+        )
+    return handle
+
+
+def _walk_open(parts: tuple[str, ...], root: Path, display: str) -> int:
+    """A descriptor of ``root/parts...``, opened component by component with O_NOFOLLOW."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    folder = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            mode = flags | os.O_NOFOLLOW | (0 if last else os.O_DIRECTORY)
+            try:
+                opened = os.open(part, mode, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise PathOutsideRootError(
+                        f"path {display!r} changed while it was being opened (a symlink "
+                        f"appeared at {part!r}); only files under the files root can be used"
+                    ) from None
+                raise
+            os.close(folder)
+            folder = opened
+        return folder
+    except BaseException:
+        os.close(folder)
+        raise
 
 
 def _open_folder(folder: str) -> tuple[Path, str, Path]:
@@ -350,13 +409,13 @@ def read_file(path: str, start_line: int | None = None, end_line: int | None = N
         raise ValueError(f"end_line counts from 1, got {end_line}")
     if start_line is not None and end_line is not None and end_line < start_line:
         raise ValueError(f"end_line {end_line} comes before start_line {start_line}")
-    real, display, _ = _open_file(path)
+    real, display, root = _open_file(path)
     limit = get_max_bytes()
     first = start_line or 1
     taken: list[bytes] = []
     size = 0
     lines_seen = 0
-    with real.open("rb") as file:
+    with _open_inside(real, root, display) as file:
         if _sniff(file):
             return _binary_note(display, real.stat().st_size)
         for number, piece in _lines(file, limit + 1):
@@ -437,7 +496,11 @@ def grep(
         relative = file.relative_to(root).as_posix()
         if not matcher(relative):
             continue
-        with file.open("rb") as handle:
+        try:
+            handle = _open_inside(file.resolve(), root, relative)
+        except (OSError, ValueError):  # swapped, hard-linked or gone: not searched
+            continue
+        with handle:
             if _sniff(handle):
                 continue
             for number, piece in _lines(handle, limit):
@@ -481,12 +544,12 @@ def count_file(path: str) -> dict[str, int]:
     Args:
         path: the file, relative to the files root.
     """
-    real, display, _ = _open_file(path)
+    real, display, root = _open_file(path)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     lines = words = chars = size = 0
     in_word = False
     last = b"\n"
-    with real.open("rb") as file:
+    with _open_inside(real, root, display) as file:
         if _sniff(file):
             raise ValueError(
                 f"{_binary_note(display, real.stat().st_size)}; lines, words and characters "
