@@ -1,6 +1,9 @@
 """Parse throughput: tasks per second for a 1,000-task plan fed in small chunks.
 
-Run: python benchmarks/parse.py [--tasks 1000] [--chunk 8] [--repeat 5]
+Run: python benchmarks/parse.py [--tasks 1000] [--chunk 8] [--repeat 5] [--lines 8000]
+
+A second row feeds one long statement (a list argument and a triple-quoted string of
+``--lines`` lines each), which must cost time linear in its length.
 
 The parser must never be what a streaming planner waits on: a fast hosted model streams a
 few hundred tokens per second, i.e. a few tasks per second; the target is >= 50,000 tasks/s.
@@ -32,6 +35,13 @@ def make_plan_text(n: int, seed: int = 0) -> str:
     return "\n".join(lines) + "\n<END_OF_PLAN>\n"
 
 
+def make_long_statements(lines: int) -> str:
+    """One task whose list argument spans ``lines`` lines, one whose string does."""
+    items = "".join(f'    "item {i}",\n' for i in range(lines))
+    text = "".join(f"line {i} of a long document (with brackets\n" for i in range(lines))
+    return f'1. search([\n{items}])\n2. search("""\n{text}""")\njoin()\n'
+
+
 def run(text: str, chunk: int) -> tuple[float, int]:
     parser = PlanParser()
     start = time.perf_counter()
@@ -47,6 +57,7 @@ def main() -> None:
     args.add_argument("--tasks", type=int, default=1000)
     args.add_argument("--chunk", type=int, default=8, help="characters per feed() call")
     args.add_argument("--repeat", type=int, default=5)
+    args.add_argument("--lines", type=int, default=8000, help="lines of each long statement")
     opts = args.parse_args()
     text = make_plan_text(opts.tasks)
     best = min(run(text, opts.chunk)[0] for _ in range(opts.repeat))
@@ -62,6 +73,14 @@ def main() -> None:
         f"({whole * 1e6 / count:.1f} us/task)"
     )
     print(f"target >= 50,000 tasks/s: {'met' if count / best >= 50_000 else 'NOT met'}")
+    for lines in (opts.lines // 4, opts.lines):
+        long_text = make_long_statements(lines)
+        seconds = min(run(long_text, opts.chunk)[0] for _ in range(max(1, opts.repeat // 2)))
+        print(
+            f"one long statement, {lines:>6,} lines x 2 ({len(long_text):,} characters) in "
+            f"{opts.chunk}-character chunks: {seconds * 1e3:8.1f} ms "
+            f"({seconds * 1e9 / len(long_text):.0f} ns/character)"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
     ├── DependencyError          why a task was skipped: a task it needs failed or was skipped
     ├── BudgetExceeded           a run's budget (tokens, cost, LLM or tool calls) would be
     │                            crossed: the run stopped; the partial result is attached
+    ├── StoreUnavailable         a cache store cannot answer now (llmc.cache; taken as a miss)
     └── LLMError                 a language model call failed (after any retries)
         ├── LLMConnectionError   the endpoint cannot be reached, or the stream broke off
         ├── LLMRateLimitError    the endpoint kept answering 429 (rate limited)

@@ -5,9 +5,11 @@ The LLM replies ``Thought: ...`` then ``Action: Finish(answer)`` or ``Action: Re
 so answers with parentheses, quotes and newlines survive (LLMCompiler cuts them at the first
 ``)``). With ``json=True`` the joiner asks for a structured reply instead.
 
-The prompt is budgeted in tokens (see :mod:`llmc.budget`): every observation gets a share of
-the model's context window, and one over its share is reduced (head and tail with a marker,
-by default) before it enters the prompt, so the prompt never exceeds the window.
+The prompt is budgeted in tokens (see :mod:`llmc.budget`): the question and the task lines
+of every round take at most half of the room (long ones cut, the oldest tasks left out with a
+note when they do not fit), every observation gets a share of the rest, and one over its
+share is reduced (head and tail with a marker, by default) before it enters the prompt, so
+the prompt never exceeds the window.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .budget import Budget, Meter
+from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame
 from .grammar import joiner_grammar
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .plan import Task
@@ -129,20 +131,22 @@ class Joiner:
     def messages(
         self,
         question: str,
-        tasks: Sequence[Task],
+        tasks: Sequence[Task | ShownTask],
         observations: Mapping[int, str],
         *,
         final: bool = False,
         output_budget: int | None = None,
+        omitted: str | None = None,
     ) -> list[Message]:
         """The chat messages of a joiner call, with the observations as given.
 
         Args:
             question: the user's question.
-            tasks: every task so far, in order.
+            tasks: the tasks to show, in order (objects with ``id`` and ``to_text()``).
             observations: each task's observation text (already within budget).
             final: no replan is left; the joiner is told to answer.
             output_budget: a TALE budget for the reply ("use less than N tokens"), if any.
+            omitted: a note on the tasks left out to fit the window, if any.
         """
         user = self.templates.render(
             "joiner_user.jinja",
@@ -151,6 +155,7 @@ class Joiner:
             observations=observations,
             final=final,
             output_budget=output_budget,
+            omitted=omitted,
         )
         system = self.templates.render("joiner.jinja", json=self.json)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -195,14 +200,22 @@ class Joiner:
         if not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False):
             options = dataclasses.replace(options, grammar=joiner_grammar())
         budget = meter.output_budget
+        frame = self._frame(meter, question, tasks, final, budget, options.max_tokens)
 
         def render(shown: Mapping[int, str]) -> list[Message]:
-            return self.messages(question, tasks, shown, final=final, output_budget=budget)
+            return self.messages(
+                frame.question,
+                frame.tasks,
+                shown,
+                final=final,
+                output_budget=budget,
+                omitted=frame.omitted,
+            )
 
         shown = await meter.fit_observations(
             self.llm,
             render,
-            observations,
+            {task.id: observations[task.id] for task in frame.tasks},
             {task.id: task for task in tasks},
             question=question,
             current=current,
@@ -236,6 +249,33 @@ class Joiner:
         if stream is not None and decision.action == "finish":
             stream.finish(decision.text)
         return decision
+
+    def _frame(
+        self,
+        meter: Meter,
+        question: str,
+        tasks: Sequence[Task],
+        final: bool,
+        output_budget: int | None,
+        reserve: int | None,
+    ) -> Frame:
+        """The question and task lines, within their share of the prompt (see
+        :func:`~llmc.budget.fit_frame`): observations share out the rest."""
+        limit = meter.prompt_limit(self.llm, reserve=reserve, input_limit=meter.budget.joiner_input)
+
+        def render(shown_question: str, shown: Sequence[Any], omitted: str | None) -> list[Message]:
+            empty = {task.id: "" for task in shown}
+            return self.messages(
+                shown_question,
+                shown,
+                empty,
+                final=final,
+                output_budget=output_budget,
+                omitted=omitted,
+            )
+
+        counter = meter.counter(self.llm)
+        return fit_frame(counter, render, question, tasks, int(limit * FRAME_SHARE))
 
 
 def _parse_json_decision(text: str) -> Decision:

@@ -15,7 +15,16 @@ from typing import Any
 import pydantic
 
 from .errors import PlanError
-from .plan import Task, TaskChecker, TaskModel, task_from_model
+from .plan import (
+    JSON_ARGUMENT_DEPTH,
+    MAX_NESTING,
+    Task,
+    TaskChecker,
+    TaskModel,
+    nesting_error,
+    task_from_model,
+    text_position,
+)
 from .toolbox import Toolbox, Tools
 
 __all__ = ["PLAN_SCHEMA", "JsonPlanParser"]
@@ -45,6 +54,7 @@ PLAN_SCHEMA: dict[str, Any] = {
 }
 
 _TASK_DEPTH = 3  # the root object, the "tasks" array, a task object
+_MAX_DEPTH = JSON_ARGUMENT_DEPTH + MAX_NESTING  # deeper is refused before json.loads sees it
 
 
 class JsonPlanParser:
@@ -70,11 +80,12 @@ class JsonPlanParser:
 
         Raises:
             PlanError: a completed task object is not valid JSON, does not fit the schema,
-                or fails the checks.
+                or fails the checks; or arguments nest deeper than
+                :data:`~llmc.plan.MAX_NESTING` (raised at the first bracket too many).
         """
         self._text.append(chunk)
         out: list[Task] = []
-        for char in chunk:
+        for index, char in enumerate(chunk):
             if self._depth >= _TASK_DEPTH:
                 self._object.append(char)
             if self._in_string:
@@ -88,6 +99,9 @@ class JsonPlanParser:
                 self._in_string = True
             elif char in "{[":
                 self._depth += 1
+                if self._depth > _MAX_DEPTH:
+                    text = "".join(self._text)
+                    raise nesting_error(**text_position(text, len(text) - len(chunk) + index))
                 if self._depth == _TASK_DEPTH:
                     self._object = [char]
             elif char in "}]":

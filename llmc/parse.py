@@ -31,7 +31,7 @@ from io import StringIO
 from typing import Any, NamedTuple
 
 from .errors import PlanError, PlanSyntaxError
-from .plan import PLACEHOLDER, Ref, Task, TaskChecker
+from .plan import MAX_NESTING, PLACEHOLDER, Ref, Task, TaskChecker, nesting_error
 from .toolbox import Toolbox, Tools
 
 __all__ = ["END_OF_PLAN", "PlanParser"]
@@ -73,6 +73,10 @@ class PlanParser:
         self.checker = TaskChecker(self.tools, earlier)
         self._buffer = ""
         self._scan_from = 0
+        self._pending: list[str] = []  # chunks without a newline, not yet in the buffer
+        self._open: _OpenStatement | None = None  # set while a statement is unfinished
+        self._held: list[str] = []  # the unfinished statement's text, as it came
+        self._line_parts: list[str] = []  # its last line so far
         self._line = 1
         self._thought: str | None = None
         self._unreturned: list[Task] = []
@@ -85,8 +89,9 @@ class PlanParser:
             PlanError: a completed task is invalid (duplicate id, forward reference,
                 unknown tool, arguments that do not fit).
         """
-        self._buffer += chunk
         out, self._unreturned = self._unreturned, []
+        if not self._take(chunk):
+            return out
         try:
             while not self.ended:
                 newline = self._buffer.find("\n", self._scan_from)
@@ -99,7 +104,8 @@ class PlanParser:
                     self._consume(newline + 1, statement)
                     raise
                 if task is _INCOMPLETE:
-                    self._scan_from = newline + 1
+                    if not self._hold(newline + 1):
+                        break  # still open at the end of the text so far
                     continue
                 self._consume(newline + 1, statement)
                 if isinstance(task, Task):
@@ -116,6 +122,7 @@ class PlanParser:
             PlanSyntaxError: the text ends inside a statement (an open bracket or string).
         """
         out = self.feed("")
+        self._release(len(self._buffer))
         if self.ended or not self._buffer.strip():
             return out
         statement = self._buffer
@@ -129,6 +136,66 @@ class PlanParser:
         if isinstance(task, Task):
             out.append(task)
         return out
+
+    # -- text in, linear in its length ----------------------------------------------------
+    #
+    # Parsing a statement costs its length, so a statement is parsed only where it may end:
+    # text without a newline waits in a list (no copying of the buffer per chunk), and once
+    # Python has found a statement unfinished, an _OpenStatement follows its brackets and
+    # strings line by line and hands it back to the parser only when they are all closed.
+
+    def _take(self, chunk: str) -> bool:
+        """Add ``chunk``; True when the buffer has new lines for the parser to look at."""
+        if self._open is not None:
+            return self._scan_held(chunk)
+        if "\n" not in chunk and chunk:
+            self._pending.append(chunk)
+            return False
+        self._buffer = "".join([self._buffer, *self._pending, chunk])
+        self._pending = []
+        return True
+
+    def _hold(self, end: int) -> bool:
+        """The statement up to ``end`` is unfinished: hold it aside and scan on from there.
+
+        Returns True when it may end at a newline in the buffer (it is back there), False
+        while it is still open after the buffer's whole text.
+        """
+        self._open = _OpenStatement()
+        self._open.scan(self._buffer[:end])
+        held, rest = self._buffer[:end], self._buffer[end:]
+        self._buffer, self._scan_from = "", 0
+        self._held, self._line_parts = [held], []
+        return self._scan_held(rest)
+
+    def _scan_held(self, chunk: str) -> bool:
+        """Follow the open statement through ``chunk``: put the text back into the buffer at
+        the first newline where it may end and return True, or keep holding it."""
+        assert self._open is not None
+        start = 0
+        while (newline := chunk.find("\n", start)) >= 0:
+            self._line_parts.append(chunk[start : newline + 1])
+            line = "".join(self._line_parts)
+            self._line_parts = []
+            start = newline + 1
+            if not self._open.scan(line):
+                self._held.append(chunk)
+                held = sum(len(part) for part in self._held)
+                self._release(held - len(chunk) + newline)
+                return True
+        if start < len(chunk):
+            self._line_parts.append(chunk[start:])
+        self._held.append(chunk)
+        return False
+
+    def _release(self, scan_from: int) -> None:
+        """Put held text back into the buffer; the parser looks for a newline from
+        ``scan_from`` on."""
+        if self._open is None:
+            return
+        self._buffer = "".join(self._held)
+        self._scan_from = min(scan_from, len(self._buffer))
+        self._open, self._held, self._line_parts = None, [], []
 
     # -- one statement -------------------------------------------------------------------
 
@@ -201,6 +268,62 @@ class PlanParser:
 
 _INCOMPLETE = object()
 
+_CODE_STOPS = re.compile(r"[\"'#\\()\[\]{}]")
+_STRING_STOPS = {q: re.compile(r"\\|" + q) for q in ('"', "'", '"""', "'''")}
+
+
+class _OpenStatement:
+    """Brackets and strings of an unfinished statement, followed a line at a time.
+
+    It counts what Python's tokenizer counts (brackets, strings with their escapes, comments,
+    backslash continuations) well enough to say when a statement *may* be complete; the
+    parser then decides. So a long statement is read once, not again at every newline.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.quote = ""  # the open string's quote, if any
+
+    def scan(self, text: str) -> bool:
+        """Read ``text`` (whole lines); True while the statement cannot have ended."""
+        continued = False
+        for line in text.splitlines(keepends=True):
+            continued = self._line(line)
+        return continued or self.depth > 0 or bool(self.quote)
+
+    def _line(self, line: str) -> bool:
+        """Read one line; True when it ends in a backslash continuation."""
+        index, end = 0, len(line)
+        while index < end:
+            if self.quote:
+                stop = _STRING_STOPS[self.quote].search(line, index)
+                if stop is None:
+                    if len(self.quote) == 1:
+                        self.quote = ""  # unterminated: the parser will say so
+                    return False
+                if stop.group() == "\\":
+                    index = stop.end() + 1  # the escaped character, a newline included
+                    continue
+                self.quote, index = "", stop.end()
+                continue
+            stop = _CODE_STOPS.search(line, index)
+            if stop is None:
+                return False
+            char, index = stop.group(), stop.end()
+            if char in "([{":
+                self.depth += 1
+            elif char in ")]}":
+                self.depth -= 1
+            elif char == "#":
+                return False
+            elif char == "\\":
+                return line[index:].strip("\r\n") == ""
+            else:
+                triple = line.startswith(char * 3, stop.start())
+                self.quote = char * 3 if triple else char
+                index = stop.start() + len(self.quote)
+        return False
+
 
 class _LiteralError(Exception):
     """A part of a call that is not a literal or a reference; positions are in the body."""
@@ -265,6 +388,16 @@ class _FastReader:
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens = tokens
         self.index = 0
+        self.depth = 0  # open brackets around the current value
+
+    def nested(self, read: Any) -> Any:
+        """``read()`` one level deeper; past MAX_NESTING the ast path positions the error."""
+        if self.depth >= MAX_NESTING:
+            raise _NotSimple
+        self.depth += 1
+        value = read()
+        self.depth -= 1
+        return value
 
     def take(self) -> tuple[str, Any]:
         if self.index >= len(self.tokens):
@@ -293,19 +426,23 @@ class _FastReader:
         if kind == _NAME and text in _CONSTANTS:
             return _CONSTANTS[text]
         if (kind, text) == (_PUNCT, "["):
-            return self.items("]")
+            return self.nested(lambda: self.items("]"))
         if (kind, text) == (_PUNCT, "{") and not self.peek("}"):
-            result: dict[Any, Any] = {}
-            while not self.peek("}"):
-                key = self.value()
-                if isinstance(key, list | dict) or self.take() != (_PUNCT, ":"):
-                    raise _NotSimple
-                result[key] = self.value()
-                if not self.peek("}") and self.take() != (_PUNCT, ","):
-                    raise _NotSimple
-            self.index += 1
-            return result
+            return self.nested(self.mapping)
         raise _NotSimple
+
+    def mapping(self) -> dict[Any, Any]:
+        """The items of a dict whose ``{`` was just read."""
+        result: dict[Any, Any] = {}
+        while not self.peek("}"):
+            key = self.value()
+            if isinstance(key, list | dict) or self.take() != (_PUNCT, ":"):
+                raise _NotSimple
+            result[key] = self.value()
+            if not self.peek("}") and self.take() != (_PUNCT, ","):
+                raise _NotSimple
+        self.index += 1
+        return result
 
     def call(self) -> _Call:
         kind, name = self.take()
@@ -365,6 +502,8 @@ def _parse_call(body: str, *, final: bool) -> _Call | SyntaxError | _LiteralErro
         shift = len(source) - len(source.lstrip())
         if exc.lineno == 1 and exc.offset is not None:
             exc.offset += shift
+        if exc.msg.startswith("too many nested"):  # Python's bound: report the plan's own
+            return _LiteralError(str(nesting_error()), exc.lineno or 1, (exc.offset or 1) - 1)
         return exc
     except (ValueError, MemoryError, RecursionError) as exc:  # null bytes, absurd nesting
         return _LiteralError(f"unreadable statement: {exc}", 1, 0)
@@ -424,6 +563,7 @@ class _Values:
         self.source = source
         self.shift = shift
         self.hidden = source != original
+        self.depth = 0  # containers around the current value
         # ast positions count UTF-8 bytes per line; for one ASCII line they index the text.
         self.simple = "\n" not in source and source.isascii()
 
@@ -449,6 +589,21 @@ class _Values:
             return node.value
         if isinstance(node, ast.Name):
             return self.reference(node)
+        if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):
+            if self.depth >= MAX_NESTING:
+                raise self.error(str(nesting_error()), node)
+            self.depth += 1
+            value = self.container(node)
+            self.depth -= 1
+            return value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = node.operand
+            number = operand.value if isinstance(operand, ast.Constant) else None
+            if type(number) in (int, float, complex):
+                return -number if isinstance(node.op, ast.USub) else number  # type: ignore[operator]
+        raise self.error(self.describe(node), node)
+
+    def container(self, node: ast.List | ast.Tuple | ast.Set | ast.Dict) -> Any:
         if isinstance(node, ast.List):
             return [self.value(e) for e in node.elts]
         if isinstance(node, ast.Tuple):
@@ -458,14 +613,7 @@ class _Values:
                 return {self.value(e) for e in node.elts}
             except TypeError:
                 raise self.error("set members must be hashable (no lists or dicts)", node) from None
-        if isinstance(node, ast.Dict):
-            return self.mapping(node)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            operand = node.operand
-            number = operand.value if isinstance(operand, ast.Constant) else None
-            if type(number) in (int, float, complex):
-                return -number if isinstance(node.op, ast.USub) else number  # type: ignore[operator]
-        raise self.error(self.describe(node), node)
+        return self.mapping(node)
 
     def original_string(self, node: ast.Constant) -> Any:
         """A string constant read from the original text, where ``$N`` was not replaced."""

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from os import PathLike
 
 __all__ = [
+    "MAX_NESTING",
     "Plan",
     "PlanModel",
     "Ref",
@@ -41,6 +42,13 @@ __all__ = [
     "references",
     "render_value",
 ]
+
+#: How deep task arguments may nest: a list (tuple, set, dict) in a list, and so on, this many
+#: levels down. Every reader of plans (the plan language, JSON plans, ``Plan.add``) refuses
+#: deeper arguments with a :class:`~llmc.errors.PlanError`, which keeps parsing, checking,
+#: rendering and JSON far from Python's recursion limit (and the plan language below the
+#: tokenizer's 200 nested brackets).
+MAX_NESTING = 100
 
 #: ``$$`` (a literal dollar), ``${N}`` or ``$N`` inside strings.
 PLACEHOLDER = re.compile(r"\$\$|\$\{(\d+)\}|\$(\d+)")
@@ -72,26 +80,69 @@ def string_references(text: str) -> list[int]:
 def references(value: Any) -> set[int]:
     """Every task id a value refers to: Refs anywhere and placeholders in strings."""
     found: set[int] = set()
-    _collect_references(value, found)
+    _collect_references(value, found, 1)
     return found
 
 
 _COLLECTIONS = (list, tuple, set, frozenset)  # a tuple: isinstance is faster than with a union
 
 
-def _collect_references(value: Any, found: set[int]) -> None:
+def _collect_references(value: Any, found: set[int], depth: int) -> None:
+    """Add the ids ``value`` refers to; ``depth`` is its nesting level (arguments are at 1)."""
     if isinstance(value, str):
         if "$" in value:
             found.update(string_references(value))
     elif isinstance(value, Ref):
         found.add(value.task_id)
     elif isinstance(value, _COLLECTIONS):
+        if depth > MAX_NESTING:
+            raise nesting_error()
         for item in value:
-            _collect_references(item, found)
+            _collect_references(item, found, depth + 1)
     elif isinstance(value, dict):
+        if depth > MAX_NESTING:
+            raise nesting_error()
         for key, item in value.items():
-            _collect_references(key, found)
-            _collect_references(item, found)
+            _collect_references(key, found, depth + 1)
+            _collect_references(item, found, depth + 1)
+
+
+# Strings (closed or not) and brackets: what the JSON nesting check needs to see.
+_JSON_SCAN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+#: The JSON depth of a plan's argument values: the plan object, "tasks", a task, "args".
+JSON_ARGUMENT_DEPTH = 4
+
+
+def check_json_nesting(text: str, limit: int) -> None:
+    """Refuse JSON text whose brackets nest deeper than ``limit``, before parsing it.
+
+    Raises:
+        PlanError: with the line and column of the first bracket past the limit.
+    """
+    depth = 0
+    for match in _JSON_SCAN.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                raise nesting_error(**text_position(text, match.start()))
+        elif char in "]}":
+            depth -= 1
+
+
+def text_position(text: str, index: int) -> dict[str, int]:
+    """``line`` and ``column`` (both 1-based) of character ``index`` in ``text``."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return {"line": text.count("\n", 0, index) + 1, "column": index - line_start + 1}
+
+
+def nesting_error(**position: Any) -> PlanError:
+    """The error for arguments nested deeper than :data:`MAX_NESTING`."""
+    return PlanError(
+        f"arguments nest deeper than {MAX_NESTING} levels; pass flatter values (or let a tool "
+        "build the structure and refer to its output with $N)",
+        **position,
+    )
 
 
 def render_value(value: Any) -> str:
@@ -144,8 +195,11 @@ class Task:
         args = self.args if type(self.args) is tuple else tuple(self.args)
         kwargs = dict(self.kwargs)
         deps: set[int] = set()
-        _collect_references(args, deps)
-        _collect_references(kwargs, deps)
+        try:
+            _collect_references(args, deps, 0)
+            _collect_references(kwargs, deps, 0)
+        except PlanError as exc:
+            raise PlanError(f"task {self.id}: {exc}", task_id=self.id) from None
         object.__setattr__(self, "args", args)
         object.__setattr__(self, "kwargs", kwargs)
         object.__setattr__(self, "dependencies", frozenset(deps))
@@ -331,7 +385,14 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, tools: Tools | None = None) -> Plan:
-        """Build a plan from JSON text (see :meth:`from_dict`)."""
+        """Build a plan from JSON text (see :meth:`from_dict`).
+
+        Raises:
+            PlanError: the text is not JSON, or arguments nest deeper than
+                :data:`MAX_NESTING` (with the line and column), or as for :meth:`from_dict`.
+        """
+        scan = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        check_json_nesting(scan, JSON_ARGUMENT_DEPTH + MAX_NESTING)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

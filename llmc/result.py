@@ -15,7 +15,7 @@ import pydantic
 
 from .trace import TaskStatus, Trace
 
-__all__ = ["Result", "error_text", "text_form"]
+__all__ = ["Result", "error_text", "text_form", "unshowable"]
 
 
 def text_form(value: Any) -> str:
@@ -25,7 +25,35 @@ def text_form(value: Any) -> str:
     (non-ASCII kept, values JSON cannot hold written with ``str``); ``bytes`` are decoded as
     UTF-8 (bad bytes replaced); anything else is ``str(value)``. An exception reads as
     :func:`error_text`.
+
+    Never raises: an output whose text cannot be made (an int past Python's digit limit, a
+    list nested past the recursion limit, an object whose ``__str__`` raises) reads as a
+    marker, ``[... cannot be shown as text: why]``, so observations and runs go on.
     """
+    try:
+        return _text_form(value)
+    except Exception as exc:  # whatever the output's own code raises: the text must exist
+        return unshowable(value, exc)
+
+
+def unshowable(value: Any, error: BaseException) -> str:
+    """The marker that stands for an output whose text form failed with ``error``."""
+    what = f"a {type(value).__qualname__} output"
+    if isinstance(value, int) and not isinstance(value, bool):
+        what = f"an int of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    return f"[{what} cannot be shown as text: {_safe_message(error)}]"
+
+
+def _safe_message(error: BaseException) -> str:
+    try:
+        message = str(error)
+    except Exception:  # an exception whose own __str__ raises
+        message = ""
+    name = type(error).__name__
+    return f"{name}: {message[:200]}" if message else name
+
+
+def _text_form(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, BaseException):
@@ -44,7 +72,10 @@ def text_form(value: Any) -> str:
 
 def error_text(error: BaseException) -> str:
     """An error as an observation for an LLM: ``"Error: ToolTimeoutError: search() timed out"``."""
-    message = str(error)
+    try:
+        message = str(error)
+    except Exception:  # an exception whose own __str__ raises still names its type
+        message = ""
     name = type(error).__name__
     return f"Error: {name}: {message}" if message else f"Error: {name}"
 

@@ -67,7 +67,7 @@ from .budget import Budget, Meter
 from .cache import MISSING, Cache
 from .errors import BudgetExceeded, DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
-from .limits import Backoff, RateLimiter
+from .limits import Backoff, RateLimiter, release
 from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
 from .result import Result, error_text, text_form
 from .tool import Tool
@@ -424,6 +424,10 @@ class _Node:
         self.served: asyncio.Future[None] | None = None
 
 
+#: Runs waiting out their paid tool calls after the budget was spent (see ``_Run._drain``).
+_DRAINS: set[asyncio.Future[None]] = set()
+
+
 class _Fusion:
     """What a run keeps for fusion at dispatch: whether it deduplicates, the calls made so
     far (by call key, for deduplication), each batchable tool's batcher, and the cache of
@@ -588,6 +592,38 @@ class _Run:
         self.closing = True
         if not self.finished.done():
             self.finished.set_result(None)
+
+    def _drain(self, error: BaseException) -> None:
+        """End the run like :meth:`_abort`, but let the tool calls already made finish: they
+        are paid for, and their outputs go into the partial result. Tasks not yet calling
+        their tool are cancelled; cancelling the run still cancels everything at once."""
+        if self.closing:
+            if self.error is None:
+                self.error = error
+            return
+        self.closing = True  # nothing else starts, retries included
+        self.error = error
+        calling = []
+        for node in self.nodes.values():
+            handle = node.handle
+            if handle is None or handle.done():
+                continue
+            if node.record.attempts > 0:
+                calling.append(handle)
+            else:
+                handle.cancel()
+        if not calling:
+            self._abort(error)
+            return
+        drain = asyncio.ensure_future(self._await_then_abort(calling, error))
+        _DRAINS.add(drain)  # (the loop holds tasks weakly; no run attribute: see _Fusion)
+        drain.add_done_callback(_DRAINS.discard)
+
+    async def _await_then_abort(
+        self, calling: list[asyncio.Task[Any]], error: BaseException
+    ) -> None:
+        await asyncio.wait(calling)  # a cancelled run cancels these, and so ends this too
+        self._abort(error)
 
     async def _shutdown(self, feeder: asyncio.Task[None] | None) -> None:
         """Cancel and await whatever still runs, mark the rest cancelled, close the executor.
@@ -843,6 +879,7 @@ class _Run:
         while True:
             if limiter is not None:
                 await limiter.acquire()
+                release(limiter)  # the call starts now: it is its own server
             if self.closing:  # woke from a wait just as the run began to close
                 raise _Closing
             record.attempts += 1
@@ -997,6 +1034,7 @@ class _Run:
         while True:
             if limiter is not None:
                 await limiter.acquire()
+                release(limiter)
             if self.closing:
                 raise _Closing
             call.attempts += 1
@@ -1083,7 +1121,7 @@ class _Run:
             )
         self.open -= 1
         if isinstance(error, BudgetExceeded):  # the budget is spent: stop the whole run
-            self._abort(error)
+            self._drain(error)
             return
         if self.fail_fast:
             self._abort(None)

@@ -355,6 +355,8 @@ class ScriptedOpenAIServer:
         chunk_delay: seconds before every streamed chunk after the first.
         first_chunk_delay: seconds before the first streamed chunk.
         send_usage: whether to send usage when asked (False: act like a server without it).
+        honour_max_tokens: whether replies are cut at the request's ``max_tokens`` (False:
+            act like a server that ignores it and sends the whole reply).
     """
 
     def __init__(
@@ -366,6 +368,7 @@ class ScriptedOpenAIServer:
         chunk_delay: float = 0.0,
         first_chunk_delay: float = 0.0,
         send_usage: bool = True,
+        honour_max_tokens: bool = True,
         host: str = "127.0.0.1",
     ) -> None:
         """Script the server; it starts on entering the context (or :meth:`start`).
@@ -377,6 +380,7 @@ class ScriptedOpenAIServer:
             chunk_delay: seconds to wait before every streamed chunk after the first.
             first_chunk_delay: seconds to wait before the first streamed chunk.
             send_usage: whether to send usage when the request asks for it.
+            honour_max_tokens: whether to cut replies at the request's ``max_tokens``.
             host: the loopback address to listen on.
         """
         self.model = model
@@ -384,6 +388,7 @@ class ScriptedOpenAIServer:
         self.chunk_delay = chunk_delay
         self.first_chunk_delay = first_chunk_delay
         self.send_usage = send_usage
+        self.honour_max_tokens = honour_max_tokens
         self.host = host
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
@@ -684,6 +689,8 @@ class _Handler(BaseHTTPRequestHandler):
         stop = body.get("stop") or ()
         stop = (stop,) if isinstance(stop, str) else tuple(stop)
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+        if not owner.honour_max_tokens:
+            max_tokens = None
         text, finish = _shape(reply, stop, max_tokens if isinstance(max_tokens, int) else None)
         usage = _usage(reply, body["messages"], text)
         model = str(body.get("model") or owner.model)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 import pydantic
-from asyncio_throttle.throttler import Throttler
 
 from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
+from .limits import RateLimiter, as_rate_limiter
 
 __all__ = ["Tool", "tool"]
 
@@ -117,7 +117,7 @@ class Tool:
         retries: extra attempts for errors in ``retry_on`` (exponential backoff with jitter).
         retry_on: exception types worth a retry.
         max_concurrency: most calls of this tool running at once within one run.
-        rate_limit: a shared ``asyncio_throttle.Throttler``; every run using the tool obeys it.
+        rate_limit: a shared :class:`~llmc.limits.RateLimiter`; every run using the tool obeys it.
         version: identifies the tool's behaviour (for caches); defaults to a signature hash.
         pure: the output depends only on the arguments and a call changes nothing, so
             identical calls in one run may share one execution (see ``dedupe`` in
@@ -146,7 +146,7 @@ class Tool:
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     max_concurrency: int | None = None
-    rate_limit: Throttler | None = None
+    rate_limit: RateLimiter | None = None
     version: str = ""
     pure: bool = False
     batch_fn: Callable[[list[dict[str, Any]]], Any] | None = field(default=None, repr=False)
@@ -477,7 +477,7 @@ def tool(
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     max_concurrency: int | None = None,
-    rate_limit: float | Throttler | None = None,
+    rate_limit: float | RateLimiter | None = None,
     rate_period: float = 1.0,
     version: str | None = None,
     pure: bool = False,
@@ -501,7 +501,7 @@ def tool(
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     max_concurrency: int | None = None,
-    rate_limit: float | Throttler | None = None,
+    rate_limit: float | RateLimiter | None = None,
     rate_period: float = 1.0,
     version: str | None = None,
     pure: bool = False,
@@ -523,8 +523,9 @@ def tool(
         retries: extra attempts after an error listed in ``retry_on``.
         retry_on: exception types worth retrying.
         max_concurrency: most calls of this tool at once within one run.
-        rate_limit: calls per ``rate_period`` seconds, shared by every run; or a Throttler
-            to share one limit between several tools.
+        rate_limit: calls per ``rate_period`` seconds, shared by every run; or any
+            :class:`~llmc.limits.RateLimiter` (an object with an async ``acquire()``), to share
+            one limit between several tools, LLM clients or processes.
         rate_period: the window of ``rate_limit`` in seconds.
         version: a version string for caches; defaults to a hash of the signature.
         pure: True for tools whose output depends only on their arguments and whose calls
@@ -565,11 +566,11 @@ def tool(
             function = function.fn
         if not callable(function):
             raise ToolDefinitionError(f"@llmc.tool needs a function, got {function!r}")
-        throttler = rate_limit if isinstance(rate_limit, Throttler) else None
-        if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
-            if rate_limit <= 0:
-                raise ToolDefinitionError("rate_limit must be a positive number of calls")
-            throttler = Throttler(rate_limit=rate_limit, period=rate_period)  # type: ignore[arg-type]
+        limiter = (
+            None
+            if rate_limit is None
+            else as_rate_limiter(rate_limit, rate_period, error=ToolDefinitionError)
+        )
         batch_fn: Callable[[list[dict[str, Any]]], Any] | None = None
         if batch is True:
             function, batch_fn = columnar(function, name or function.__name__)
@@ -585,7 +586,7 @@ def tool(
             retries=retries,
             retry_on=tuple(retry_on),
             max_concurrency=max_concurrency,
-            rate_limit=throttler,
+            rate_limit=limiter,
             version=version or "",
             pure=pure,
             batch_fn=batch_fn,

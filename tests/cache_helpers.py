@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -29,6 +30,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """Start a throwaway redis-server on a free loopback port; yield its URL."""
+    with redis_server_process() as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start a throwaway redis-server on a free loopback port; yield its URL and process."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
@@ -53,8 +61,10 @@ def redis_server() -> Iterator[str]:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.02)
         client.close()
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", process
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # (a test may have frozen it)
         process.terminate()
         try:
             process.wait(timeout=5)

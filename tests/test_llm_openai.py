@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from typing import Any
 
+import httpx2 as httpx
 import openai
 import pytest
 import structlog
 from asyncio_throttle.throttler import Throttler
 
 from llmc.errors import LLMConnectionError, LLMRateLimitError, LLMResponseError
-from llmc.limits import Backoff
+from llmc.limits import Backoff, RateLimit
 from llmc.llm import LLM, GenerateOptions, Message, OpenAI, Usage, generate, openai_compat
 from llmc.testing import Reply, ScriptedOpenAIServer
 
@@ -510,3 +511,39 @@ async def test_a_numeric_rate_limit_is_shared_by_concurrent_calls_of_one_backend
         await generate(llm, HI)  # connect first: the first request's setup adds latency
         await asyncio.gather(*(generate(llm, HI) for _ in range(3)))
     _assert_rate([r.time for r in server.requests], 1, 0.2, slack=0.05)
+
+
+class SlowNetwork(httpx.AsyncBaseTransport):
+    """A real HTTP transport behind a network that holds the first requests a while."""
+
+    def __init__(self, delays: list[float]) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.delays = delays
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("limit", [RateLimit(4, 0.5), 4])
+async def test_the_rate_limit_holds_for_arrivals_at_the_server(limit: object) -> None:
+    # The first four requests take 0.4 s to reach the server, the next ones none: a limiter
+    # that counted from acquire() let eight arrive within 0.1 s.
+    network = SlowNetwork([0.4] * 4)
+    async with ScriptedOpenAIServer(["ok"] * 8) as server:
+        client = openai.AsyncOpenAI(
+            base_url=server.base_url, api_key=KEY, http_client=httpx.AsyncClient(transport=network)
+        )
+        llm = OpenAI("m", client=client, rate_limit=limit, rate_period=0.5)  # type: ignore[arg-type]
+        await asyncio.gather(*(generate(llm, HI) for _ in range(8)))
+        await client.close()
+    _assert_rate([r.time for r in server.requests], 4, 0.5, slack=0.02)
+
+
+async def test_a_rate_limit_that_is_no_limiter_is_refused_with_what_to_pass() -> None:
+    with pytest.raises(ValueError, match="acquire"):
+        OpenAI("m", rate_limit=object())  # type: ignore[arg-type]

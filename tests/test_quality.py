@@ -22,6 +22,7 @@ SOURCES = ["llmc", "tools", "tests", "benchmarks", "examples"]
     ],
     ids=["ruff", "ruff-format", "mypy"],
 )
+@pytest.mark.timeout(900)  # a cold mypy cache on a loaded 2-core machine takes minutes
 def test_linters_are_clean(command: list[str]) -> None:
     module = command[2]
     if (

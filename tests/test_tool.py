@@ -9,6 +9,7 @@ from typing import Literal
 import pytest
 
 import llmc
+from llmc.limits import RateLimit, RateLimiter
 from llmc.tool import parse_docstring
 
 
@@ -62,7 +63,7 @@ def test_json_schema_is_openai_function_form() -> None:
 def test_options_are_kept() -> None:
     assert add.name == "add_numbers"
     assert (add.timeout, add.retries, add.max_concurrency) == (5, 2, 3)
-    assert add.rate_limit is not None and add.rate_limit.rate_limit == 10
+    assert isinstance(add.rate_limit, RateLimit) and add.rate_limit.calls == 10
 
 
 def test_original_function_stays_reachable() -> None:
@@ -144,12 +145,40 @@ async def test_sync_tool_runs_in_a_thread_without_blocking_the_loop() -> None:
         (lambda: llmc.tool(name="f", timeout=0)(lambda: None), "timeout"),
         (lambda: llmc.tool(name="f", retries=-1)(lambda: None), "retries"),
         (lambda: llmc.tool(rate_limit=0)(lambda: None), "rate_limit"),
+        (lambda: llmc.tool(rate_limit="4/s")(lambda: None), "acquire"),  # type: ignore[arg-type]
+        (lambda: llmc.tool(rate_limit=SyncLimiter())(lambda: None), "async acquire"),
         (lambda: llmc.tool(42), "needs a function"),
     ],
 )
 def test_bad_definitions_say_what_to_fix(definition, words) -> None:
     with pytest.raises(llmc.ToolDefinitionError, match=words.replace("*", r"\*")):
         definition()
+
+
+class SyncLimiter:
+    def acquire(self) -> None:
+        """Not awaitable: the scheduler could not wait on it."""
+
+
+class CountingLimiter:
+    """A limiter that is neither llmc's nor asyncio_throttle's."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+
+async def test_any_rate_limiter_is_kept_and_obeyed() -> None:
+    limiter = CountingLimiter()
+    limited = llmc.tool(name="limited", rate_limit=limiter)(lambda x: x)
+    assert limited.rate_limit is limiter and isinstance(limiter, RateLimiter)
+    plan = llmc.Plan()
+    for i in range(3):
+        plan.add("limited", i)
+    result = await llmc.run_plan(plan, tools=[limited])
+    assert result.ok and limiter.acquired == 3
 
 
 def test_version_is_stable_and_tracks_the_signature() -> None:

@@ -13,6 +13,13 @@ root. ``list_files`` and ``grep`` skip such symlinks silently, never follow syml
 folders and do not descend into hidden folders (``.git``, ``.venv``, ...); name a hidden
 folder explicitly to look inside it.
 
+Files are opened by descriptor from the root, one path component at a time, never following
+a symlink (``O_NOFOLLOW`` relative to the folder before), so a symlink swapped in between
+the checks and the open leads nowhere: the open fails with :class:`PathOutsideRootError`. A
+file with more than one hard link is refused (``grep`` skips it): its other names may lie
+outside the root, and nothing says where. On a platform without ``dir_fd`` opens (Windows),
+files are opened by their resolved path after the same checks.
+
 Reads are capped at ``LLMC_FILES_MAX_BYTES`` bytes (default 1,000,000): a longer read is
 *truncated* at a line boundary and ends with a ``[truncated: ...]`` marker line that says how
 to read the rest (a ``start_line``/``end_line`` range). Binary files (a NUL byte or mostly
@@ -26,18 +33,27 @@ control characters in the first 8 KiB) are described in one line, never dumped.
 
 The tools only read, so they are ``pure``: identical calls in one run are made once.
 
-This file is loaded by path under an arbitrary module name: it imports only llmc and the
-standard library.
+``grep`` matches regular expressions with RE2 (the ``google-re2`` binding, a dependency of
+llmc): time linear in the text, whatever the pattern, and the GIL released while it matches,
+so a pattern from a model cannot freeze the event loop the way ``(a+)+$`` does Python's
+``re``. RE2 has no backreferences or lookarounds; such patterns are refused with a message.
+
+This file is loaded by path under an arbitrary module name: it imports only llmc, the
+standard library and ``re2``.
 """
 
 import codecs
 import difflib
+import errno
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+import re2
 
 import llmc
 
@@ -185,6 +201,56 @@ def _open_file(path: str) -> tuple[Path, str, Path]:
     if not real.is_file():
         raise ValueError(f"{display!r} is not a regular file (a device, pipe or socket)")
     return real, display, root
+
+
+def _open_inside(real: Path, root: Path, display: str) -> BinaryIO:
+    """Open the regular file ``real`` (resolved, inside ``root``) for reading, safely.
+
+    The path is walked from the root one component at a time, each opened relative to the
+    folder before it without following symlinks, so a symlink swapped in after the checks
+    (a race) cannot lead the open outside the root. A file with more than one hard link is
+    refused: its other names may lie outside the root, and nothing says where.
+    """
+    if os.open not in os.supports_dir_fd or not hasattr(os, "O_NOFOLLOW"):
+        handle = real.open("rb")  # no descriptor walk on this platform: the checks above hold
+    else:
+        handle = os.fdopen(_walk_open(real.relative_to(root).parts, root, display), "rb")
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        handle.close()
+        raise ValueError(f"{display!r} is not a regular file (a device, pipe or socket)")
+    if info.st_nlink > 1:
+        handle.close()
+        raise PathOutsideRootError(
+            f"{display!r} has {info.st_nlink} hard links; its other names may lie outside the "
+            "files root, so it is not read (copy the file into the root instead)"
+        )
+    return handle
+
+
+def _walk_open(parts: tuple[str, ...], root: Path, display: str) -> int:
+    """A descriptor of ``root/parts...``, opened component by component with O_NOFOLLOW."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    folder = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            mode = flags | os.O_NOFOLLOW | (0 if last else os.O_DIRECTORY)
+            try:
+                opened = os.open(part, mode, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise PathOutsideRootError(
+                        f"path {display!r} changed while it was being opened (a symlink "
+                        f"appeared at {part!r}); only files under the files root can be used"
+                    ) from None
+                raise
+            os.close(folder)
+            folder = opened
+        return folder
+    except BaseException:
+        os.close(folder)
+        raise
 
 
 def _open_folder(folder: str) -> tuple[Path, str, Path]:
@@ -343,13 +409,13 @@ def read_file(path: str, start_line: int | None = None, end_line: int | None = N
         raise ValueError(f"end_line counts from 1, got {end_line}")
     if start_line is not None and end_line is not None and end_line < start_line:
         raise ValueError(f"end_line {end_line} comes before start_line {start_line}")
-    real, display, _ = _open_file(path)
+    real, display, root = _open_file(path)
     limit = get_max_bytes()
     first = start_line or 1
     taken: list[bytes] = []
     size = 0
     lines_seen = 0
-    with real.open("rb") as file:
+    with _open_inside(real, root, display) as file:
         if _sniff(file):
             return _binary_note(display, real.stat().st_size)
         for number, piece in _lines(file, limit + 1):
@@ -421,14 +487,7 @@ def grep(
         raise ValueError("pattern is empty; give the text to search for")
     if max_hits < 1:
         raise ValueError("max_hits must be at least 1")
-    flags = re.IGNORECASE if ignore_case else 0
-    try:
-        compiled = re.compile(pattern if regex else re.escape(pattern), flags)
-    except re.error as exc:
-        raise ValueError(
-            f"invalid regular expression {pattern!r}: {exc}; pass regex=False to search "
-            "for the text as written"
-        ) from None
+    compiled = _compile(pattern, regex=regex, ignore_case=ignore_case)
     base, _, root = _open_folder(folder)
     matcher = _name_matcher(file_pattern)
     limit = get_max_bytes()
@@ -437,7 +496,11 @@ def grep(
         relative = file.relative_to(root).as_posix()
         if not matcher(relative):
             continue
-        with file.open("rb") as handle:
+        try:
+            handle = _open_inside(file.resolve(), root, relative)
+        except (OSError, ValueError):  # swapped, hard-linked or gone: not searched
+            continue
+        with handle:
             if _sniff(handle):
                 continue
             for number, piece in _lines(handle, limit):
@@ -453,6 +516,23 @@ def grep(
     return hits
 
 
+def _compile(pattern: str, *, regex: bool, ignore_case: bool) -> "re2._Regexp":
+    """The pattern for RE2: linear time, so no pattern can stall a search."""
+    options = re2.Options()
+    options.case_sensitive = not ignore_case
+    options.log_errors = False  # (RE2 would also print each bad pattern to stderr)
+    try:
+        return re2.compile(pattern if regex else re.escape(pattern), options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else "invalid pattern"
+        if isinstance(exc.args[0], str):
+            reason = exc.args[0]
+        raise ValueError(
+            f"invalid regular expression {pattern!r}: {reason}; the regex engine (RE2) has no "
+            "backreferences or lookarounds; pass regex=False to search for the text as written"
+        ) from None
+
+
 @llmc.tool(pure=True)
 def count_file(path: str) -> dict[str, int]:
     """Count the lines, words, characters and bytes of a text file under the files root.
@@ -464,12 +544,12 @@ def count_file(path: str) -> dict[str, int]:
     Args:
         path: the file, relative to the files root.
     """
-    real, display, _ = _open_file(path)
+    real, display, root = _open_file(path)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     lines = words = chars = size = 0
     in_word = False
     last = b"\n"
-    with real.open("rb") as file:
+    with _open_inside(real, root, display) as file:
         if _sniff(file):
             raise ValueError(
                 f"{_binary_note(display, real.stat().st_size)}; lines, words and characters "

@@ -21,6 +21,8 @@ The parts, one module each:
   marker), the :class:`Reducer` protocol with :class:`Truncate` and :class:`Summarize`;
 - ``_tale``: the ``[[N]]`` estimator (:func:`estimate_budget`, :func:`parse_budget`) and the
   measured :data:`TALE_SLACK`;
+- ``_frame``: :func:`fit_frame`, which fits a joiner prompt's question and task lines to
+  their part of the window before observations are shared out;
 - ``_meter``: :class:`Budget`, :class:`Split`, :class:`Meter` and the :class:`LLMUsage` event.
 
 docs/budgets.md is the user guide.
@@ -40,6 +42,7 @@ from ._count import (
     count_upto,
     counter_for,
 )
+from ._frame import FRAME_SHARE, Frame, ShownTask, fit_frame
 from ._meter import MIN_OUTPUT, Budget, LLMUsage, Meter, Split
 from ._prices import DEFAULT_PRICES, FREE, Price, PriceTable
 from ._reduce import ReduceContext, Reducer, Summarize, Truncate, allocate, truncate
@@ -58,6 +61,7 @@ __all__ = [
     "DEFAULT_RANGE",
     "ESTIMATE",
     "FALLBACK_BUDGET",
+    "FRAME_SHARE",
     "FREE",
     "KNOWN_CONTEXT_WINDOWS",
     "MIN_OUTPUT",
@@ -66,18 +70,21 @@ __all__ = [
     "Budget",
     "CachedCounter",
     "Estimate",
+    "Frame",
     "LLMUsage",
     "Meter",
     "Price",
     "PriceTable",
     "ReduceContext",
     "Reducer",
+    "ShownTask",
     "Split",
     "Summarize",
     "Tiktoken",
     "TokenCounter",
     "Truncate",
     "allocate",
+    "fit_frame",
     "context_window_of",
     "count_messages",
     "count_upto",

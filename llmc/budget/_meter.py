@@ -494,6 +494,19 @@ class Meter:
             return cap
         return setting if isinstance(setting, int) else None
 
+    def prompt_limit(
+        self, llm: Any, *, reserve: int | None = None, input_limit: int | None = None
+    ) -> int:
+        """The most tokens a prompt to ``llm`` may have: its window less ``reserve`` for the
+        reply (default: the split's ``output`` share) and a margin, within ``input_limit``."""
+        window = self.window(llm)
+        if reserve is None:
+            reserve = math.ceil(window * self.budget.split.output)
+        limit = window - reserve - PROMPT_MARGIN
+        if input_limit is not None:
+            limit = min(limit, input_limit - PROMPT_MARGIN)
+        return limit
+
     async def fit_observations(
         self,
         llm: Any,
@@ -528,13 +541,7 @@ class Meter:
             trace: where a summarizing reducer's calls are recorded.
         """
         counter = self.counter(llm)
-        window = self.window(llm)
-        split = self.budget.split
-        if reserve is None:
-            reserve = math.ceil(window * split.output)
-        limit = window - reserve - PROMPT_MARGIN
-        if input_limit is not None:
-            limit = min(limit, input_limit - PROMPT_MARGIN)
+        limit = self.prompt_limit(llm, reserve=reserve, input_limit=input_limit)
         fixed = count_messages(counter, render({key: "" for key in observations}))
         shares = self._shares(counter, observations, tasks, current, max(limit - fixed, 0))
         reducer = self.budget.reducer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -59,6 +60,8 @@ class CacheStats:
         writes: entries written.
         rejected: semantic candidates above the threshold that failed verification.
         errors: store operations that failed (each was taken as a miss or a skipped write).
+        skipped: store operations not tried, because the store kept failing (see
+            :class:`Breaker`); each was taken as a miss or a skipped write.
     """
 
     hits: Counter[str] = field(default_factory=Counter)
@@ -66,6 +69,7 @@ class CacheStats:
     writes: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     errors: int = 0
+    skipped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,8 +476,12 @@ class Cache:
     # -- failures are misses -----------------------------------------------------------------
 
     def _safe(self, work: Callable[[], T], default: T) -> T:
+        breaker = self._shared.breaker
+        if breaker.is_open():
+            self.stats.skipped += 1
+            return default  # a store that keeps failing is not asked again for a while
         try:
-            return work()
+            result = work()
         except Exception as exc:
             self.stats.errors += 1
             warnings.warn(
@@ -482,7 +490,17 @@ class Cache:
                 CacheWarning,
                 stacklevel=3,
             )
+            if breaker.failed():
+                warnings.warn(
+                    f"llmc cache: {breaker.failures} store calls failed in a row; the cache "
+                    f"is skipped (every lookup a miss) for {breaker.pause:g} s at a time until "
+                    "a call succeeds again",
+                    CacheWarning,
+                    stacklevel=3,
+                )
             return default
+        breaker.succeeded()
+        return result
 
     def _decode(self, key: str, data: bytes) -> Any:
         try:
@@ -492,10 +510,58 @@ class Cache:
             return MISSING
 
 
+class Breaker:
+    """A circuit breaker for a store: after ``threshold`` failures in a row, calls are skipped
+    for ``pause`` seconds; then one call may try again (success closes it, failure opens it
+    for twice as long, up to ``max_pause``).
+
+    Without it a frozen store (a Redis that accepts connections and never answers) costs
+    every lookup its whole timeout, and a large cached run takes minutes.
+
+    Attributes:
+        failures: failures in a row so far.
+        pause: the current pause, in seconds.
+    """
+
+    def __init__(self, threshold: int = 3, pause: float = 5.0, max_pause: float = 60.0) -> None:
+        self.threshold = threshold
+        self.first_pause = pause
+        self.max_pause = max_pause
+        self.pause = pause
+        self.failures = 0
+        self.warned = False
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def is_open(self) -> bool:
+        """Whether calls are being skipped now."""
+        return self._until > 0 and time.monotonic() < self._until
+
+    def failed(self) -> bool:
+        """Count a failure; True the first time it opens the breaker (warn then)."""
+        with self._lock:
+            self.failures += 1
+            if self.failures < self.threshold:
+                return False
+            if self._until > 0:  # a retry after a pause failed: pause longer
+                self.pause = min(self.pause * 2, self.max_pause)
+            self._until = time.monotonic() + self.pause
+            first, self.warned = not self.warned, True
+            return first
+
+    def succeeded(self) -> None:
+        """A call worked: close the breaker."""
+        if self.failures:
+            with self._lock:
+                self.failures, self._until, self.pause = 0, 0.0, self.first_pause
+
+
 class _Shared:
-    """What the namespace views of one cache share: semantic indexes and recent vectors."""
+    """What the namespace views of one cache share: semantic indexes, recent vectors, and the
+    store's circuit breaker."""
 
     def __init__(self) -> None:
+        self.breaker = Breaker()
         self.lock = threading.Lock()
         self.indexes: dict[tuple[str, str], Index] = {}
         self.vectors: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()

@@ -48,7 +48,10 @@ class Codec:
                 return _PICKLE + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
                 raise Unencodable(f"cannot pickle {type(value).__name__}: {exc}") from exc
-        text = json.dumps(_tag(value), ensure_ascii=False, separators=(",", ":"))
+        try:
+            text = json.dumps(_tag(value), ensure_ascii=False, separators=(",", ":"))
+        except (ValueError, RecursionError) as exc:  # an int past the digit limit, deep nesting
+            raise Unencodable(f"cannot store {type(value).__name__} as JSON: {exc}") from exc
         return _JSON + text.encode()
 
     def decode(self, data: bytes) -> Any:

@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..errors import LLMCError
+
 __all__ = ["CacheWarning", "Entry", "Store", "StoreUnavailable", "VectorBatch"]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(LLMCError):
     """A store cannot answer right now (locked, unreachable); the cache treats it as a miss."""
 
 

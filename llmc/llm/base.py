@@ -145,12 +145,50 @@ async def open_stream(
         ...             break
     """
     stream = llm.stream(messages, options)
+    if options is not None and options.max_tokens is not None:
+        stream = _capped(stream, options.max_tokens, _counter(llm))
     try:
         yield stream
     finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
+        await _close(stream)
+
+
+async def _close(stream: AsyncIterator[Chunk]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _counter(llm: LLM) -> Any:
+    """The token counter the budget uses for ``llm`` (imported late: budget imports this)."""
+    from ..budget import counter_for
+
+    return counter_for(llm)
+
+
+async def _capped(stream: AsyncIterator[Chunk], cap: int, counter: Any) -> AsyncIterator[Chunk]:
+    """``stream``, cut once its text passes ``cap`` tokens (counted as it streams).
+
+    An endpoint may ignore ``max_tokens``; llmc does not read on past it. A count made piece
+    by piece errs high (a piece boundary may split a token, and an estimate errs high by
+    design), so the cut comes a margin past the cap, never before a reply that honoured it:
+    10% (at least 16 tokens) with the model's own tokenizer, 50% with any other count. The
+    cut reply ends like one the server cut: a last chunk with ``finish_reason="length"`` and
+    no usage (the budget then counts the prompt and the text that was read).
+    """
+    margin = max(16, cap // 10) if counter.exact else max(16, cap // 2)
+    limit = cap + margin
+    used = 0
+    try:
+        async for chunk in stream:
+            if chunk.text:
+                used += counter.count(chunk.text)
+                if used > limit:
+                    yield Chunk("", None, "length")
+                    return
+            yield chunk
+    finally:
+        await _close(stream)  # stop the request: nothing more is read
 
 
 async def generate(

@@ -44,10 +44,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import structlog
-from asyncio_throttle.throttler import Throttler
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
-from ..limits import Backoff, RateLimiter
+from ..limits import Backoff, RateLimiter, as_rate_limiter, release
 from .base import Chunk, GenerateOptions, Message, Usage
 
 if TYPE_CHECKING:
@@ -106,6 +105,13 @@ class _Progress:
     finish: str | None = None
     usage: Usage = field(default_factory=lambda: Usage(calls=1))
     first_text: float | None = None
+    limiter: RateLimiter | None = None
+
+    def reached_server(self) -> None:
+        """Release the attempt's rate limit slot, once."""
+        limiter, self.limiter = self.limiter, None
+        if limiter is not None:
+            release(limiter)
 
 
 class _Unreadable(ValueError):
@@ -123,7 +129,7 @@ class OpenAI:
             print(chunk.text, end="")
 
     One object can serve many concurrent runs. Its request rate limit (``rate_limit``) is
-    shared by all of them, and by every other backend given the same ``Throttler``.
+    shared by all of them, and by every other backend given the same limiter.
 
     Attributes:
         model: the model name sent with every request.
@@ -165,8 +171,8 @@ class OpenAI:
             max_retries: extra attempts after a retryable failure (0: none).
             backoff: delays between attempts; by default 0.5 s doubling to 30 s, with jitter.
             max_retry_wait: the longest ``Retry-After`` to honour, in seconds.
-            rate_limit: requests per ``rate_period`` seconds, or a shared limiter such as an
-                ``asyncio_throttle.Throttler``; acquired before every attempt.
+            rate_limit: requests per ``rate_period`` seconds (counted as they reach the server),
+                or any shared :class:`~llmc.limits.RateLimiter`; acquired before every attempt.
             rate_period: the window of a numeric ``rate_limit``, in seconds.
             default_options: options for every call, under each call's own.
             max_tokens_param: the body field for ``max_tokens``.
@@ -199,7 +205,7 @@ class OpenAI:
         self.max_retry_wait = max_retry_wait
         self.default_options = default_options
         self.max_tokens_param = max_tokens_param
-        self.rate_limiter = _limiter(rate_limit, rate_period)
+        self.rate_limiter = None if rate_limit is None else as_rate_limiter(rate_limit, rate_period)
         self._given_client = client.with_options(max_retries=0) if client is not None else None
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -229,9 +235,9 @@ class OpenAI:
         attempt = 0
         while True:
             attempt += 1
-            if self.rate_limiter is not None:
-                await self.rate_limiter.acquire()
-            progress = _Progress()
+            progress = _Progress(limiter=self.rate_limiter)
+            if progress.limiter is not None:
+                await progress.limiter.acquire()
             try:
                 async with aclosing(self._attempt(client, request, progress)) as texts:
                     async for text in texts:
@@ -240,6 +246,8 @@ class OpenAI:
                 delay = self._after_failure(exc, attempt, progress)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                progress.reached_server()  # (a failed or cancelled attempt frees its slot too)
             self._log(
                 "llm call finished",
                 attempts=attempt,
@@ -261,7 +269,10 @@ class OpenAI:
         """Send the request once and yield the reply's text as it arrives."""
         import openai
 
-        response = await client.chat.completions.create(**request)
+        try:
+            response = await client.chat.completions.create(**request)
+        finally:
+            progress.reached_server()  # the server has answered: the rate limit counts from now
         async with response:
             async for event in response:
                 text, finish, usage = _read_chunk(event)
@@ -489,19 +500,6 @@ class OpenAI:
 def _default_backoff() -> Backoff:
     """0.5 s doubling to 30 s with jitter: the scheduler's default, shared for consistency."""
     return Backoff()
-
-
-def _limiter(rate_limit: float | RateLimiter | None, period: float) -> RateLimiter | None:
-    """A rate limiter from a number of requests per ``period``, or the one given."""
-    if rate_limit is None:
-        return None
-    if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
-        if rate_limit <= 0 or period <= 0:
-            raise ValueError("rate_limit and rate_period must be positive")
-        return Throttler(rate_limit=rate_limit, period=period)  # type: ignore[arg-type]
-    if not callable(getattr(rate_limit, "acquire", None)):
-        raise ValueError(f"rate_limit must be a number or have acquire(), not {rate_limit!r}")
-    return rate_limit  # type: ignore[return-value]
 
 
 def _response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
