@@ -9,9 +9,11 @@ true (the local llama.cpp backend; llama.cpp's server also reads a ``grammar`` f
 
 What :func:`plan_grammar` guarantees, for the plans it admits:
 
-- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` followed by
-  ``<END_OF_PLAN>``; tasks are numbered ``first_id``, ``first_id + 1``, ... exactly (the
-  grammar unrolls one rule per task number, up to ``max_tasks``);
+- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` or
+  ``finish(answer)`` (the plan's own answer: a ``$N`` or a string with ``$N`` in it, see
+  :class:`~llmc.plan.Finish`) followed by ``<END_OF_PLAN>``; tasks are numbered
+  ``first_id``, ``first_id + 1``, ... exactly (the grammar unrolls one rule per task number,
+  up to ``max_tasks``);
 - ``tool`` is one of the toolbox's tools, and its arguments are positional, in the order of
   its parameters, with every required one present;
 - each argument has its parameter's type, read from the tool's JSON schema: ``str`` a
@@ -75,6 +77,7 @@ def plan_grammar(
     thought_chars: int = 200,
     string_chars: int = 200,
     max_items: int = 10,
+    finish: bool = True,
 ) -> str:
     """The GBNF grammar of every valid plan over ``tools``.
 
@@ -87,6 +90,7 @@ def plan_grammar(
         thought_chars: the longest thought, in characters.
         string_chars: the longest string argument, in characters.
         max_items: the most items of one list or dict argument.
+        finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
 
     The three bounds keep a small model from rambling until it runs out of tokens, which
     would cut the plan in the middle of a line.
@@ -108,9 +112,11 @@ def plan_grammar(
     builder.define("root", f"{thought}task-{first_id}")
     for task_id in range(first_id, last + 1):
         calls = builder.calls(toolbox, task_id - 1)
-        rest = "end" if task_id == last else f"(end | {thought}task-{task_id + 1})"
+        end = builder.end(task_id) if finish else "end"
+        rest = end if task_id == last else f"({end} | {thought}task-{task_id + 1})"
         builder.define(f"task-{task_id}", f'"{task_id}. " {calls} "\\n" {rest}')
-    builder.define("end", '"join()\\n<END_OF_PLAN>"')
+    if not finish:
+        builder.define("end", '"join()\\n<END_OF_PLAN>"')
     if thoughts:
         builder.define("thought", f'"Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n"')
     return builder.text()
@@ -157,6 +163,14 @@ class _Builder:
 
     def text(self) -> str:
         return "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
+
+    def end(self, level: int) -> str:
+        """The plan's last line after task ``level``: ``join()``, or ``finish(answer)`` with
+        an answer that may use ``$1`` to ``$level``."""
+        answer = f"({self.string(level)} | {self.reference(level)})"
+        return self.define(
+            f"end-{level}", f'"join()\\n<END_OF_PLAN>" | "finish(" {answer} ")\\n<END_OF_PLAN>"'
+        )
 
     # -- tools ---------------------------------------------------------------------------
 

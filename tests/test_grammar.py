@@ -106,7 +106,8 @@ def test_references_only_point_back() -> None:
     grammar = plan_grammar([search], max_tasks=3)
     assert 'ref-num-1 ::= "1"\n' in grammar
     assert 'ref-num-2 ::= "1" | "2"\n' in grammar
-    assert "ref-num-3" not in grammar  # task 3 is the last: nothing may refer to it
+    assert "ref-num-4" not in grammar  # task 3 is the last: only finish() may use $3
+    assert "ref-num-3" not in plan_grammar([search], max_tasks=3, finish=False)
     assert 'tool-0-search-0 ::= "search(" str-0' in grammar  # task 1: no reference at all
 
 
@@ -224,6 +225,8 @@ VALID_PLANS = [
     '1. locate({"name": "Paris", "population": None}, [1, "k", None], [3, "x"])\n'
     "2. today()\njoin()\n<END_OF_PLAN>",
     '1. search("x")\n2. summarize($1)\n3. locate($2)\njoin()\n<END_OF_PLAN>',
+    '1. search("x")\n2. search("y")\nfinish("x is $1, y is ${2}")\n<END_OF_PLAN>',
+    '1. search("x")\nfinish($1)\n<END_OF_PLAN>',
 ]
 
 INVALID_PLANS = {
@@ -239,6 +242,8 @@ INVALID_PLANS = {
     "keyword argument": '1. search(query="a")\njoin()\n<END_OF_PLAN>',
     "no join": '1. search("a")\n<END_OF_PLAN>',
     "empty plan": "join()\n<END_OF_PLAN>",
+    "finish that refers forward": '1. search("a")\nfinish($2)\n<END_OF_PLAN>',
+    "finish with two answers": '1. search("a")\nfinish($1, $1)\n<END_OF_PLAN>',
     "unknown model field": '1. locate({"city": "Paris"})\njoin()\n<END_OF_PLAN>',
     "bad escape": '1. search("\\x41")\njoin()\n<END_OF_PLAN>',
     "untyped value nested deeper than one level": '1. locate({"name": "P"}, [[1]])\njoin()\n',
