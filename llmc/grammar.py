@@ -23,7 +23,8 @@ What :func:`plan_grammar` guarantees, for the plans it admits:
   anything else any literal (lists and dicts one level deep);
 - ``$N`` may stand for any value, and ``$N`` / ``${N}`` may appear inside strings, but only
   for tasks numbered before the one being written (earlier plans included), so no plan
-  refers forward; a literal dollar sign is written ``$$``.
+  refers forward; ``$question`` (the user's question) may appear inside any string; a literal
+  dollar sign is written ``$$``.
 
 So every plan the grammar admits parses with ``PlanParser(tools=...)``, and arguments that
 contain no reference pass the tools' own validation. The grammar cannot judge sense: which
@@ -63,8 +64,8 @@ _PRIMITIVES = {
     "num": r'"-"? ("0" | [1-9] [0-9]{0,17}) ("." [0-9]{1,12})?',
     "bool": '"True" | "False"',
     "none": '"None"',
-    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$"',
-    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$"',
+    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$" | "$question"',
+    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$" | "$question"',
 }
 
 
