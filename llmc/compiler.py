@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 from .budget import Budget, Meter, estimate_budget
 from .errors import BudgetExceeded
@@ -239,6 +239,9 @@ class Compiler:
             have no limits, and observations still get token shares of the context window.
         plan_answers: let a plan that ends with ``finish(...)`` answer without a joiner call
             (default). False: the joiner always answers, as before ``finish`` existed.
+        joiner_observations: ``"leaves"`` (default): the joiner sees in full the outputs no
+            other task used and a short head of the others; ``"all"``: every output in full
+            (see :class:`~llmc.joiner.Joiner`).
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -259,6 +262,7 @@ class Compiler:
         fused: Iterable[FusedTool] = (),
         budget: Budget | None = None,
         plan_answers: bool = True,
+        joiner_observations: Literal["leaves", "all"] = "leaves",
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
@@ -282,7 +286,9 @@ class Compiler:
             joiner_llm = CachedLLM(joiner_llm, self.cache) if joiner_llm is not None else None
         shared = Templates(templates)
         self.planner = Planner(llm, planner_tools, templates=shared, json=json)
-        self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
+        self.joiner = Joiner(
+            joiner_llm or llm, templates=shared, json=json, observations=joiner_observations
+        )
         self.scheduler = Scheduler(self.run_tools, **options)
         self.max_replans = max_replans
         self.budget = budget or Budget()

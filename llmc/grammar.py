@@ -123,8 +123,12 @@ def plan_grammar(
     return builder.text()
 
 
-def joiner_grammar(*, thought_chars: int = 300, answer_chars: int = 500) -> str:
-    """The GBNF grammar of a joiner reply: a thought, then ``Finish(...)`` or ``Replan(...)``.
+def joiner_grammar(
+    *, thought_chars: int = 300, answer_chars: int = 500, thought: bool = True
+) -> str:
+    """The GBNF grammar of a joiner reply: ``Finish(...)`` or ``Replan(...)``, after an
+    optional ``Thought: ...`` line and an optional ``Action: `` (the shortest reply is just
+    the action).
 
     The text inside the action is one line; its parentheses must balance (one level deep),
     so the closing ``)`` ends the reply and generation stops there.
@@ -133,13 +137,15 @@ def joiner_grammar(*, thought_chars: int = 300, answer_chars: int = 500) -> str:
         thought_chars: the longest thought, in characters.
         answer_chars: the longest answer (or reason to replan), in characters and
             parenthesised groups.
+        thought: allow the thought line (False: the reply is the action alone).
 
     Returns:
         The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
     """
+    lead = f'("Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n")? ' if thought else ""
     return "\n".join(
         [
-            f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action',
+            f'root ::= {lead}"Action: "? action',
             'action ::= ("Finish" | "Replan") "(" answer ")"',
             f"answer ::= answer-part{{1,{answer_chars}}}",
             'answer-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"',

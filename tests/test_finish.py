@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import llmc
 from llmc.compiler import AnswerText, Compiler, render_finish
-from llmc.grammar import plan_grammar
+from llmc.grammar import joiner_grammar, plan_grammar
+from llmc.joiner import leaf_observations
 from llmc.json_plan import JsonPlanParser
 from llmc.llm import OpenAI
 from llmc.parse import PlanParser
@@ -288,3 +289,75 @@ def test_render_finish_refuses_what_cannot_stand() -> None:
     assert render_finish(Finish(Ref(1)), {1: "  "}) is None
     assert render_finish(Finish("  "), {}) is None
     assert render_finish(Finish("cost $$5 for $question"), {}, "you") == "cost $5 for you"
+
+
+# -- the joiner's observations and its short reply ---------------------------------------
+
+SEARCH_TEXT = "The Nile is a river in Africa; " * 20
+
+
+def test_leaf_observations_shorten_only_what_a_later_task_used() -> None:
+    tasks = [
+        llmc.Task(1, "length", ("Nile",)),
+        llmc.Task(2, "length", ("Amazon",)),
+        llmc.Task(3, "longer", (Ref(1), "$2")),
+        llmc.Task(4, "echo", ("unrelated",)),
+    ]
+    observations = {1: SEARCH_TEXT, 2: "6400", 3: "first", 4: SEARCH_TEXT}
+    shown = leaf_observations(tasks, observations)
+    assert shown[2] == "6400" and shown[3] == "first" and shown[4] == SEARCH_TEXT
+    assert shown[1].startswith("The Nile is a river") and shown[1].endswith("read by $3)")
+    assert len(shown[1]) < 160 and f"{len(SEARCH_TEXT)} characters" in shown[1]
+
+
+@given(st.dictionaries(st.integers(1, 6), st.text(max_size=400), min_size=1))
+def test_leaves_are_always_whole_and_nothing_is_lost(observations: dict[int, str]) -> None:
+    ids = sorted(observations)
+    tasks = [llmc.Task(i, "echo", (Ref(ids[0]),) if i != ids[0] else ("x",)) for i in ids]
+    shown = leaf_observations(tasks, observations)
+    assert shown.keys() == observations.keys()
+    for i in ids[1:]:
+        assert shown[i] == observations[i]  # nothing reads them: whole
+    first = shown[ids[0]]
+    assert first == observations[ids[0]] or len(first) < len(observations[ids[0]])
+
+
+async def test_the_joiner_sees_leaves_whole_and_consumed_outputs_short() -> None:
+    @llmc.tool
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return SEARCH_TEXT
+
+    plan = '1. lookup("Nile")\n2. echo("summary of $1")\n3. lookup("Amazon")\njoin()\n'
+    for mode, whole in (("leaves", 1), ("all", 2)):
+        llm = ScriptedLLM([plan, "Finish(done)"])
+        answer = await Compiler(
+            [lookup, echo],
+            llm,
+            joiner_observations=mode,  # type: ignore[arg-type]
+        ).run("?")
+        prompt = llm.calls[1].messages[1]["content"]
+        assert answer.text == "done" and answer.answered_by == "joiner"
+        assert (
+            prompt.count(SEARCH_TEXT.strip()) == whole + 1
+        )  # task 3 whole; $2 holds task 1's text
+    with pytest.raises(ValueError, match="'leaves' or 'all'"):
+        Compiler([echo], ScriptedLLM([]), joiner_observations="some")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["Finish(6650 km)", "Action: Finish(6650 km)", "Thought: easy.\nAction: Finish(6650 km)"],
+)
+async def test_the_joiner_reads_a_reply_with_or_without_a_thought(reply: str) -> None:
+    events = EventRecorder()
+    llm = ScriptedLLM(['1. length("Nile")\njoin()\n', reply], chunk_size=3)
+    answer = await Compiler(TOOLS, llm).run("How long is the Nile?", on_event=events)
+    assert answer.text == "6650 km"
+    assert "".join(e.text for e in events.of_type(AnswerText)) == "6650 km"
+    assert "A `Thought: ...` line before it is allowed" in llm.calls[1].messages[0]["content"]
+
+
+def test_the_joiner_grammar_makes_the_thought_optional() -> None:
+    assert joiner_grammar().startswith('root ::= ("Thought: " ')
+    assert joiner_grammar(thought=False).startswith('root ::= "Action: "? action')
