@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -361,3 +362,14 @@ async def test_the_joiner_reads_a_reply_with_or_without_a_thought(reply: str) ->
 def test_the_joiner_grammar_makes_the_thought_optional() -> None:
     assert joiner_grammar().startswith('root ::= ("Thought: " ')
     assert joiner_grammar(thought=False).startswith('root ::= "Action: "? action')
+
+
+async def test_a_cached_plan_answers_itself_again_with_no_llm_call(tmp_path: Path) -> None:
+    cache = llmc.Cache(tmp_path / "cache.sqlite3", llm=False)
+    plan = PLAN + 'finish("$1 km against $2 km")\n'
+    llm = ScriptedLLM([plan])
+    first = await Compiler(TOOLS, llm, cache=cache).run("Nile or Amazon?")
+    again = await Compiler(TOOLS, llm, cache=cache).run("Nile or Amazon?")
+    assert first.text == again.text == "6650 km against 6400 km"
+    assert again.answered_by == "plan" and again.rounds[0].cached and again.llm_calls == 0
+    assert len(llm.calls) == 1
