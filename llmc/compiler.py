@@ -543,6 +543,8 @@ class _Session:
             return
         if not finish.dependencies <= self.done.keys():
             return
+        if not self._upstream(round_, finish.dependencies) <= self.done.keys():
+            return  # a task they were made from failed (errors_as_observations): ask the joiner
         started = time.perf_counter()
         text = render_finish(finish, self.done, self.question)
         if text is None:
@@ -553,6 +555,19 @@ class _Session:
             Span("finish", f"finish {round_.number}", started, now, now, Usage())
         )
         self.emit(AnswerText(run_id=self.run_id, time=now, text=text, by="plan"))
+
+    def _upstream(self, round_: Round, ids: Iterable[int]) -> set[int]:
+        """The tasks ``ids`` and every task their inputs came from, in any round."""
+        by_id = {task.id: task for r in [*self.rounds, round_] for task in _ran(r)}
+        found: set[int] = set()
+        todo = list(ids)
+        while todo:
+            task_id = todo.pop()
+            if task_id not in found:
+                found.add(task_id)
+                task = by_id.get(task_id)
+                todo += task.dependencies if task is not None else ()
+        return found
 
     def _record(self, round_: Round, result: Result) -> None:
         """Keep a round and what its plan observed."""

@@ -245,6 +245,14 @@ async def test_the_joiner_answers_when_the_plan_cannot(plan: str, why: str) -> N
     assert "finish" not in [s.kind for s in answer.trace.spans]
 
 
+async def test_an_answer_made_from_an_error_goes_to_the_joiner() -> None:
+    llm = ScriptedLLM(['1. broken("x")\n2. echo("from $1")\nfinish($2)\n', JOIN_ANSWER])
+    compiler = Compiler(TOOLS, llm, errors_as_observations=True)
+    answer = await compiler.run("Nile or Amazon?")
+    assert answer.results[0].outputs[2].startswith("from Error: RuntimeError")  # echo ran
+    assert answer.answered_by == "joiner" and answer.text == "The Nile, by the joiner"
+
+
 async def test_the_joiner_may_replan_after_a_finish_that_failed() -> None:
     replan = "Action: Replan(the service was down)"
     second = '2. length("Nile")\nfinish("$2 km")\n'
