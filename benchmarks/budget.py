@@ -47,7 +47,7 @@ from typing import Any
 import structlog
 
 import llmc
-from benchmarks.sim import PROFILES, Policy, Simulator, World, load_workload
+from benchmarks.sim import PROFILES, WORKLOADS, Policy, Simulator, World, load_workload
 from benchmarks.sim.workloads import Question
 from benchmarks.token_corpus import corpus, samples
 from llmc.budget import (
@@ -209,17 +209,23 @@ class Row:
 
 
 async def joiner_input(args: argparse.Namespace) -> None:
-    """The compiler on the simulator, with and without per-observation budgets."""
+    """The compiler on the simulator: what the joiner is shown, and per-observation budgets.
+
+    The joiner answers every question here (``plan_answers=False``), so that what it is
+    shown is measured on every workload; the last row lets plans answer themselves.
+    """
     profile = PROFILES["instant"]  # gpt-4o-mini's prices, millisecond latencies
     world = World(seed=0, search_chars=args.search_chars, time_scale=0.001)
-    workloads = [load_workload(name, args.questions) for name in ("parallelqa", "movies")]
+    workloads = [load_workload(name, args.questions) for name in WORKLOADS]
     policy = Policy([q for w in workloads for q in w.questions], world)
-    configs: list[tuple[str, llmc.Budget | None]] = [
-        ("no per-node budget", None),
-        ("observations <= 1000 tokens", llmc.Budget(observation_tokens=1000)),
-        ("observations <= 500 tokens", llmc.Budget(observation_tokens=500)),
-        ("observations <= 200 tokens", llmc.Budget(observation_tokens=200)),
-        ("joiner input <= 1500 tokens", llmc.Budget(joiner_input=1500)),
+    joined: dict[str, Any] = {"plan_answers": False}
+    configs: list[tuple[str, llmc.Budget | None, dict[str, Any]]] = [
+        ("every output whole (old)", None, {**joined, "joiner_observations": "all"}),
+        ("leaves whole (new default)", None, joined),
+        ("leaves, observations <= 500", llmc.Budget(observation_tokens=500), joined),
+        ("leaves, observations <= 200", llmc.Budget(observation_tokens=200), joined),
+        ("leaves, joiner input <= 1500", llmc.Budget(joiner_input=1500), joined),
+        ("leaves, plans may answer", None, {}),
     ]
     print(
         f"(b) joiner input: simulator ({profile.client_model} prices, chars/4 token model), "
@@ -232,8 +238,8 @@ async def joiner_input(args: argparse.Namespace) -> None:
                 f"      {'':28s} {'joiner prompt (mean/max)':>25s} {'tokens/q':>9s} "
                 f"{'cost/q':>9s} {'LLM calls/q':>11s} {'right':>7s}"
             )
-            for label, budget in configs:
-                row = await _run_config(sim, world, workload.questions, label, budget)
+            for label, budget, options in configs:
+                row = await _run_config(sim, world, workload.questions, label, budget, options)
                 n = row.questions
                 mean = statistics.fmean(row.joiner_prompt) if row.joiner_prompt else 0
                 print(
@@ -249,14 +255,15 @@ async def _run_config(
     questions: Sequence[Question],
     label: str,
     budget: llmc.Budget | None,
+    options: dict[str, Any],
 ) -> Row:
     row = Row(label, [], 0, 0.0, 0, 0, len(questions))
     functions = world.functions()
     tools = [llmc.tool(functions["search"]), llmc.tool(functions["math"])]
     for question in questions:
-        tag = f"{label}.{question.id}".replace(" ", "_").replace("<=", "le")
+        tag = f"{label}.{question.id}".replace(" ", "_").replace("<=", "le").replace(",", "")
         llm = llmc.OpenAI(sim.profile.client_model, base_url=sim.base_url(tag), max_retries=0)
-        compiler = llmc.Compiler(tools, llm, budget=budget, max_replans=2)
+        compiler = llmc.Compiler(tools, llm, budget=budget, max_replans=2, **options)
         world.reset()
         try:
             answer = await compiler.run(question.text)

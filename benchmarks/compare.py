@@ -8,8 +8,11 @@ hosted model's latency and prices) and the same simulated tools, in one run. For
 workload the command prints a table: wall time per question (the median over runs, averaged
 over questions), how many times faster each row is than each contender, LLM calls, prompt
 and completion tokens and cost per question (counted by the simulator from the requests as
-sent), tool requests, and how many answers were right. It writes the raw numbers as JSON and
-a chart as SVG into ``--out``.
+sent), tool requests, how many answers were right, and for llmc the latency floor: the
+earliest the answer could exist (the end of the plan's stream or of the last tool the answer
+needed, whichever is later, plus the joiner's call when a joiner answered) and the wall time
+over it, with how many answers the plan wrote itself (``finish``). It writes the raw numbers
+as JSON and a chart as SVG into ``--out``.
 
 Contenders take turns in a rotating order, so that none always runs first on a busy machine;
 a warm-up question per contender (imports, first connections) is not counted.
@@ -34,7 +37,7 @@ from pathlib import Path
 import structlog
 
 from .chart import write_chart
-from .peers import CONTENDERS, Contender, make_contender
+from .peers import CONTENDERS, Contender, Reply, make_contender
 from .sim import (
     PROFILES,
     WORKLOADS,
@@ -80,6 +83,9 @@ class Sample:
         tool_calls: tool calls those requests carried.
         correct: the answer holds the gold answer and no LLM call lacked a result.
         error: what went wrong, if anything.
+        floor: seconds from the question to the earliest moment the answer could exist,
+            when the contender tells (llmc).
+        answered_by: who wrote the answer, when the contender tells (llmc: plan or joiner).
     """
 
     workload: str
@@ -95,6 +101,8 @@ class Sample:
     tool_calls: int
     correct: bool
     error: str | None = None
+    floor: float | None = None
+    answered_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +113,9 @@ class Summary:
         wall: seconds per question: the median over runs, averaged over questions.
         llm_calls, prompt_tokens, completion_tokens, cost, tool_requests: means per question.
         correct: right answers; samples: answers in all.
+        floor: the latency floor per question (mean), where the contender reports one.
+        over_floor: wall time over the floor, the mean over those answers.
+        by_plan: answers the plan wrote itself (llmc's ``finish``).
     """
 
     workload: str
@@ -117,6 +128,9 @@ class Summary:
     tool_requests: float
     correct: int
     samples: int
+    floor: float | None = None
+    over_floor: float | None = None
+    by_plan: int = 0
 
 
 async def _one(
@@ -133,13 +147,15 @@ async def _one(
     answer = contender.prepare(sim.base_url(tag))
     world.reset()
     error: str | None = None
-    text = ""
+    reply = Reply("")
     start = time.perf_counter()
     try:
-        text = await asyncio.wait_for(answer(question.text), limit)
+        got = await asyncio.wait_for(answer(question.text), limit)
+        reply = got if isinstance(got, Reply) else Reply(got)
     except Exception as exc:  # a contender that fails is reported, not fatal
         error = f"{type(exc).__name__}: {exc}"[:500]
     wall = time.perf_counter() - start
+    text = reply.text
     calls = sim.calls_of(tag)
     tools = world.reset()
     prompt = sum(c.prompt_tokens for c in calls)
@@ -159,6 +175,8 @@ async def _one(
         sum(len(t.keys) for t in tools),
         error is None and question.answer in text and all(c.complete for c in calls),
         error,
+        reply.floor - start if reply.floor is not None else None,
+        reply.answered_by,
     )
 
 
@@ -207,6 +225,7 @@ def summarise(samples: Sequence[Sample]) -> list[Summary]:
         by_question: dict[str, list[float]] = {}
         for sample in group:
             by_question.setdefault(sample.question, []).append(sample.wall)
+        floored = [s for s in group if s.floor is not None and s.floor > 0]
         summaries.append(
             Summary(
                 workload,
@@ -219,6 +238,9 @@ def summarise(samples: Sequence[Sample]) -> list[Summary]:
                 statistics.mean(s.tool_requests for s in group),
                 sum(s.correct for s in group),
                 len(group),
+                statistics.mean(s.floor for s in floored if s.floor) if floored else None,
+                statistics.mean(s.wall / s.floor for s in floored if s.floor) if floored else None,
+                sum(s.answered_by == "plan" for s in group),
             )
         )
     return summaries
@@ -242,6 +264,9 @@ def table(
         "$ / 1k questions",
         "tool requests",
         "right",
+        "floor s",
+        "wall / floor",
+        "plan answered",
     ]
     lines = [
         f"{workload.name}: {workload.description}; {len(workload.questions)} questions x {runs} run"
@@ -264,6 +289,9 @@ def table(
             f"{row.cost * 1000:.3f}",
             f"{row.tool_requests:.1f}",
             f"{row.correct}/{row.samples}",
+            "—" if row.floor is None else f"{row.floor:.2f}",
+            "—" if row.over_floor is None else f"{row.over_floor:.3f}",
+            f"{row.by_plan}/{row.samples}" if row.floor is not None else "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -5,6 +5,10 @@ the parser straight into the scheduler, so tools start while the plan is still b
 then the joiner reads every observation so far and answers or asks for a new plan. A new plan
 continues the task numbering and may use every earlier output as ``$N``.
 
+A plan that ends with ``finish(...)`` answers itself: the answer is rendered from the outputs
+it names the moment they are done, and no joiner is asked. If one of them failed or returned
+nothing, the joiner answers (and may replan) as if the plan had ended with ``join()``.
+
 With a ``cache`` (:class:`llmc.cache.Cache`), LLM calls are replayed when they repeat, tool
 calls as the cache's policy says, and the first plan of a question is taken from the cache
 when the same question, or a verified paraphrase of it, was answered before by one plan: it
@@ -20,7 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 from ._sync import run_sync
 from .budget import Budget, Meter, estimate_budget
@@ -30,15 +34,23 @@ from .joiner import Joiner
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .llm.openai_compat import OpenAI
-from .plan import Plan, Task
+from .plan import Finish, Plan, Task, fill_question
 from .planner import Planner, Round
-from .result import Result, error_text
-from .scheduler import RunOptions, Scheduler
+from .result import Result, error_text, text_form
+from .scheduler import RunOptions, Scheduler, resolve_references
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event, Span, Trace, stream_events
+from .trace import Event, Span, TaskFinished, Trace, stream_events
 
-__all__ = ["Answer", "AnswerText", "Answered", "Compiler", "PlanText", "Replanning"]
+__all__ = [
+    "Answer",
+    "AnswerText",
+    "Answered",
+    "Compiler",
+    "PlanText",
+    "Replanning",
+    "render_finish",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,9 +81,16 @@ class Replanning(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnswerText(Event):
-    """A piece of the answer as the joiner writes it (``Answer.text`` is the final word)."""
+    """A piece of the answer as it is written (``Answer.text`` is the final word).
+
+    Attributes:
+        text: the new text.
+        by: ``"joiner"`` (as the joiner streams it) or ``"plan"`` (the plan's ``finish``,
+            all of it at once, the moment the outputs it needs are done).
+    """
 
     text: str
+    by: str = "joiner"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,8 +111,8 @@ class Answer:
     Attributes:
         question: the question.
         text: the answer.
-        finished: True when the joiner answered; False when it still wanted another plan
-            but none was left (``text`` is then its last word).
+        finished: True when the plan or the joiner answered; False when the joiner still
+            wanted another plan but none was left (``text`` is then its last word).
         rounds: each plan with its tasks, raw text, observations and the joiner's reason.
         results: each plan's run :class:`~llmc.result.Result`.
         trace: the whole run: every task, and every LLM call as a span.
@@ -129,6 +148,12 @@ class Answer:
     def plans(self) -> list[Plan]:
         """Each round's plan as it ran; a later plan may refer to tasks of earlier ones."""
         return [Plan(_ran(r)) for r in self.rounds]
+
+    @property
+    def answered_by(self) -> str | None:
+        """``"plan"`` when the last plan's ``finish(...)`` answered (no joiner call),
+        ``"joiner"`` when the joiner did, None when the run stopped before an answer."""
+        return self.rounds[-1].answered_by if self.rounds else None
 
     @property
     def replans(self) -> int:
@@ -238,6 +263,11 @@ class Compiler:
         budget: what each run may spend and how its prompts are shared out
             (:class:`llmc.Budget`); a run's own ``budget=`` replaces it. Without one, runs
             have no limits, and observations still get token shares of the context window.
+        plan_answers: let a plan that ends with ``finish(...)`` answer without a joiner call
+            (default). False: the joiner always answers, as before ``finish`` existed.
+        joiner_observations: ``"leaves"`` (default): the joiner sees in full the outputs no
+            other task used and a short head of the others; ``"all"``: every output in full
+            (see :class:`~llmc.joiner.Joiner`).
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -257,6 +287,8 @@ class Compiler:
         max_replans: int = 2,
         fused: Iterable[FusedTool] = (),
         budget: Budget | None = None,
+        plan_answers: bool = True,
+        joiner_observations: Literal["leaves", "all"] = "leaves",
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
@@ -280,10 +312,13 @@ class Compiler:
             joiner_llm = CachedLLM(joiner_llm, self.cache) if joiner_llm is not None else None
         shared = Templates(templates)
         self.planner = Planner(llm, planner_tools, templates=shared, json=json)
-        self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
+        self.joiner = Joiner(
+            joiner_llm or llm, templates=shared, json=json, observations=joiner_observations
+        )
         self.scheduler = Scheduler(self.run_tools, **options)
         self.max_replans = max_replans
         self.budget = budget or Budget()
+        self.plan_answers = plan_answers
 
     async def run(
         self,
@@ -360,6 +395,8 @@ class _Session:
         self.values: dict[int, Any] = {}  # what later plans' references receive
         self.observations: dict[int, str] = {}
         self.fuser = Fuser(compiler.fused) if compiler.fused else None
+        self.done: dict[int, Any] = {}  # outputs of the tasks that finished, every round
+        self.plan_answer: str | None = None  # the current plan's finish(...), rendered
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -377,7 +414,13 @@ class _Session:
         await self._prepare()
         for number in range(1, compiler.max_replans + 2):
             round_ = Round(number)
+            self.plan_answer = None
             await self._execute(round_)
+            self._answer_from_plan(round_)
+            if self.plan_answer is not None:
+                round_.answered_by = "plan"
+                await self._keep_plan(finished=True)
+                return self._answer(self.plan_answer, finished=True)
             final = number == compiler.max_replans + 1
             decision = await compiler.joiner.decide(
                 self.question,
@@ -393,6 +436,7 @@ class _Session:
                 current={task.id for task in round_.tasks},
             )
             if decision.action == "finish" or final:
+                round_.answered_by = "joiner"
                 await self._keep_plan(finished=decision.action == "finish")
                 return self._answer(decision.text, finished=decision.action == "finish")
             round_.reason = decision.text
@@ -466,9 +510,10 @@ class _Session:
         match = await cache.find_plan(self.question, self._plan_scope())
         if match is None or not isinstance(match.value, str):
             return None
-        tasks = self.compiler.planner.reread(match.value)
-        if tasks is None:
+        read = self.compiler.planner.read(match.value)
+        if read is None:
             return None  # the tools changed under it: the planner writes a new plan
+        tasks, round_.finish = read
         round_.text, round_.cached = match.value, True
         label = f"plan 1 from cache ({match.score:.2f})"
         span = Span("cache", label, started, time.perf_counter(), usage=Usage())  # no call
@@ -502,13 +547,24 @@ class _Session:
             ),
             meter=self.meter,
         )
+
+        def on_event(event: Event) -> None:
+            if self.on_event is not None:
+                self.on_event(event)
+            if isinstance(event, TaskFinished):
+                self.done[event.task_id] = event.output
+                if round_.finish is not None:
+                    self._answer_from_plan(round_)
+
         try:
             result = await compiler.scheduler.run(
-                _tasks_of(tasks, round_, self.fuser),
+                _tasks_of(
+                    tasks, round_, self.fuser, self.question, lambda: self._answer_from_plan(round_)
+                ),
                 run_id=self.run_id,
                 prior=self.values,
                 trace=self.trace,
-                on_event=self.on_event,
+                on_event=on_event,
                 meter=self.meter if self.meter.budget.limits_tools else None,
             )
         except BudgetExceeded as exc:
@@ -516,6 +572,41 @@ class _Session:
                 self._record(round_, exc.result)
             raise
         self._record(round_, result)
+
+    def _answer_from_plan(self, round_: Round) -> None:
+        """Render the plan's ``finish(...)`` once every output it needs is there, and emit
+        it; nothing when the compiler leaves answers to the joiner, or when it cannot yet
+        (or, for a failed or empty output, ever) be rendered."""
+        finish = round_.finish
+        if finish is None or self.plan_answer is not None or not self.compiler.plan_answers:
+            return
+        if not finish.dependencies <= self.done.keys():
+            return
+        if not self._upstream(round_, finish.dependencies) <= self.done.keys():
+            return  # a task they were made from failed (errors_as_observations): ask the joiner
+        started = time.perf_counter()
+        text = render_finish(finish, self.done, self.question)
+        if text is None:
+            return
+        self.plan_answer = text
+        now = time.perf_counter()
+        self.trace.spans.append(
+            Span("finish", f"finish {round_.number}", started, now, now, Usage())
+        )
+        self.emit(AnswerText(run_id=self.run_id, time=now, text=text, by="plan"))
+
+    def _upstream(self, round_: Round, ids: Iterable[int]) -> set[int]:
+        """The tasks ``ids`` and every task their inputs came from, in any round."""
+        by_id = {task.id: task for r in [*self.rounds, round_] for task in _ran(r)}
+        found: set[int] = set()
+        todo = list(ids)
+        while todo:
+            task_id = todo.pop()
+            if task_id not in found:
+                found.add(task_id)
+                task = by_id.get(task_id)
+                todo += task.dependencies if task is not None else ()
+        return found
 
     def _record(self, round_: Round, result: Result) -> None:
         """Keep a round and what its plan observed."""
@@ -552,18 +643,49 @@ class _Session:
         return answer
 
 
+def render_finish(finish: Finish, outputs: Mapping[int, Any], question: str = "") -> str | None:
+    """A plan's answer: its ``finish`` value with each reference replaced by its output
+    (``$question`` by the question), as text.
+
+    Returns None when the answer cannot stand: an output it needs is missing, None, or
+    empty text, or the answer itself is empty. The compiler then asks the joiner.
+    """
+    for dep in finish.dependencies:
+        if dep not in outputs or outputs[dep] is None or not text_form(outputs[dep]).strip():
+            return None
+    value = resolve_references(fill_question(finish.value, question), outputs)
+    text = text_form(value).strip()
+    return text or None
+
+
+def _with_question(task: Task, question: str) -> Task:
+    """The task with ``$question`` in its arguments replaced by the question."""
+    args = fill_question(task.args, question)
+    kwargs = fill_question(task.kwargs, question)
+    if args is task.args and kwargs is task.kwargs:
+        return task
+    return dataclasses.replace(task, args=args, kwargs=kwargs)
+
+
 async def _tasks_of(
-    tasks: AsyncGenerator[Task, None], round_: Round, fuser: Fuser | None
+    tasks: AsyncGenerator[Task, None],
+    round_: Round,
+    fuser: Fuser | None,
+    question: str,
+    on_end: Callable[[], object],
 ) -> AsyncGenerator[Task, None]:
-    """The planner's tasks, calls of fused tools expanded into their members, as they come;
-    the planner's stream is closed when the scheduler stops early."""
+    """The planner's tasks, ``$question`` filled in and calls of fused tools expanded into
+    their members, as they come; ``on_end`` is called when the plan is complete. The
+    planner's stream is closed when the scheduler stops early."""
     try:
-        async for task in tasks:
+        async for planned in tasks:
+            task = _with_question(planned, question)
             for item in fuser.expand(task) if fuser is not None else (task,):
                 if item is not task:  # a member: its line is the fused call's
                     round_.parsed_at[item.id] = round_.parsed_at[task.id]
                 round_.ran.append(item)
                 yield item
+        on_end()
     finally:
         await tasks.aclose()
 

@@ -9,9 +9,11 @@ true (the local llama.cpp backend; llama.cpp's server also reads a ``grammar`` f
 
 What :func:`plan_grammar` guarantees, for the plans it admits:
 
-- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` followed by
-  ``<END_OF_PLAN>``; tasks are numbered ``first_id``, ``first_id + 1``, ... exactly (the
-  grammar unrolls one rule per task number, up to ``max_tasks``);
+- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` or
+  ``finish(answer)`` (the plan's own answer: a ``$N`` or a string with ``$N`` in it, see
+  :class:`~llmc.plan.Finish`) followed by ``<END_OF_PLAN>``; tasks are numbered
+  ``first_id``, ``first_id + 1``, ... exactly (the grammar unrolls one rule per task number,
+  up to ``max_tasks``);
 - ``tool`` is one of the toolbox's tools, and its arguments are positional, in the order of
   its parameters, with every required one present;
 - each argument has its parameter's type, read from the tool's JSON schema: ``str`` a
@@ -21,7 +23,8 @@ What :func:`plan_grammar` guarantees, for the plans it admits:
   anything else any literal (lists and dicts one level deep);
 - ``$N`` may stand for any value, and ``$N`` / ``${N}`` may appear inside strings, but only
   for tasks numbered before the one being written (earlier plans included), so no plan
-  refers forward; a literal dollar sign is written ``$$``.
+  refers forward; ``$question`` (the user's question) may appear inside any string; a literal
+  dollar sign is written ``$$``.
 
 So every plan the grammar admits parses with ``PlanParser(tools=...)``, and arguments that
 contain no reference pass the tools' own validation. The grammar cannot judge sense: which
@@ -61,8 +64,8 @@ _PRIMITIVES = {
     "num": r'"-"? ("0" | [1-9] [0-9]{0,17}) ("." [0-9]{1,12})?',
     "bool": '"True" | "False"',
     "none": '"None"',
-    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$"',
-    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$"',
+    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$" | "$question"',
+    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$" | "$question"',
 }
 
 
@@ -75,6 +78,7 @@ def plan_grammar(
     thought_chars: int = 200,
     string_chars: int = 200,
     max_items: int = 10,
+    finish: bool = True,
 ) -> str:
     """The GBNF grammar of every valid plan over ``tools``.
 
@@ -87,6 +91,7 @@ def plan_grammar(
         thought_chars: the longest thought, in characters.
         string_chars: the longest string argument, in characters.
         max_items: the most items of one list or dict argument.
+        finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
 
     The three bounds keep a small model from rambling until it runs out of tokens, which
     would cut the plan in the middle of a line.
@@ -108,16 +113,22 @@ def plan_grammar(
     builder.define("root", f"{thought}task-{first_id}")
     for task_id in range(first_id, last + 1):
         calls = builder.calls(toolbox, task_id - 1)
-        rest = "end" if task_id == last else f"(end | {thought}task-{task_id + 1})"
+        end = builder.end(task_id) if finish else "end"
+        rest = end if task_id == last else f"({end} | {thought}task-{task_id + 1})"
         builder.define(f"task-{task_id}", f'"{task_id}. " {calls} "\\n" {rest}')
-    builder.define("end", '"join()\\n<END_OF_PLAN>"')
+    if not finish:
+        builder.define("end", '"join()\\n<END_OF_PLAN>"')
     if thoughts:
         builder.define("thought", f'"Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n"')
     return builder.text()
 
 
-def joiner_grammar(*, thought_chars: int = 300, answer_chars: int = 500) -> str:
-    """The GBNF grammar of a joiner reply: a thought, then ``Finish(...)`` or ``Replan(...)``.
+def joiner_grammar(
+    *, thought_chars: int = 300, answer_chars: int = 500, thought: bool = True
+) -> str:
+    """The GBNF grammar of a joiner reply: ``Finish(...)`` or ``Replan(...)``, after an
+    optional ``Thought: ...`` line and an optional ``Action: `` (the shortest reply is just
+    the action).
 
     The text inside the action is one line; its parentheses must balance (one level deep),
     so the closing ``)`` ends the reply and generation stops there.
@@ -126,13 +137,15 @@ def joiner_grammar(*, thought_chars: int = 300, answer_chars: int = 500) -> str:
         thought_chars: the longest thought, in characters.
         answer_chars: the longest answer (or reason to replan), in characters and
             parenthesised groups.
+        thought: allow the thought line (False: the reply is the action alone).
 
     Returns:
         The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
     """
+    lead = f'("Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n")? ' if thought else ""
     return "\n".join(
         [
-            f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action',
+            f'root ::= {lead}"Action: "? action',
             'action ::= ("Finish" | "Replan") "(" answer ")"',
             f"answer ::= answer-part{{1,{answer_chars}}}",
             'answer-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"',
@@ -157,6 +170,14 @@ class _Builder:
 
     def text(self) -> str:
         return "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
+
+    def end(self, level: int) -> str:
+        """The plan's last line after task ``level``: ``join()``, or ``finish(answer)`` with
+        an answer that may use ``$1`` to ``$level``."""
+        answer = f"({self.string(level)} | {self.reference(level)})"
+        return self.define(
+            f"end-{level}", f'"join()\\n<END_OF_PLAN>" | "finish(" {answer} ")\\n<END_OF_PLAN>"'
+        )
 
     # -- tools ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from .grammar import plan_grammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .parse import END_OF_PLAN, PlanParser
-from .plan import Task
+from .plan import Finish, Task
 from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Span, Trace
@@ -45,6 +45,9 @@ class Round:
         ran: the tasks as they went to the scheduler: ``tasks`` with each call of a fused
             tool replaced by its members (see :mod:`llmc.fuser`).
         cached: the plan came from a cache (:class:`llmc.cache.Cache`), not from the LLM.
+        finish: the plan's own answer (``finish(...)``), when it ended with one.
+        answered_by: who answered after this round: ``"plan"`` (its ``finish``, no joiner
+            call), ``"joiner"``, or None (the joiner asked for a new plan, or the run stopped).
     """
 
     number: int
@@ -55,6 +58,8 @@ class Round:
     reason: str | None = None
     ran: list[Task] = field(default_factory=list)
     cached: bool = False
+    finish: Finish | None = None
+    answered_by: str | None = None
 
 
 class Planner:
@@ -124,12 +129,17 @@ class Planner:
         """The tasks of a whole plan written earlier (a cached one), read as this planner
         reads its LLM, against the current tools; None if it no longer reads (a tool is gone
         or changed) or has no task."""
+        read = self.read(text)
+        return read[0] if read is not None else None
+
+    def read(self, text: str) -> tuple[list[Task], Finish | None] | None:
+        """Like :meth:`reread`, with the plan's own answer (its ``finish``, or None)."""
         parser = JsonPlanParser(tools=self.tools) if self.json else PlanParser(tools=self.tools)
         try:
             tasks = [*parser.feed(text), *parser.close()]
         except PlanError:
             return None
-        return tasks or None
+        return (tasks, parser.finish) if tasks else None
 
     async def stream(
         self,
@@ -230,8 +240,11 @@ class Planner:
                         on_text(chunk.text)
                     for task in parser.feed(chunk.text):
                         yield self._record(round_, task)
+                    if parser_done(parser):  # the answer may be rendered as soon as it can
+                        round_.finish = parser.finish
             for task in parser.close():
                 yield self._record(round_, task)
+            round_.finish = parser.finish
         finally:
             span.finished = time.perf_counter()
             round_.text += "".join(text)

@@ -302,9 +302,11 @@ async def test_the_prefix_cache_reuses_system_prompts_and_changes_nothing(model:
 async def test_prompt_lookup_decoding_writes_the_same_reply(model: Local) -> None:
     tools = llmc.Toolbox.from_path(MATH_TOOLS)
     messages = llmc.planner.Planner(model, tools).messages("What is 17 percent of 4,250?")
-    options = GenerateOptions(
-        temperature=0.0, stop=(END_OF_PLAN,), grammar=plan_grammar(tools, max_tasks=3)
-    )
+    # finish($1)/($2)/($3) are near-tied for this model, and batched verification of drafts
+    # rounds differently from one-token steps on this CPU, which flips the tie; join() is
+    # the one ending, so the reply tests the drafting, not the tie.
+    grammar = plan_grammar(tools, max_tasks=3, finish=False)
+    options = GenerateOptions(temperature=0.0, stop=(END_OF_PLAN,), grammar=grammar)
     plain = await generate(model, messages, options)
     model.prompt_lookup = True
     try:

@@ -3,6 +3,7 @@ workload policy answering each framework's request shape. Runs without the peer 
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -280,7 +281,13 @@ def test_joiners_answer_in_their_format_only_with_the_results_in_the_prompt() ->
     }
     reply = policy.reply(llmc_body)
     assert (reply.framework, reply.role, reply.complete) == ("llmc", "joiner", True)
-    assert reply.text and reply.text.endswith(f"Action: Finish({PQA.answer})")
+    assert reply.text == f"Finish({PQA.answer})"  # no thought asked for: the action alone
+    llmc_body["messages"][0]["content"] = (
+        "Reply with one `Thought:` line, then exactly one `Action:` line: Finish(...), Replan(...)"
+    )
+    reply = policy.reply(llmc_body)
+    assert reply.text and reply.text.startswith("Thought: ")
+    assert reply.text.endswith(f"\nAction: Finish({PQA.answer})")
     llamaindex_body = {
         "messages": [
             {
@@ -293,6 +300,36 @@ def test_joiners_answer_in_their_format_only_with_the_results_in_the_prompt() ->
     reply = policy.reply(llamaindex_body)
     assert (reply.framework, reply.complete) == ("llamaindex", False)
     assert reply.text and "Action: Replan(" in reply.text
+
+
+PQA_FINISH = dataclasses.replace(PQA, id="pqa-finish", answer_task=5)
+
+
+def test_an_llmc_plan_finishes_when_the_prompt_offers_it_and_the_answer_is_an_output() -> None:
+    world = World()
+    policy = Policy([PQA_FINISH], world)
+    offered = LLMC_SYSTEM + "\nfinish(answer): ends the plan with the answer."
+    body = planner_body(offered)
+    body["messages"][1]["content"] = f"Question: {PQA_FINISH.text}"
+    plan = policy.reply(body).text or ""
+    assert plan.endswith('\n5. math("max of both", [$3, $4])\nfinish($5)\n<END_OF_PLAN>')
+    assert (policy.reply(planner_body(LLMC_SYSTEM)).text or "").endswith("join()\n<END_OF_PLAN>")
+    assert world.math_output("max of both") == PQA.answer  # the final computation answers
+    with pytest.raises(ValueError, match="same computation"):
+        world.answer([dataclasses.replace(PQA_FINISH, answer="something else")])
+
+
+def test_every_workload_but_movies_ends_in_a_computation_that_answers() -> None:
+    for name in ("parallelqa", "chain", "fanout", "diamond", "wide-deep", "movies"):
+        workload = load_workload(name, 4)
+        world = World()
+        world.answer(workload.questions)  # final computations are distinct per question
+        for question in workload.questions:
+            if name == "movies":
+                assert question.answer_task is None
+                continue
+            assert question.answer_task == question.tasks[-1].id
+            assert [t.id for t in question.sinks] == [question.answer_task]
 
 
 def test_function_calling_agent_turns_follow_the_dag() -> None:
@@ -425,6 +462,25 @@ async def test_llmc_answers_through_the_simulator(fused: bool) -> None:
     assert tools_written == expected
 
 
+async def test_a_finished_plan_answers_through_the_simulator_without_a_joiner() -> None:
+    from benchmarks.peers.llmc_compiler import latency_floor
+
+    world = fast_world()
+    tools = world.functions()
+    async with Simulator(Policy([PQA_FINISH], world), INSTANT) as sim:
+        llm = llmc.OpenAI("gpt-4o-mini", base_url=sim.base_url("fin"), max_retries=0)
+        compiler = llmc.Compiler([llmc.tool(tools["search"]), llmc.tool(tools["math"])], llm)
+        answer = await compiler.run(PQA_FINISH.text)
+        await llm.aclose()
+        calls = sim.calls_of("fin")
+    assert answer.text == PQA.answer and answer.answered_by == "plan"
+    assert [(c.framework, c.role) for c in calls] == [("llmc", "planner")]
+    floor = latency_floor(answer)
+    assert floor is not None and answer.trace.started < floor <= (answer.trace.finished or 0)
+    last_tool = max(r.finished or 0 for r in answer.trace.tasks.values())
+    assert floor >= last_tool  # every task was needed by the answer here
+
+
 @pytest.fixture
 def structlog_restored() -> Any:
     """The command configures structlog as an application does; put it back afterwards."""
@@ -443,7 +499,7 @@ def test_the_command_writes_tables_json_and_svg(tmp_path: Path, capsys: Any) -> 
         [
             "--workloads=fanout,chain",
             "--questions=1",
-            "--contenders=llmc,llmc-fused",
+            "--contenders=llmc,llmc-today,llmc-fused",
             "--profile=instant",
             "--time-scale=0.02",
             "--tokenizer=chars",
@@ -454,8 +510,14 @@ def test_the_command_writes_tables_json_and_svg(tmp_path: Path, capsys: Any) -> 
     assert status == 0
     assert "| llmc (fusion off) |" in printed and "fanout: 6 independent searches" in printed
     report = json.loads((tmp_path / "results.json").read_text())
-    assert {s["contender"] for s in report["samples"]} == {"llmc", "llmc-fused"}
+    assert {s["contender"] for s in report["samples"]} == {"llmc", "llmc-today", "llmc-fused"}
     assert all(s["correct"] for s in report["samples"])
+    assert "| llmc (fusion off), as it was |" in printed and "wall / floor" in printed
+    by = {(s["contender"], s["workload"]): s for s in report["samples"]}
+    assert by["llmc", "fanout"]["answered_by"] == "plan" and by["llmc", "fanout"]["llm_calls"] == 1
+    assert by["llmc-today", "fanout"]["answered_by"] == "joiner"
+    assert by["llmc-today", "fanout"]["llm_calls"] == 2
+    assert all(0 < s["floor"] <= s["wall"] for s in report["samples"])
     fused_fanout = next(
         s for s in report["samples"] if s["contender"] == "llmc-fused" and s["workload"] == "fanout"
     )

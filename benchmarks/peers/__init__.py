@@ -7,6 +7,9 @@ optional (``pip install -e '.[peers]'``); one that cannot be imported says why i
 :meth:`Contender.unavailable` and the run goes on without it.
 
 - ``llmc``: llmc's Compiler with plain tools (fusion off);
+- ``llmc-today``: the same, as llmc was before plans answered themselves (by options: the
+  earlier prompts, no plan answers, every observation whole, the client built on the first
+  request);
 - ``llmc-fused``: llmc with fusion on: a batchable, pure (deduplicated) search, a pure math
   tool, and the plan-time fused tool ``search_then_math``;
 - ``react``: LangGraph's prebuilt ReAct agent over ``ChatOpenAI``, parallel tool calls off;
@@ -17,15 +20,34 @@ optional (``pip install -e '.[peers]'``); one that cannot be imported says why i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..sim.profiles import Profile
 from ..sim.world import World
 
-__all__ = ["CONTENDERS", "Answerer", "Contender", "make_contender"]
+__all__ = ["CONTENDERS", "Answerer", "Contender", "Reply", "make_contender"]
 
-#: Answers one question; returns the final answer's text.
-Answerer = Callable[[str], Awaitable[str]]
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer with what a contender knows about how it came.
+
+    Attributes:
+        text: the answer.
+        floor: the earliest moment (:func:`time.perf_counter`) the answer could have
+            existed, if the contender can tell (llmc can; see
+            :func:`benchmarks.peers.llmc_compiler.latency_floor`).
+        answered_by: who wrote the answer (llmc: ``"plan"`` or ``"joiner"``).
+    """
+
+    text: str
+    floor: float | None = None
+    answered_by: str | None = None
+
+
+#: Answers one question; returns the final answer's text, or a :class:`Reply`.
+Answerer = Callable[[str], Awaitable[str | Reply]]
 
 
 class Contender(Protocol):
@@ -52,7 +74,14 @@ class Contender(Protocol):
 
 
 #: Every contender's key, in table order.
-CONTENDERS: tuple[str, ...] = ("llmc", "llmc-fused", "react", "parallel-fc", "llamaindex")
+CONTENDERS: tuple[str, ...] = (
+    "llmc",
+    "llmc-today",
+    "llmc-fused",
+    "react",
+    "parallel-fc",
+    "llamaindex",
+)
 
 
 def make_contender(key: str, world: World, profile: Profile, *, max_replans: int = 2) -> Contender:
@@ -61,10 +90,16 @@ def make_contender(key: str, world: World, profile: Profile, *, max_replans: int
     Raises:
         ValueError: no such contender.
     """
-    if key in ("llmc", "llmc-fused"):
+    if key in ("llmc", "llmc-fused", "llmc-today", "llmc-fused-today"):
         from .llmc_compiler import LlmcContender
 
-        return LlmcContender(world, profile, fused=key == "llmc-fused", max_replans=max_replans)
+        return LlmcContender(
+            world,
+            profile,
+            fused=key.startswith("llmc-fused"),
+            max_replans=max_replans,
+            today=key.endswith("-today"),
+        )
     if key in ("react", "parallel-fc"):
         from .langgraph_react import LangGraphReAct
 

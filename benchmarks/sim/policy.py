@@ -16,8 +16,11 @@ says what was seen, so a contender fails loudly instead of being measured on non
 2. A system message that mentions ``<END_OF_PLAN>``: a **planner**. Tools listed as
    ``Tool Name: ...`` (the original LLMCompiler prompt) mean **LlamaIndex's pack**; any other
    listing is **llmc's** planner. llmc's plan calls ``search_then_math`` for a search whose
-   only reader is a computation when the prompt offers that fused tool (plan-time fusion).
-3. ``Finish(`` with ``Replan(`` in a system message: **llmc's joiner**; ``finish(answer)``
+   only reader is a computation when the prompt offers that fused tool (plan-time fusion),
+   and ends in ``finish($N)`` when the prompt offers ``finish(answer)`` and the answer is a
+   task's output (``Question.answer_task``), else in ``join()``.
+3. ``Finish(`` with ``Replan(`` in a system message: **llmc's joiner** (its reply is the
+   action alone unless the prompt asks for a thought line first); ``finish(answer)``
    with ``Observation:`` in a user message: **LlamaIndex's joiner** (the LLMCompiler joiner
    prompt, sent as one user message).
 
@@ -47,6 +50,10 @@ THOUGHT = "The observations answer the question."
 FUSED_TOOL = "search_then_math"
 _CALL_ID = re.compile(r"^call_t(\d+)_")
 _NEXT_ID = re.compile(r"Number new tasks from (\d+)")
+#: What llmc's planner prompt says when plans may answer themselves.
+_OFFERS_FINISH = "finish(answer)"
+#: What llmc's joiner prompt said while it wanted a thought before the action.
+_THOUGHT_REQUIRED = "Reply with one `Thought:` line"
 
 
 class PolicyError(ValueError):
@@ -109,12 +116,14 @@ class Policy:
 
     Args:
         questions: the questions it may be asked.
-        world: the simulated tools, whose outputs the answers refer to.
+        world: the simulated tools, whose outputs the answers refer to; each question's
+            final computation is set to return its answer (:meth:`World.answer`).
     """
 
     def __init__(self, questions: Iterable[Question], world: World) -> None:
         self.questions = {q.id: q for q in questions}
         self.world = world
+        world.answer(self.questions.values())  # final computations return the answers
 
     # -- recognising requests
 
@@ -155,9 +164,11 @@ class Policy:
             fused = f"{FUSED_TOOL}(" in system
             start = _NEXT_ID.search(user)
             first = int(start.group(1)) if start else 1
-            return Reply("llmc", "planner", question.id, self._llmc_plan(question, fused, first))
+            plan = self._llmc_plan(question, fused, first, finish=_OFFERS_FINISH in system)
+            return Reply("llmc", "planner", question.id, plan)
         if "Finish(" in system and "Replan(" in system:
-            return self._join("llmc", question, user, "Finish", "Replan")
+            thought = _THOUGHT_REQUIRED in system
+            return self._join("llmc", question, user, "Finish", "Replan", thought=thought)
         if "finish(answer)" in user and "Observation:" in user:
             return self._join("llamaindex", question, user, "finish", "Replan")
         raise PolicyError(
@@ -167,8 +178,10 @@ class Policy:
 
     # -- planners
 
-    def _llmc_plan(self, question: Question, fused: bool, first: int) -> str:
-        """The gold plan in llmc's plan language, numbered from ``first``."""
+    def _llmc_plan(self, question: Question, fused: bool, first: int, *, finish: bool) -> str:
+        """The gold plan in llmc's plan language, numbered from ``first``; with ``finish``,
+        a question whose answer is a task's output ends in ``finish($N)``, as a model taught
+        to would write it, others in ``join()``."""
         readers: dict[int, list[GoldTask]] = {t.id: [] for t in question.tasks}
         for task in question.tasks:
             for dep in task.deps:
@@ -195,7 +208,10 @@ class Policy:
             else:
                 line = f"{task.tool}({_quote(task.key)}{context})"
             lines.append(f"{number[task.id]}. {line}")
-        return "\n".join([*lines, "join()", "<END_OF_PLAN>"])
+        end = "join()"
+        if finish and question.answer_task is not None:
+            end = f"finish(${number[question.answer_task]})"
+        return "\n".join([*lines, end, "<END_OF_PLAN>"])
 
     def _llamaindex_plan(self, question: Question) -> str:
         """The gold plan as LLMCompiler's prompt asks (and LlamaIndex's parser reads it)."""
@@ -214,14 +230,25 @@ class Policy:
         return [t for t in question.sinks if self.world.fact(t.tool, t.key) not in prompt]
 
     def _join(
-        self, framework: str, question: Question, prompt: str, finish: str, replan: str
+        self,
+        framework: str,
+        question: Question,
+        prompt: str,
+        finish: str,
+        replan: str,
+        *,
+        thought: bool = True,
     ) -> Reply:
+        """A joiner's reply: with ``thought``, a thought line and ``Action: ...``, else the
+        action alone (what a prompt that makes the thought optional gets)."""
         missing = self.missing(question, prompt)
         if missing:
             needed = ", ".join(f"{t.tool}({t.key!r})" for t in missing)
-            text = f"Thought: Results are missing.\nAction: {replan}(find {needed})"
+            action = f"{replan}(find {needed})"
+            text = f"Thought: Results are missing.\nAction: {action}" if thought else action
             return Reply(framework, "joiner", question.id, text, complete=False)
-        text = f"Thought: {THOUGHT}\nAction: {finish}({question.answer})"
+        action = f"{finish}({question.answer})"
+        text = f"Thought: {THOUGHT}\nAction: {action}" if thought else action
         return Reply(framework, "joiner", question.id, text)
 
     # -- function-calling agents

@@ -6,7 +6,8 @@ Each :class:`Question` carries tasks over the two simulated tools (see
 same DAG as each framework's planner output or as function calls.
 
 - ``parallelqa``: questions from LLMCompiler's ParallelQA set; with ``k`` its branch count:
-  ``k`` searches, ``k`` computations (one on each search), one combination. Queries are the
+  ``k`` searches, ``k`` computations (one on each search), one combination, whose output is
+  the answer. Queries are the
   entities named in the question where they can be picked out, else numbered placeholders.
 - ``movies``: questions from the movie recommendation set (item 0, the planner's in-context
   example, is skipped): 4 searches, one per movie named, then the choice, made by the
@@ -14,7 +15,8 @@ same DAG as each framework's planner output or as function calls.
 - synthetic shapes: ``chain`` (4 searches, each building on the one before, then a
   computation), ``fanout`` (6 independent searches, one combination), ``diamond`` (one
   search, 3 searches that build on it, one combination) and ``wide-deep`` (3 branches of
-  search, search, computation; one combination).
+  search, search, computation; one combination). Each ends in a computation whose output is
+  the answer (:attr:`Question.answer_task`).
 
 The question sets are the LLMCompiler paper's (MIT): the folder in ``LLMC_DATA``, else
 ``../shared/data/llmcompiler/`` beside the repository, else the slice of them that ships in
@@ -85,12 +87,16 @@ class Question:
         text: the question as asked.
         tasks: the gold decomposition, dependencies first.
         answer: the answer the simulated LLM gives once the results are in.
+        answer_task: the task whose output is the answer (a final computation), so a plan
+            may answer with ``finish($N)``; None when the answer needs reading the results
+            (the movie choice). The simulated tools return the answer as its output.
     """
 
     id: str
     text: str
     tasks: tuple[GoldTask, ...]
     answer: str
+    answer_task: int | None = None
 
     def task(self, task_id: int) -> GoldTask:
         """The task numbered ``task_id``."""
@@ -174,8 +180,10 @@ def _parallelqa_question(item: dict[str, object]) -> Question:
         build.add("math", f"value of {build.tasks[s - 1].key} as the question changes it", s)
         for s in lookups
     ]
-    build.add("math", "combine the values as the question asks", *computed)
-    return Question(f"parallelqa-{item['id']}", text, tuple(build.tasks), str(item["answer"]))
+    names = ", ".join(build.tasks[s - 1].key for s in lookups)
+    last = build.add("math", f"combine the values of {names} as the question asks", *computed)
+    answer = str(item["answer"])
+    return Question(f"parallelqa-{item['id']}", text, tuple(build.tasks), answer, last)
 
 
 def _question_set(data: Path, name: str) -> list[dict[str, Any]]:
@@ -255,7 +263,7 @@ def _chain(build: _Builder, topics: list[str]) -> None:
 
 def _fanout(build: _Builder, topics: list[str]) -> None:
     found = [build.add("search", f"{topic} size") for topic in topics[:6]]
-    build.add("math", "combine the six sizes", *found)
+    build.add("math", f"combine the six sizes of {', '.join(topics[:6])}", *found)
 
 
 def _diamond(build: _Builder, topics: list[str]) -> None:
@@ -270,7 +278,7 @@ def _wide_deep(build: _Builder, topics: list[str]) -> None:
         first = build.add("search", f"{topic} source")
         second = build.add("search", f"{topic} measurement", first)
         ends.append(build.add("math", f"normalise the {topic} measurement", second))
-    build.add("math", "combine the three branches", *ends)
+    build.add("math", f"combine the three branches of {', '.join(topics[:3])}", *ends)
 
 
 #: The synthetic shapes: name -> (description, builder).
@@ -294,7 +302,8 @@ def synthetic(shape: str, count: int, seed: int = 0) -> Workload:
             ", ".join(topics[:-1]) + f" and {topics[-1]} conclude?"
         )
         answer = f"the {shape} figure for {topics[0]}"
-        questions.append(Question(f"{shape}-{index + 1}", text, tuple(build.tasks), answer))
+        last = build.tasks[-1].id  # every shape ends in the computation that answers
+        questions.append(Question(f"{shape}-{index + 1}", text, tuple(build.tasks), answer, last))
     return Workload(shape, description, tuple(questions))
 
 

@@ -6,7 +6,8 @@ framework needs:
 - ``search(query, context=None)``: an encyclopedia lookup. Its output is a paragraph of
   about ``search_chars`` characters that holds one number (the *fact* a later step needs).
   Latency: lognormal with median ``search_median`` (300 ms) and shape ``search_sigma``.
-- ``math(problem, context=None)``: arithmetic over earlier results; its output is a number.
+- ``math(problem, context=None)``: arithmetic over earlier results; its output is a number,
+  or, for a question's final computation (:meth:`World.answer`), the question's answer.
   Latency: lognormal, median 5 ms.
 
 Outputs depend only on the seed and the first argument (the query or the problem), never on
@@ -27,9 +28,12 @@ import math as _math
 import random
 import time
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .workloads import Question
 
 __all__ = ["ToolCall", "World"]
 
@@ -75,6 +79,7 @@ class World:
         search_chars: about how long a search output is.
         time_scale: every latency is multiplied by it (1.0: as configured).
         calls: the requests served since the last :meth:`reset`.
+        answers: the output of each question's final computation, by its problem text.
     """
 
     seed: int = 0
@@ -86,6 +91,22 @@ class World:
     search_chars: int = 600
     time_scale: float = 1.0
     calls: list[ToolCall] = field(default_factory=list)
+    answers: dict[str, str] = field(default_factory=dict)
+
+    def answer(self, questions: Iterable[Question]) -> None:
+        """Let each question's final computation (its ``answer_task``) return its answer,
+        as the computation that combines the results does.
+
+        Raises:
+            ValueError: two questions' final computations have the same problem text but
+                different answers.
+        """
+        for question in questions:
+            if question.answer_task is None:
+                continue
+            key = question.task(question.answer_task).key
+            if self.answers.setdefault(key, question.answer) != question.answer:
+                raise ValueError(f"two questions end in the same computation {key!r}")
 
     def reset(self) -> list[ToolCall]:
         """Forget the calls recorded so far; return them."""
@@ -117,6 +138,8 @@ class World:
 
     def math_output(self, problem: str) -> str:
         """The number a math call on ``problem`` returns (deterministic)."""
+        if problem in self.answers:
+            return self.answers[problem]
         return f"{self._rng('math', problem).uniform(1, 10_000):.2f}"
 
     def output(self, tool: str, key: str) -> str:
