@@ -14,6 +14,10 @@
     │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
     │   └── CycleError           the plan's dependencies form a cycle
     ├── DependencyError          why a task was skipped: a task it needs failed or was skipped
+    ├── MCPError                 an MCP server's tool could not be used
+    │   ├── MCPConnectionError   the server cannot be started or reached, or died (also
+    │   │                        ConnectionError)
+    │   └── MCPToolError         the server's tool answered with an error
     ├── BudgetExceeded           a run's budget (tokens, cost, LLM or tool calls) would be
     │                            crossed: the run stopped; the partial result is attached
     └── LLMError                 a language model call failed (after any retries)
@@ -37,6 +41,9 @@ __all__ = [
     "LLMError",
     "LLMRateLimitError",
     "LLMResponseError",
+    "MCPConnectionError",
+    "MCPError",
+    "MCPToolError",
     "ModelLoadError",
     "PlanError",
     "PlanSyntaxError",
@@ -139,6 +146,18 @@ class CycleError(PlanError):
 
 class DependencyError(LLMCError):
     """Why a task did not run: a task it needs failed, was skipped or was cancelled."""
+
+
+class MCPError(LLMCError):
+    """A tool of an MCP server (see :mod:`llmc.mcp`) could not be used."""
+
+
+class MCPConnectionError(MCPError, ConnectionError):
+    """An MCP server cannot be started or reached, or it died or broke the connection."""
+
+
+class MCPToolError(MCPError):
+    """An MCP server's tool answered with an error; the message is the server's text."""
 
 
 class BudgetExceeded(LLMCError):
