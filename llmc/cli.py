@@ -3,11 +3,13 @@
 ::
 
     llmc run "QUESTION" [--tools PACK ...] [--model NAME --base-url URL]
+             [--mcp "COMMAND ARGS"] [--mcp-url URL]
                                           plan, run and answer a question with an LLM
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
+    llmc viz RUN.json [-o FILE]           draw a saved run (Trace.to_json) as a timeline
 
 PLAN is a file of plan text (or ``.json``), or ``-`` for standard input. PACK is a
 ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
@@ -19,14 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import catalog
+from . import catalog, mcp
 from .compiler import Answer, Answered, Compiler, PlanText, Replanning
-from .errors import LLMCError, PlanError
+from .errors import LLMCError, PlanError, ToolLoadError
 from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
 from .plan import Plan
@@ -123,6 +127,20 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
     run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
     run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
+    run.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar='"COMMAND ARGS"',
+        help="add the tools of an MCP server run on stdio (a command line in quotes; repeatable)",
+    )
+    run.add_argument(
+        "--mcp-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="add the tools of an MCP server on streamable HTTP (repeatable)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the answer")
     run.set_defaults(command=_run)
 
@@ -138,16 +156,24 @@ def _run(args: argparse.Namespace) -> int:
         options["max_concurrency"] = args.max_concurrency
     if args.timeout is not None:
         options["timeout"] = args.timeout
-    compiler = Compiler(
-        _toolbox(args.tools),
-        llm,
-        templates=args.templates,
-        json=args.json_mode,
-        max_replans=args.max_replans,
-        **options,
-    )
     out = None if args.quiet else sys.stderr
-    answer = asyncio.run(_answer_with_progress(compiler, args.question, out))
+
+    async def answer_with_servers() -> Answer:
+        async with AsyncExitStack() as servers:  # MCP servers live as long as the run
+            tools = list(_toolbox(args.tools).values())
+            for server in _mcp_servers(args.mcp, args.mcp_url, args.timeout):
+                tools.extend((await servers.enter_async_context(server)).tools)
+            compiler = Compiler(
+                tools,
+                llm,
+                templates=args.templates,
+                json=args.json_mode,
+                max_replans=args.max_replans,
+                **options,
+            )
+            return await _answer_with_progress(compiler, args.question, out)
+
+    answer = asyncio.run(answer_with_servers())
     if args.svg:
         folder = Path(args.svg)
         folder.mkdir(parents=True, exist_ok=True)
@@ -187,6 +213,21 @@ async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO |
         elif isinstance(event, TaskEvent):
             _print_task_event(event, out)
     raise PlanError("the run ended without an answer")
+
+
+def _mcp_servers(
+    commands: Sequence[str], urls: Sequence[str], timeout: float | None
+) -> list[mcp.MCPServer]:
+    """The MCP servers of ``--mcp`` (command lines) and ``--mcp-url`` (URLs)."""
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    servers = []
+    for command in commands:
+        words = shlex.split(command)
+        if not words:
+            raise ToolLoadError('--mcp needs a command line in quotes, e.g. --mcp "python s.py"')
+        servers.append(mcp.stdio(words[0], *words[1:], **options))
+    servers.extend(mcp.http(url, **options) for url in urls)
+    return servers
 
 
 def _toolbox(packs: Sequence[str] | None) -> Toolbox:

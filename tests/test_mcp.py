@@ -282,3 +282,47 @@ def test_schemas_become_signatures_with_python_names_and_validation() -> None:
     assert parameters["required"] == ["class_"]
     with pytest.raises(ToolDefinitionError, match="not an object"):
         _definition({"type": "string"})
+
+
+@pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
+def test_llmc_run_takes_tools_from_an_mcp_server(
+    flag: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmc.cli import main
+    from llmc.testing import ScriptedOpenAIServer
+
+    where = (
+        f"{sys.executable} {SERVER}" if flag == "--mcp" else request.getfixturevalue("http_server")
+    )
+    plan = "1. add(19, 23)\n2. word_count('$1 is the answer')\njoin()"
+    finish = "Thought: the server answered.\nAction: Finish(42, in 4 words)"
+    with ScriptedOpenAIServer([plan, finish]) as llm_server:
+        status = main(
+            [
+                "run",
+                "What is 19 + 23?",
+                "--model",
+                "scripted",
+                "--base-url",
+                llm_server.base_url,
+                "--tools",
+                "math",
+                flag,
+                where,
+            ]
+        )
+        prompt = llm_server.requests[0].body["messages"][0]["content"]
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert captured.out.strip() == "42, in 4 words"
+    assert "add(a: int, b: int) -> int" in prompt  # the server's tools, next to the pack's
+    assert "done     $2 word_count" in captured.err
+
+
+def test_llmc_run_says_when_an_mcp_server_cannot_start(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmc.cli import main
+
+    status = main(["run", "anything", "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
+                   "--mcp", "no-such-mcp-server"])  # fmt: skip
+    assert status == 2
+    assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
