@@ -11,7 +11,8 @@
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
     llmc viz RUN.json [-o FILE]           draw a saved run (Trace.to_json) as a timeline
 
-PLAN is a file of plan text (or ``.json``), or ``-`` for standard input. PACK is a
+PLAN is a file of plan text (or ``.json``), or ``-`` for standard input; ``llmc viz`` also
+draws a run saved with ``Trace.to_json`` (a ``.json`` file). PACK is a
 ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
 ``@llmc.tool`` functions; by default every ready-made pack is loaded.
 """
@@ -30,14 +31,23 @@ from typing import Any, TextIO
 
 from . import catalog, mcp
 from .compiler import Answer, Answered, Compiler, PlanText, Replanning
-from .errors import LLMCError, PlanError, ToolLoadError
+from .errors import LLMCError, PlanError, ToolLoadError, TraceFormatError
 from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
 from .plan import Plan
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
 from .toolbox import Toolbox
-from .trace import RunFinished, TaskEvent, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
+from .trace import (
+    TRACE_FORMAT,
+    RunFinished,
+    TaskEvent,
+    TaskFailed,
+    TaskFinished,
+    TaskSkipped,
+    TaskStarted,
+    Trace,
+)
 
 __all__ = ["main"]
 
@@ -72,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         (
             "viz",
             _viz,
-            "draw a plan as SVG (or Mermaid or DOT text); checks tools only with --tools",
+            "draw a plan as SVG (or Mermaid or DOT text), or a run saved with Trace.to_json as "
+            "its timeline; checks tools only with --tools",
         ),
     ):
         sub = commands.add_parser(name, help=text, description=text)
@@ -281,7 +292,11 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _viz(args: argparse.Namespace) -> int:
-    """Draw a plan; tools are checked only when ``--tools`` names them."""
+    """Draw a plan, or a saved run as its timeline; tools are checked only with ``--tools``."""
+    if args.plan.endswith(".json"):
+        text = Path(args.plan).read_text(encoding="utf-8")
+        if _is_saved_run(text):
+            return _viz_run(args, text)
     plan = _read_plan(args.plan, _toolbox(args.tools) if args.tools else None)
     if args.format == "mermaid":
         text = plan.to_mermaid(direction=args.direction)
@@ -293,6 +308,30 @@ def _viz(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def _is_saved_run(text: str) -> bool:
+    """Whether JSON text is a run saved by ``Trace.to_json`` (else it may be a plan)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return False  # the plan reader says what is wrong with it
+    return isinstance(data, dict) and data.get("format") == TRACE_FORMAT
+
+
+def _viz_run(args: argparse.Namespace, text: str) -> int:
+    """Draw a run saved by ``Trace.to_json`` as its timeline (with its plan, if saved)."""
+    if args.format != "svg":
+        raise TraceFormatError(f"a saved run is drawn as an SVG timeline, not as {args.format}")
+    trace = Trace.from_json(text)
+    saved = json.loads(text).get("plan")
+    plan = Plan.from_dict(saved) if isinstance(saved, dict) else None
+    picture = trace.to_svg(plan=plan, title=args.title)
+    if args.output == "-":
+        sys.stdout.write(picture)
+    else:
+        Path(args.output).write_text(picture, encoding="utf-8")
     return 0
 
 

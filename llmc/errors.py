@@ -18,6 +18,10 @@
     │   ├── MCPConnectionError   the server cannot be started or reached, or died (also
     │   │                        ConnectionError)
     │   └── MCPToolError         the server's tool answered with an error
+    ├── TraceFormatError         text given to Trace.from_json is not a saved run (also
+    │                            ValueError)
+    ├── RecordedError            an error read back from a saved run, under its original's
+    │                            class name
     ├── BudgetExceeded           a run's budget (tokens, cost, LLM or tool calls) would be
     │                            crossed: the run stopped; the partial result is attached
     └── LLMError                 a language model call failed (after any retries)
@@ -47,11 +51,13 @@ __all__ = [
     "ModelLoadError",
     "PlanError",
     "PlanSyntaxError",
+    "RecordedError",
     "RetryableToolError",
     "ToolArgumentError",
     "ToolDefinitionError",
     "ToolLoadError",
     "ToolTimeoutError",
+    "TraceFormatError",
     "UnknownToolError",
 ]
 
@@ -158,6 +164,24 @@ class MCPConnectionError(MCPError, ConnectionError):
 
 class MCPToolError(MCPError):
     """An MCP server's tool answered with an error; the message is the server's text."""
+
+
+class TraceFormatError(LLMCError, ValueError):
+    """Text given to :meth:`llmc.Trace.from_json` is not a saved run (or of another version)."""
+
+
+class RecordedError(LLMCError):
+    """An error read back from a saved run (:meth:`llmc.Trace.from_json`).
+
+    Each is an instance of a subclass named like the original error's class, so it reads as
+    before (``Error: ToolTimeoutError: ...``); ``isinstance`` checks against the original
+    class do not hold.
+
+    Attributes:
+        type_name: the original error's class name.
+    """
+
+    type_name = "RecordedError"
 
 
 class BudgetExceeded(LLMCError):
