@@ -33,6 +33,7 @@ import json
 import keyword
 import re
 import shlex
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ class MCPServer:
         max_concurrency: most calls of each of the server's tools at once within a run.
         connect_timeout: seconds the server has to start, answer its handshake and list
             its tools.
+        skipped: the server's tools that cannot be llmc tools (a schema that is not an
+            object, say), by name: why not. They are left out with a warning.
     """
 
     target: str | tuple[str, ...]
@@ -134,6 +137,7 @@ class MCPServer:
     retries: int = 0
     max_concurrency: int | None = None
     connect_timeout: float = CONNECT_TIMEOUT
+    skipped: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _client: mcp.Client | None = field(default=None, init=False, repr=False)
     _stack: AsyncExitStack | None = field(default=None, init=False, repr=False)
     _tools: list[MCPTool] | None = field(default=None, init=False, repr=False)
@@ -161,9 +165,8 @@ class MCPServer:
         if isinstance(self.target, str):
             server: Any = self.target
         else:
-            server = params(command=self.target[0], args=list(self.target[1:]), env=self.env)
-            if self.cwd is not None:
-                server.cwd = self.cwd
+            command, *args = self.target
+            server = params(command=command, args=args, env=self.env, cwd=self.cwd)
         client = client_type(server, read_timeout_seconds=self.connect_timeout)
         stack = AsyncExitStack()
         try:
@@ -180,7 +183,13 @@ class MCPServer:
         self._client, self._stack, self._closed = client, stack, None
         info = client.server_info
         name = info.name if info is not None else self.label
-        self._tools = [self._tool(definition, name) for definition in listed]
+        self._tools, self.skipped = [], {}
+        for definition in listed:
+            try:
+                self._tools.append(self._tool(definition, name))
+            except ToolDefinitionError as exc:  # one odd tool does not take the others away
+                self.skipped[definition.name] = str(exc)
+                warnings.warn(f"MCP tool left out: {exc}", RuntimeWarning, stacklevel=2)
         return self
 
     async def __aexit__(

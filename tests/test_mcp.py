@@ -326,3 +326,12 @@ def test_llmc_run_says_when_an_mcp_server_cannot_start(capsys: pytest.CaptureFix
                    "--mcp", "no-such-mcp-server"])  # fmt: skip
     assert status == 2
     assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
+
+
+async def test_without_the_sdk_the_error_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)  # import mcp now fails, as if not installed
+    with pytest.raises(MCPConnectionError, match=r'pip install -e "\.\[mcp\]"'):
+        async with test_server():
+            pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,3 +181,12 @@ async def test_a_failing_observer_never_changes_a_run() -> None:
     finally:
         observe.remove_observer(observer)
     assert result.outputs[1] == "A"
+
+
+def test_without_opentelemetry_the_error_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(llmc.LLMCError, match=r'pip install -e "\.\[otel\]"'):
+        otel.instrument()
+    assert not otel.instrumented()

@@ -181,3 +181,13 @@ async def test_llmc_viz_draws_a_saved_run(
     (tmp_path / "plan.json").write_text(plan.to_json(), encoding="utf-8")
     assert main(["viz", str(tmp_path / "plan.json")]) == 0
     assert capsys.readouterr().out.startswith("<svg")
+
+
+async def test_a_saved_run_is_drawn_as_svg_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await llmc.run_plan(llmc.Plan.parse("1. double(1)\njoin()", tools=[double]))
+    saved = tmp_path / "run.json"
+    result.trace.to_json(saved)
+    assert main(["viz", str(saved), "--format", "mermaid"]) == 2
+    assert "SVG timeline" in capsys.readouterr().err
