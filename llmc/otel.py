@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import observe
 from .errors import LLMCError
 from .result import error_text
-from .trace import TaskStatus, Trace
+from .trace import Span, TaskStatus, Trace
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span as OTelSpan
@@ -256,7 +256,8 @@ class _Observer:
                 attributes["llmc.answer"] = run.answer.text
         return attributes
 
-    def _llm_span(self, span: Any, context: Any, clock: _Clock, end: float, kind: Any) -> None:
+    def _llm_span(self, span: Span, context: Any, clock: _Clock, end: float, kind: Any) -> None:
+        """One LLM call (or a plan from a cache) as a span under the run's."""
         model = span.model or "unknown"
         attributes: dict[str, Any] = {"llmc.llm.kind": span.kind, "llmc.llm.label": span.label}
         if span.kind in LLM_KINDS:
