@@ -8,6 +8,7 @@
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
+                                          (--trace FILE saves the run, for llmc viz)
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
     llmc viz RUN.json [-o FILE]           draw a saved run (Trace.to_json) as a timeline
 
@@ -103,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     exec_.add_argument(
         "--svg", metavar="DIR", help="write plan.svg and timeline.svg of the run into DIR"
     )
+    exec_.add_argument(
+        "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
+    )
     viz = commands.choices["viz"]
     viz.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     viz.add_argument("--format", choices=("svg", "mermaid", "dot"), default="svg")
@@ -138,6 +142,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
     run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
     run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
+    run.add_argument(
+        "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
+    )
     run.add_argument(
         "--mcp",
         action="append",
@@ -190,6 +197,8 @@ def _run(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         answer.plan.to_svg(folder / "plan.svg", trace=answer.trace)
         answer.trace.to_svg(folder / "timeline.svg", plan=answer.plan)
+    if args.trace:
+        answer.trace.to_json(args.trace, plan=answer.plan)
     print(answer.text)
     return 0
 
@@ -282,6 +291,8 @@ def _exec(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         plan.to_svg(folder / "plan.svg", trace=result)
         result.trace.to_svg(folder / "timeline.svg", plan=plan)
+    if args.trace:
+        result.trace.to_json(args.trace, plan=plan)
     if args.json:
         outputs = {str(i): result.observation(i) for i in result.trace.tasks}
         print(json.dumps(outputs, ensure_ascii=False, indent=2))

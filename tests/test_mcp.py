@@ -300,6 +300,7 @@ def test_llmc_run_takes_tools_from_an_mcp_server(
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
     unconfigured_structlog: None,
+    tmp_path: Path,
 ) -> None:
     from llmc.cli import main
     from llmc.testing import ScriptedOpenAIServer
@@ -322,6 +323,8 @@ def test_llmc_run_takes_tools_from_an_mcp_server(
                 "math",
                 flag,
                 where,
+                "--trace",
+                str(tmp_path / "run.json"),
             ]
         )
         prompt = llm_server.requests[0].body["messages"][0]["content"]
@@ -330,6 +333,12 @@ def test_llmc_run_takes_tools_from_an_mcp_server(
     assert captured.out.strip() == "42, in 4 words"
     assert "add(a: int, b: int) -> int" in prompt  # the server's tools, next to the pack's
     assert "done     $2 word_count" in captured.err
+    saved = llmc.Trace.from_json((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert [r.tool for r in saved.tasks.values()] == ["add", "word_count"]
+    assert [(s.kind, s.model) for s in saved.spans] == [
+        ("planner", "scripted"),
+        ("joiner", "scripted"),
+    ]
 
 
 def test_llmc_run_says_when_an_mcp_server_cannot_start(capsys: pytest.CaptureFixture[str]) -> None:

@@ -165,19 +165,27 @@ def test_text_that_is_not_a_saved_run_says_what_it_is() -> None:
         Trace.from_json('{"format": "llmc-trace", "version": 1, "run_id": "x"}')
 
 
-async def test_llmc_viz_draws_a_saved_run(
+def test_llmc_exec_saves_a_run_that_llmc_viz_draws(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = llmc.Plan.parse("1. double(1)\n2. double($1)\njoin()", tools=[double])
-    result = await llmc.run_plan(plan)
+    (tmp_path / "tools.py").write_text(
+        "import llmc\n\n\n@llmc.tool\ndef double(x: int) -> int:\n"
+        '    """Double a number."""\n    return 2 * x\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "run.plan").write_text("1. double(1)\n2. double($1)\njoin()\n", encoding="utf-8")
     saved = tmp_path / "run.json"
-    result.trace.to_json(saved, plan=plan)
+    tools = str(tmp_path / "tools.py")
+    assert main(["exec", str(tmp_path / "run.plan"), "--tools", tools, "--trace", str(saved)]) == 0
+    assert Trace.from_json(saved.read_text()).statuses() == {1: "done", 2: "done"}
+    capsys.readouterr()
     assert main(["viz", str(saved), "-o", str(tmp_path / "timeline.svg")]) == 0
     picture = (tmp_path / "timeline.svg").read_text(encoding="utf-8")
     assert picture.startswith("<svg") and "double" in picture
     assert picture == Trace.from_json(saved.read_text()).to_svg(plan=llmc.Plan.from_dict(
         json.loads(saved.read_text())["plan"]))  # fmt: skip
     # a plan in JSON is still drawn as a plan
+    plan = llmc.Plan.parse("1. double(1)\n2. double($1)\njoin()", tools=[double])
     (tmp_path / "plan.json").write_text(plan.to_json(), encoding="utf-8")
     assert main(["viz", str(tmp_path / "plan.json")]) == 0
     assert capsys.readouterr().out.startswith("<svg")
