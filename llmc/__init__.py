@@ -21,14 +21,22 @@ The public API, all importable from ``llmc``:
 - caching: :class:`Cache` keeps tool outputs, LLM completions and plans (exact, and
   semantic for paraphrased questions) in a SQLite file or Redis; pass it as ``cache=`` to a
   :class:`Compiler` or a run (more in :mod:`llmc.cache`);
-- errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`);
+- MCP tool servers: :mod:`llmc.mcp` (``async with llmc.mcp.stdio("python", "server.py")
+  as server``: ``server.tools`` are llmc tools), with the ``mcp`` extra;
+- telemetry: :mod:`llmc.otel` exports runs as OpenTelemetry spans (``llmc.otel.instrument()``),
+  with the ``otel`` extra; :meth:`Trace.to_json` and :meth:`Trace.from_json` save runs;
 - pictures: :mod:`llmc.viz` draws plans and runs (SVG, Mermaid, DOT); in Jupyter an
-  :class:`Answer`, a :class:`Result`, a :class:`Trace` and a :class:`Plan` show as pictures.
+  :class:`Answer`, a :class:`Result`, a :class:`Trace` and a :class:`Plan` show as pictures;
+- errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
 
 Everything else lives in modules whose names say what they hold; what is not listed in
 ``__all__`` may change without notice.
 """
 
+# Modules reached as attributes (llmc.mcp.stdio, llmc.otel.instrument); neither imports
+# its optional SDK until it is used.
+from . import mcp as mcp
+from . import otel as otel
 from . import viz as viz  # ``llmc.viz`` works after ``import llmc``
 from .budget import Budget, LLMUsage
 from .cache import Cache
@@ -43,14 +51,19 @@ from .errors import (
     LLMError,
     LLMRateLimitError,
     LLMResponseError,
+    MCPConnectionError,
+    MCPError,
+    MCPToolError,
     ModelLoadError,
     PlanError,
     PlanSyntaxError,
+    RecordedError,
     RetryableToolError,
     ToolArgumentError,
     ToolDefinitionError,
     ToolLoadError,
     ToolTimeoutError,
+    TraceFormatError,
     UnknownToolError,
 )
 from .fuser import FusedTool, Fuser, fuse, suggest_fusions
@@ -109,12 +122,16 @@ __all__ = [
     "LLMResponseError",
     "LLMUsage",
     "Local",
+    "MCPConnectionError",
+    "MCPError",
+    "MCPToolError",
     "ModelLoadError",
     "OpenAI",
     "Plan",
     "PlanError",
     "PlanParser",
     "PlanSyntaxError",
+    "RecordedError",
     "Ref",
     "Result",
     "RetryableToolError",
@@ -139,6 +156,7 @@ __all__ = [
     "ToolTimeoutError",
     "Toolbox",
     "Trace",
+    "TraceFormatError",
     "UnknownToolError",
     "Usage",
     "__version__",

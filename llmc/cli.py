@@ -3,15 +3,18 @@
 ::
 
     llmc run "QUESTION" [--tools PACK ...] [--model NAME --base-url URL]
+             [--mcp "COMMAND ARGS"] [--mcp-url URL]
                                           plan, run and answer a question with an LLM
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
+                                          (--trace FILE saves the run, for llmc viz)
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
+    llmc viz RUN.json [-o FILE]           draw a saved run (Trace.to_json) as a timeline
     llmc --version                        the installed version
 
 PLAN is a file of plan text (or ``.json``), plan text itself (in quotes), or ``-`` for standard
-input. PACK is a
+input; ``llmc viz`` also draws a run saved with ``Trace.to_json`` (a ``.json`` file). PACK is a
 ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
 ``@llmc.tool`` functions; by default every ready-made pack is loaded.
 """
@@ -21,23 +24,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
 import pydantic
 
-from . import __version__, catalog
+from . import __version__, catalog, mcp
 from .compiler import Answer, Answered, Compiler, PlanText, Replanning
-from .errors import LLMCError, PlanError
+from .errors import LLMCError, PlanError, ToolLoadError, TraceFormatError
 from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
 from .plan import Plan
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
 from .toolbox import Toolbox
-from .trace import RunFinished, TaskEvent, TaskFailed, TaskFinished, TaskSkipped, TaskStarted
+from .trace import (
+    TRACE_FORMAT,
+    RunFinished,
+    TaskEvent,
+    TaskFailed,
+    TaskFinished,
+    TaskSkipped,
+    TaskStarted,
+    Trace,
+)
 
 __all__ = ["main"]
 
@@ -75,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         (
             "viz",
             _viz,
-            "draw a plan as SVG (or Mermaid or DOT text); checks tools only with --tools",
+            "draw a plan as SVG (or Mermaid or DOT text), or a run saved with Trace.to_json as "
+            "its timeline; checks tools only with --tools",
         ),
     ):
         sub = commands.add_parser(name, help=text, description=text)
@@ -102,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     exec_.add_argument(
         "--svg", metavar="DIR", help="write plan.svg and timeline.svg of the run into DIR"
+    )
+    exec_.add_argument(
+        "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
     )
     viz = commands.choices["viz"]
     viz.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
@@ -138,6 +156,23 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
     run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
     run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
+    run.add_argument(
+        "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
+    )
+    run.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar='"COMMAND ARGS"',
+        help="add the tools of an MCP server run on stdio (a command line in quotes; repeatable)",
+    )
+    run.add_argument(
+        "--mcp-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="add the tools of an MCP server on streamable HTTP (repeatable)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the answer")
     run.set_defaults(command=_run, usage_of=run)
 
@@ -153,21 +188,31 @@ def _run(args: argparse.Namespace) -> int:
         options["max_concurrency"] = args.max_concurrency
     if args.timeout is not None:
         options["timeout"] = args.timeout
-    compiler = Compiler(
-        _toolbox(args.tools),
-        llm,
-        templates=args.templates,
-        json=args.json_mode,
-        max_replans=args.max_replans,
-        **options,
-    )
     out = None if args.quiet else sys.stderr
-    answer = asyncio.run(_answer_with_progress(compiler, args.question, out))
+
+    async def answer_with_servers() -> Answer:
+        async with AsyncExitStack() as servers:  # MCP servers live as long as the run
+            tools = list(_toolbox(args.tools).values())
+            for server in _mcp_servers(args.mcp, args.mcp_url, args.timeout):
+                tools.extend((await servers.enter_async_context(server)).tools)
+            compiler = Compiler(
+                tools,
+                llm,
+                templates=args.templates,
+                json=args.json_mode,
+                max_replans=args.max_replans,
+                **options,
+            )
+            return await _answer_with_progress(compiler, args.question, out)
+
+    answer = asyncio.run(answer_with_servers())
     if args.svg:
         folder = Path(args.svg)
         folder.mkdir(parents=True, exist_ok=True)
         answer.plan.to_svg(folder / "plan.svg", trace=answer.trace)
         answer.trace.to_svg(folder / "timeline.svg", plan=answer.plan)
+    if args.trace:
+        answer.trace.to_json(args.trace, plan=answer.plan)
     print(answer.text)
     return 0
 
@@ -202,6 +247,21 @@ async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO |
         elif isinstance(event, TaskEvent):
             _print_task_event(event, out)
     raise PlanError("the run ended without an answer")
+
+
+def _mcp_servers(
+    commands: Sequence[str], urls: Sequence[str], timeout: float | None
+) -> list[mcp.MCPServer]:
+    """The MCP servers of ``--mcp`` (command lines) and ``--mcp-url`` (URLs)."""
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    servers = []
+    for command in commands:
+        words = shlex.split(command)
+        if not words:
+            raise ToolLoadError('--mcp needs a command line in quotes, e.g. --mcp "python s.py"')
+        servers.append(mcp.stdio(words[0], *words[1:], **options))
+    servers.extend(mcp.http(url, **options) for url in urls)
+    return servers
 
 
 def _toolbox(packs: Sequence[str] | None) -> Toolbox:
@@ -262,6 +322,8 @@ def _exec(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         plan.to_svg(folder / "plan.svg", trace=result)
         result.trace.to_svg(folder / "timeline.svg", plan=plan)
+    if args.trace:
+        result.trace.to_json(args.trace, plan=plan)
     if args.json:
         outputs = {
             str(i): _json_value(result.outputs[i]) if i in result.outputs else result.observation(i)
@@ -275,7 +337,11 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _viz(args: argparse.Namespace) -> int:
-    """Draw a plan; tools are checked only when ``--tools`` names them."""
+    """Draw a plan, or a saved run as its timeline; tools are checked only with ``--tools``."""
+    if args.plan.endswith(".json"):
+        text = Path(args.plan).read_text(encoding="utf-8")
+        if _is_saved_run(text):
+            return _viz_run(args, text)
     plan = _read_plan(args.plan, _toolbox(args.tools) if args.tools else None)
     if args.format == "mermaid":
         text = plan.to_mermaid(direction=args.direction)
@@ -287,6 +353,30 @@ def _viz(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def _is_saved_run(text: str) -> bool:
+    """Whether JSON text is a run saved by ``Trace.to_json`` (else it may be a plan)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return False  # the plan reader says what is wrong with it
+    return isinstance(data, dict) and data.get("format") == TRACE_FORMAT
+
+
+def _viz_run(args: argparse.Namespace, text: str) -> int:
+    """Draw a run saved by ``Trace.to_json`` as its timeline (with its plan, if saved)."""
+    if args.format != "svg":
+        raise TraceFormatError(f"a saved run is drawn as an SVG timeline, not as {args.format}")
+    trace = Trace.from_json(text)
+    saved = json.loads(text).get("plan")
+    plan = Plan.from_dict(saved) if isinstance(saved, dict) else None
+    picture = trace.to_svg(plan=plan, title=args.title)
+    if args.output == "-":
+        sys.stdout.write(picture)
+    else:
+        Path(args.output).write_text(picture, encoding="utf-8")
     return 0
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
+from . import observe
 from ._sync import run_sync
 from .budget import Budget, Meter, estimate_budget
 from .errors import BudgetExceeded
@@ -404,10 +405,24 @@ class _Session:
 
     async def run(self) -> Answer:
         try:
-            return await self._rounds()
+            answer = await self._rounds()
         except BudgetExceeded as exc:  # nothing computed is lost: it rides on the error
             exc.answer = self._answer("", finished=False, announce=False)
+            self._report(exc.answer, exc)
             raise
+        except BaseException as exc:
+            self._report(None, exc)
+            raise
+        self._report(answer, None)
+        return answer
+
+    def _report(self, answer: Answer | None, error: BaseException | None) -> None:
+        """Tell the run's observers (telemetry, :mod:`llmc.observe`) that it ended."""
+        if observe.observers:
+            if self.trace.finished is None:
+                self.trace.finished = time.perf_counter()
+            run = observe.FinishedRun(self.trace, self.question, answer, error=error)
+            observe.report(run)
 
     async def _rounds(self) -> Answer:
         compiler = self.compiler

@@ -14,6 +14,14 @@
     │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
     │   └── CycleError           the plan's dependencies form a cycle
     ├── DependencyError          why a task was skipped: a task it needs failed or was skipped
+    ├── MCPError                 an MCP server's tool could not be used
+    │   ├── MCPConnectionError   the server cannot be started or reached, or died (also
+    │   │                        ConnectionError)
+    │   └── MCPToolError         the server's tool answered with an error
+    ├── TraceFormatError         text given to Trace.from_json is not a saved run (also
+    │                            ValueError)
+    ├── RecordedError            an error read back from a saved run, under its original's
+    │                            class name
     ├── BudgetExceeded           a run's budget (tokens, cost, LLM or tool calls) would be
     │                            crossed: the run stopped; the partial result is attached
     ├── StoreUnavailable         a cache store cannot answer now (llmc.cache; taken as a miss)
@@ -38,14 +46,19 @@ __all__ = [
     "LLMError",
     "LLMRateLimitError",
     "LLMResponseError",
+    "MCPConnectionError",
+    "MCPError",
+    "MCPToolError",
     "ModelLoadError",
     "PlanError",
     "PlanSyntaxError",
+    "RecordedError",
     "RetryableToolError",
     "ToolArgumentError",
     "ToolDefinitionError",
     "ToolLoadError",
     "ToolTimeoutError",
+    "TraceFormatError",
     "UnknownToolError",
 ]
 
@@ -140,6 +153,36 @@ class CycleError(PlanError):
 
 class DependencyError(LLMCError):
     """Why a task did not run: a task it needs failed, was skipped or was cancelled."""
+
+
+class MCPError(LLMCError):
+    """A tool of an MCP server (see :mod:`llmc.mcp`) could not be used."""
+
+
+class MCPConnectionError(MCPError, ConnectionError):
+    """An MCP server cannot be started or reached, or it died or broke the connection."""
+
+
+class MCPToolError(MCPError):
+    """An MCP server's tool answered with an error; the message is the server's text."""
+
+
+class TraceFormatError(LLMCError, ValueError):
+    """Text given to :meth:`llmc.Trace.from_json` is not a saved run (or of another version)."""
+
+
+class RecordedError(LLMCError):
+    """An error read back from a saved run (:meth:`llmc.Trace.from_json`).
+
+    Each is an instance of a subclass named like the original error's class, so it reads as
+    before (``Error: ToolTimeoutError: ...``); ``isinstance`` checks against the original
+    class do not hold.
+
+    Attributes:
+        type_name: the original error's class name.
+    """
+
+    type_name = "RecordedError"
 
 
 class BudgetExceeded(LLMCError):

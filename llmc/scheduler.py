@@ -61,6 +61,7 @@ from typing import Any, TypedDict, Unpack
 
 import structlog
 
+from . import observe
 from ._sync import run_sync
 from .batching import FALLBACK, Batcher, Member, call_key
 from .budget import Budget, Meter
@@ -302,7 +303,16 @@ class Scheduler:
         callback = _both(self.on_event, on_event)
         if meter is None and self.budget is not None and self.budget.limits_tools:
             meter = Meter(self.budget, run_id=run_id or "")
-        return await _Run(self, plan, run_id, callback, prior, trace, meter).run()
+        run = _Run(self, plan, run_id, callback, prior, trace, meter)
+        if trace is not None or not observe.observers:  # a compiler reports its own runs
+            return await run.run()
+        try:
+            result = await run.run()
+        except BaseException as exc:
+            observe.report(observe.FinishedRun(run.trace, error=exc))
+            raise
+        observe.report(observe.FinishedRun(run.trace, result=result))
+        return result
 
     def run_sync(self, plan: PlanSource, *, run_id: str | None = None) -> Result:
         """Run a plan from synchronous code; Ctrl-C cancels it cleanly.

@@ -23,16 +23,25 @@ started and finished, its status, attempts and error. Timelines and benchmarks r
 What the fuser did is there too: each batch as a :class:`FusedCall` in ``Trace.fused_calls``
 (with ``TaskRecord.fused_call`` pointing at it), and each deduplicated task's
 ``TaskRecord.served_by``: the task whose call served it.
+
+:meth:`Trace.to_json` saves a finished run (times relative to its start, errors as their type
+and message) and :meth:`Trace.from_json` reads it back, for diffs, pictures (``llmc viz
+run.json``) and telemetry (:mod:`llmc.otel`) later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import RecordedError, TraceFormatError
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -304,6 +313,7 @@ class Span:
         usage: tokens it used, for LLM calls.
         cost: US dollars it cost, for LLM calls whose model has a price (see
             :mod:`llmc.budget`).
+        model: the model's name, for LLM calls.
     """
 
     kind: str
@@ -313,6 +323,7 @@ class Span:
     first_output: float | None = None
     usage: Usage | None = None
     cost: float | None = None
+    model: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -359,6 +370,8 @@ class Trace:
         tasks: one record per task id, in the order the tasks arrived.
         spans: what else the run did, in order: LLM calls of the planner and the joiner.
         fused_calls: every batch that went out as one call, in order.
+        wall_started: when the run started on the wall clock (:func:`time.time`), which
+            places its :func:`~time.perf_counter` times in the world (telemetry, saved runs).
     """
 
     run_id: str
@@ -367,6 +380,7 @@ class Trace:
     tasks: dict[int, TaskRecord] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
     fused_calls: list[FusedCall] = field(default_factory=list)
+    wall_started: float = field(default_factory=time.time)
 
     @property
     def makespan(self) -> float:
@@ -443,6 +457,206 @@ class Trace:
         spans = f"; {len(self.spans)} spans" if self.spans else ""
         fused = f"; {len(self.fused_calls)} fused calls" if self.fused_calls else ""
         return f"<Trace {self.run_id}: {tasks}{spans}{fused} in {self.makespan:.3f}s>"
+
+    def to_json(
+        self,
+        path: str | PathLike[str] | None = None,
+        *,
+        plan: Plan | None = None,
+        indent: int | None = None,
+    ) -> str:
+        """The run as JSON text: every record, span and fused call, to save, diff or draw.
+
+        Times are seconds from the run's start (``wall_started`` places them on the wall
+        clock); errors are kept as their type's name and message, outputs not at all (they
+        need not be JSON). :meth:`from_json` reads it back.
+
+        Args:
+            path: a file to write the JSON to, if any.
+            plan: the plan that ran, saved along (under ``"plan"``, in
+                :meth:`llmc.Plan.to_dict` form) so pictures of the saved run show its calls.
+            indent: indentation of the JSON text (None: one line).
+        """
+        zero = self.started
+
+        def at(moment: float | None) -> float | None:
+            return None if moment is None else round(moment - zero, 9)
+
+        data: dict[str, Any] = {
+            "format": TRACE_FORMAT,
+            "version": TRACE_VERSION,
+            "run_id": self.run_id,
+            "wall_started": self.wall_started,
+            "finished": at(self.finished),
+            "tasks": [
+                {
+                    "task_id": r.task_id,
+                    "tool": r.tool,
+                    "dependencies": sorted(r.dependencies),
+                    "status": r.status.value,
+                    "queued": at(r.queued),
+                    "ready": at(r.ready),
+                    "started": at(r.started),
+                    "finished": at(r.finished),
+                    "attempts": r.attempts,
+                    "error": _error_to_json(r.error),
+                    "blocked_by": r.blocked_by,
+                    "served_by": r.served_by,
+                    "fused_call": r.fused_call,
+                    "cached": r.cached,
+                }
+                for r in self.tasks.values()
+            ],
+            "spans": [
+                {
+                    "kind": s.kind,
+                    "label": s.label,
+                    "started": at(s.started),
+                    "finished": at(s.finished),
+                    "first_output": at(s.first_output),
+                    "usage": None if s.usage is None else _usage_to_json(s.usage),
+                    "cost": s.cost,
+                    "model": s.model,
+                }
+                for s in self.spans
+            ],
+            "fused_calls": [
+                {
+                    "tool": c.tool,
+                    "task_ids": list(c.task_ids),
+                    "started": at(c.started),
+                    "finished": at(c.finished),
+                    "attempts": c.attempts,
+                    "error": _error_to_json(c.error),
+                    "fallback": c.fallback,
+                }
+                for c in self.fused_calls
+            ],
+        }
+        if plan is not None:
+            data["plan"] = plan.to_dict()
+        text = json.dumps(data, indent=indent, ensure_ascii=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Trace:
+        """Read a run saved by :meth:`to_json`; its times start at 0.0.
+
+        Errors come back as :class:`RecordedError` instances whose class has the original
+        error's name, so they read as before (``Error: ToolTimeoutError: ...``).
+
+        Raises:
+            TraceFormatError: the text is not JSON of a saved run.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TraceFormatError(f"a saved run must be JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
+            raise TraceFormatError(
+                f'not a saved run: its JSON has no "format": "{TRACE_FORMAT}" '
+                "(save one with Trace.to_json)"
+            )
+        if data.get("version") != TRACE_VERSION:
+            raise TraceFormatError(
+                f"a saved run of version {data.get('version')!r}; this llmc reads version "
+                f"{TRACE_VERSION}"
+            )
+        try:
+            return _trace_from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TraceFormatError(f"a saved run with a broken record: {exc!r}") from None
+
+
+#: The ``"format"`` of a saved run's JSON, and the version this llmc writes and reads.
+TRACE_FORMAT = "llmc-trace"
+TRACE_VERSION = 1
+
+
+_recorded_types: dict[str, type[RecordedError]] = {}
+
+
+def _recorded(type_name: str, message: str) -> RecordedError:
+    kind = _recorded_types.get(type_name)
+    if kind is None:  # a class of the original's name, so error_text reads as before
+        kind = type(type_name, (RecordedError,), {"type_name": type_name})
+        _recorded_types[type_name] = kind
+    return kind(message)
+
+
+def _error_to_json(error: BaseException | None) -> dict[str, str] | None:
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+def _error_from_json(data: Mapping[str, Any] | None) -> RecordedError | None:
+    if data is None:
+        return None
+    return _recorded(str(data["type"]), str(data["message"]))
+
+
+def _usage_to_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "calls": usage.calls,
+    }
+
+
+def _trace_from_json(data: Mapping[str, Any]) -> Trace:
+    from .llm.base import Usage
+
+    trace = Trace(str(data["run_id"]), 0.0, data["finished"])
+    trace.wall_started = float(data["wall_started"])
+    for r in data["tasks"]:
+        record = TaskRecord(
+            task_id=int(r["task_id"]),
+            tool=str(r["tool"]),
+            dependencies=frozenset(int(d) for d in r["dependencies"]),
+            queued=float(r["queued"]),
+            status=TaskStatus(r["status"]),
+            ready=r["ready"],
+            started=r["started"],
+            finished=r["finished"],
+            attempts=int(r["attempts"]),
+            error=_error_from_json(r["error"]),
+            blocked_by=r["blocked_by"],
+            served_by=r["served_by"],
+            fused_call=r["fused_call"],
+            cached=bool(r["cached"]),
+        )
+        trace.tasks[record.task_id] = record
+    for s in data["spans"]:
+        usage = None if s["usage"] is None else Usage(**s["usage"])
+        trace.spans.append(
+            Span(
+                kind=str(s["kind"]),
+                label=str(s["label"]),
+                started=float(s["started"]),
+                finished=s["finished"],
+                first_output=s["first_output"],
+                usage=usage,
+                cost=s["cost"],
+                model=s.get("model"),
+            )
+        )
+    for c in data["fused_calls"]:
+        trace.fused_calls.append(
+            FusedCall(
+                tool=str(c["tool"]),
+                task_ids=tuple(int(i) for i in c["task_ids"]),
+                started=float(c["started"]),
+                finished=c["finished"],
+                attempts=int(c["attempts"]),
+                error=_error_from_json(c["error"]),
+                fallback=bool(c["fallback"]),
+            )
+        )
+    return trace
 
 
 async def stream_events(

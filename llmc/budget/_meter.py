@@ -425,6 +425,7 @@ class Meter:
         self.by_kind[kind] = self.by_kind.get(kind, Usage()) + usage
         self.cost = None if cost is None or self.cost is None else self.cost + cost
         model = str(getattr(llm, "model", "?"))
+        span.model = model
         if self.on_event is not None:
             self.on_event(
                 LLMUsage(
