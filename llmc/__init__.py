@@ -49,6 +49,7 @@ from .errors import (
     ToolLoadError,
     ToolTimeoutError,
     UnknownToolError,
+    WorkerLostError,
 )
 from .fuser import FusedTool, Fuser, fuse, suggest_fusions
 from .limits import Backoff
@@ -137,6 +138,7 @@ __all__ = [
     "Toolbox",
     "Trace",
     "UnknownToolError",
+    "WorkerLostError",
     "Usage",
     "__version__",
     "fuse",

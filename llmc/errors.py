@@ -9,6 +9,7 @@
     ├── ToolArgumentError        arguments do not fit a tool's schema (also ValueError)
     ├── ToolTimeoutError         a tool call ran past its timeout (also TimeoutError)
     ├── RetryableToolError       raised by a tool to ask for a retry
+    │   └── WorkerLostError      the process running a tool call died (a cluster worker)
     ├── PlanError                a plan is invalid; carries task_id, line, column when known
     │   ├── PlanSyntaxError      plan text does not parse; line, column and the offending text
     │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
@@ -46,6 +47,7 @@ __all__ = [
     "ToolLoadError",
     "ToolTimeoutError",
     "UnknownToolError",
+    "WorkerLostError",
 ]
 
 
@@ -89,6 +91,11 @@ class ToolTimeoutError(LLMCError, TimeoutError):
 
 class RetryableToolError(LLMCError):
     """Raise this from a tool to say "try again": the scheduler retries it with backoff."""
+
+
+class WorkerLostError(RetryableToolError):
+    """The process running a tool call died (killed, out of memory, its node left) before
+    it answered. The call may be retried elsewhere: give the tool ``retries``."""
 
 
 class PlanError(LLMCError, ValueError):

@@ -22,6 +22,8 @@ import pydantic
 from asyncio_throttle.throttler import Throttler
 
 from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
+from .executors.placement import Placement
+from .limits import RateLimiter
 
 __all__ = ["Tool", "tool"]
 
@@ -32,6 +34,23 @@ DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+#: Types of handles to outputs that live elsewhere (:class:`~llmc.executors.ray.RemoteOutput`
+#: in Ray's object store), added by the executor that makes them. A call whose arguments hold
+#: one is checked here for its shape only; the executor validates it where the values are.
+HANDLES: list[type] = []
+
+
+def holds_handle(value: Any) -> bool:
+    """Whether a value (a call's arguments, say) holds a handle of :data:`HANDLES` anywhere."""
+    if isinstance(value, tuple(HANDLES)):
+        return True
+    if isinstance(value, dict):
+        return any(holds_handle(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_handle(item) for item in value)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +136,9 @@ class Tool:
         retries: extra attempts for errors in ``retry_on`` (exponential backoff with jitter).
         retry_on: exception types worth a retry.
         max_concurrency: most calls of this tool running at once within one run.
-        rate_limit: a shared ``asyncio_throttle.Throttler``; every run using the tool obeys it.
+        rate_limit: a shared limiter (anything with ``await acquire()``: an
+            ``asyncio_throttle.Throttler``, a :class:`~llmc.redis_limits.RedisRateLimiter`);
+            every run using the tool obeys it.
         version: identifies the tool's behaviour (for caches); defaults to a signature hash.
         pure: the output depends only on the arguments and a call changes nothing, so
             identical calls in one run may share one execution (see ``dedupe`` in
@@ -137,6 +158,9 @@ class Tool:
         cache_ttl: seconds a cached output lives (None: until evicted).
         observation_tokens: the most tokens of this tool's output that a joiner prompt
             shows (longer outputs are reduced; see :mod:`llmc.budget`); None: a fair share.
+        placement: what a call needs on a cluster (a
+            :class:`~llmc.executors.placement.Placement`), read only by executors that place
+            calls (Ray); None: the executor's default.
     """
 
     name: str
@@ -146,7 +170,7 @@ class Tool:
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     max_concurrency: int | None = None
-    rate_limit: Throttler | None = None
+    rate_limit: RateLimiter | None = None
     version: str = ""
     pure: bool = False
     batch_fn: Callable[[list[dict[str, Any]]], Any] | None = field(default=None, repr=False)
@@ -156,6 +180,7 @@ class Tool:
     cache: bool | None = None
     cache_ttl: float | None = None
     observation_tokens: int | None = None
+    placement: Placement | None = None
     #: The batch function as a Tool of its own (one argument: the calls), for executors.
     batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
@@ -280,6 +305,8 @@ class Tool:
             ToolArgumentError: naming the tool, the parameter and what it expects.
         """
         arguments = self.name_arguments(args, kwargs)
+        if HANDLES and holds_handle(arguments):  # validated where the values are
+            return arguments
         try:
             model = self.params_model.model_validate(arguments)
         except pydantic.ValidationError as exc:
@@ -477,7 +504,7 @@ def tool(
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     max_concurrency: int | None = None,
-    rate_limit: float | Throttler | None = None,
+    rate_limit: float | RateLimiter | None = None,
     rate_period: float = 1.0,
     version: str | None = None,
     pure: bool = False,
@@ -488,6 +515,7 @@ def tool(
     cache: bool | None = None,
     cache_ttl: float | None = None,
     observation_tokens: int | None = None,
+    placement: Placement | Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -501,7 +529,7 @@ def tool(
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     max_concurrency: int | None = None,
-    rate_limit: float | Throttler | None = None,
+    rate_limit: float | RateLimiter | None = None,
     rate_period: float = 1.0,
     version: str | None = None,
     pure: bool = False,
@@ -512,6 +540,7 @@ def tool(
     cache: bool | None = None,
     cache_ttl: float | None = None,
     observation_tokens: int | None = None,
+    placement: Placement | Mapping[str, Any] | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -523,8 +552,9 @@ def tool(
         retries: extra attempts after an error listed in ``retry_on``.
         retry_on: exception types worth retrying.
         max_concurrency: most calls of this tool at once within one run.
-        rate_limit: calls per ``rate_period`` seconds, shared by every run; or a Throttler
-            to share one limit between several tools.
+        rate_limit: calls per ``rate_period`` seconds, shared by every run; or a limiter
+            (anything with ``await acquire()``: a Throttler, a Redis limiter shared by
+            processes) to share one limit between several tools.
         rate_period: the window of ``rate_limit`` in seconds.
         version: a version string for caches; defaults to a hash of the signature.
         pure: True for tools whose output depends only on their arguments and whose calls
@@ -551,6 +581,9 @@ def tool(
         observation_tokens: the most tokens of one output a joiner prompt shows; longer
             outputs are reduced (head and tail by default). A run's
             ``llmc.Budget(observation_tokens={...})`` overrides it.
+        placement: what one call needs on a cluster, for executors that place calls
+            (``{"num_cpus": 1, "num_gpus": 0, "resources": {...}, "actor": True}``; see
+            :class:`~llmc.executors.placement.Placement`); other executors ignore it.
 
     Example:
         >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
@@ -565,11 +598,20 @@ def tool(
             function = function.fn
         if not callable(function):
             raise ToolDefinitionError(f"@llmc.tool needs a function, got {function!r}")
-        throttler = rate_limit if isinstance(rate_limit, Throttler) else None
+        throttler: RateLimiter | None = None
         if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
             if rate_limit <= 0:
                 raise ToolDefinitionError("rate_limit must be a positive number of calls")
             throttler = Throttler(rate_limit=rate_limit, period=rate_period)  # type: ignore[arg-type]
+        elif rate_limit is not None:
+            if isinstance(rate_limit, int | float) or not callable(
+                getattr(rate_limit, "acquire", None)
+            ):  # True or False, or an object that is no limiter
+                raise ToolDefinitionError(
+                    f"rate_limit must be a number of calls or a limiter with acquire(), got "
+                    f"{rate_limit!r}"
+                )
+            throttler = rate_limit
         batch_fn: Callable[[list[dict[str, Any]]], Any] | None = None
         if batch is True:
             function, batch_fn = columnar(function, name or function.__name__)
@@ -595,6 +637,7 @@ def tool(
             cache=cache,
             cache_ttl=cache_ttl,
             observation_tokens=observation_tokens,
+            placement=Placement.of(placement),
         )
 
     return wrap(fn) if fn is not None else wrap
