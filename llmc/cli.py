@@ -4,6 +4,8 @@
 
     llmc run "QUESTION" [--tools PACK ...] [--model NAME --base-url URL]
                                           plan, run and answer a question with an LLM
+    llmc run --batch FILE [--concurrency N] ...
+                                          answer a file of questions, one per line
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,6 +32,7 @@ from .compiler import Answer, Answered, Compiler, PlanText, Replanning
 from .errors import LLMCError, PlanError
 from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
+from .mapping import BatchSummary, Outcome, as_outcome_fields, failure_line
 from .plan import Plan
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
@@ -107,7 +111,17 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--base-url, or the OPENAI_MODEL and OPENAI_BASE_URL variables (OPENAI_API_KEY holds "
         "a key, never the command line).",
     )
-    run.add_argument("question", help="the question, in quotes")
+    run.add_argument("question", nargs="?", help="the question, in quotes")
+    run.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="answer the questions of FILE (one a line; blank lines and # comments skipped): "
+        "a JSON line per answer on stdout as each finishes, a progress bar and a summary on "
+        "stderr",
+    )
+    run.add_argument(
+        "--concurrency", type=int, default=8, help="questions at once with --batch (default 8)"
+    )
     run.add_argument(
         "--tools",
         nargs="+",
@@ -124,11 +138,15 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
     run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
     run.add_argument("--quiet", action="store_true", help="print only the answer")
-    run.set_defaults(command=_run)
+    run.set_defaults(command=_run, parser=run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Answer a question; progress goes to stderr, the answer to stdout."""
+    """Answer a question (or a batch); progress goes to stderr, answers to stdout."""
+    if (args.question is None) == (args.batch is None):
+        args.parser.error("give either a question or --batch FILE")
+    if args.concurrency < 1:
+        args.parser.error("--concurrency must be at least 1")
     if args.model or args.base_url:
         llm: LLM = OpenAI(args.model, base_url=args.base_url)
     else:
@@ -147,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         **options,
     )
     out = None if args.quiet else sys.stderr
+    if args.batch is not None:
+        return asyncio.run(_answer_batch(compiler, _questions(Path(args.batch)), args, out))
     answer = asyncio.run(_answer_with_progress(compiler, args.question, out))
     if args.svg:
         folder = Path(args.svg)
@@ -187,6 +207,45 @@ async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO |
         elif isinstance(event, TaskEvent):
             _print_task_event(event, out)
     raise PlanError("the run ended without an answer")
+
+
+def _questions(path: Path) -> list[str]:
+    """The questions of a batch file: one a line, blank lines and ``#`` comments skipped."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    questions = [line for line in lines if line and not line.startswith("#")]
+    if not questions:
+        raise PlanError(f"{path} holds no questions: write one a line ('#' starts a comment)")
+    return questions
+
+
+async def _answer_batch(
+    compiler: Compiler, questions: list[str], args: argparse.Namespace, out: TextIO | None
+) -> int:
+    """Answer a batch: a JSON line per outcome on stdout, a progress bar and a summary on
+    ``out``; 1 when a question failed."""
+    outcomes: list[Outcome] = []
+    start = time.perf_counter()
+    async for outcome in compiler.map(questions, concurrency=args.concurrency):
+        outcomes.append(outcome)
+        print(json.dumps(as_outcome_fields(outcome), ensure_ascii=False), flush=True)
+        if out is not None:
+            failed = sum(not o.ok for o in outcomes)
+            print(f"\r  {_bar(len(outcomes), len(questions))} {failed} failed", end="", file=out)
+    summary = BatchSummary.of(outcomes, time.perf_counter() - start)
+    if out is not None:
+        print(file=out)
+        for line in summary.lines():
+            print(f"  {line}", file=out)
+        for outcome in outcomes:
+            if not outcome.ok:
+                print(f"  {failure_line(outcome)}", file=out)
+    return 1 if summary.failures else 0
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    """A text progress bar: ``[#########.....] 12/50``."""
+    filled = width * done // total if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 def _toolbox(packs: Sequence[str] | None) -> Toolbox:

@@ -84,6 +84,11 @@ class ToolArgumentError(LLMCError, ValueError):
         self.parameter = parameter
         self.expected = expected
 
+    def __reduce__(self) -> Any:
+        # Keyword-only fields: pickle (a Ray worker's error, say) needs to be told them.
+        fields = {"tool": self.tool, "parameter": self.parameter, "expected": self.expected}
+        return (_rebuild, (type(self), self.args, fields, self.__dict__))
+
 
 class ToolTimeoutError(LLMCError, TimeoutError):
     """A tool call ran longer than its timeout and was cancelled."""
@@ -184,6 +189,10 @@ class BudgetExceeded(LLMCError):
         self.result: Any = None
         self.answer: Any = None
 
+    def __reduce__(self) -> Any:
+        # The message already has its advice; the fields are keyword-only.
+        return (_rebuild, (type(self), self.args, {}, self.__dict__))
+
     @property
     def partial(self) -> Any:
         """The partial answer of a compiler run, else the partial result of a plan run."""
@@ -218,3 +227,15 @@ class LLMResponseError(LLMError):
 
 class ModelLoadError(LLMError):
     """The local model cannot be loaded; the one-line message says what to do about it."""
+
+
+def _rebuild(
+    cls: type[BaseException], args: tuple[Any, ...], fields: dict[str, Any], state: dict[str, Any]
+) -> BaseException:
+    """Unpickle an error whose ``__init__`` takes keyword-only fields."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    for name, value in fields.items():
+        setattr(error, name, value)
+    return error

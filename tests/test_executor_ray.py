@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import tempfile
@@ -174,3 +175,39 @@ def test_placement_is_checked() -> None:
     assert Placement.of({"num_gpus": 0.5, "resources": {"db": 1}}) == Placement(
         num_gpus=0.5, resources={"db": 1}
     )
+
+
+async def test_a_call_holding_a_handle_is_validated_on_the_worker(executor: RayExecutor) -> None:
+    wants_int = llmc.tool(name="square_big")(ray_tools.square.fn)
+    plan = Plan(tools=[ray_tools.blob, wants_int])
+    big = plan.add("blob", 2_000_000)
+    plan.add("square_big", big)  # bytes where an int is expected
+    result = await run(plan, executor)
+    error = result.trace.tasks[2].error
+    assert isinstance(error, llmc.ToolArgumentError)
+    assert "x" in str(error)
+
+
+async def test_a_ray_pool_answers_fifty_questions(executor: RayExecutor) -> None:
+    from sim_tools import WORLD, simulated_compiler
+
+    from benchmarks.sim import Policy, Simulator
+    from benchmarks.sim.profiles import PROFILES
+    from benchmarks.sim.workloads import synthetic
+    from llmc.mapping import BatchSummary
+    from llmc.ray_pool import RayPool
+
+    workload = synthetic("fanout", 50)
+    questions = [q.text for q in workload.questions]
+    with (
+        Simulator(Policy(list(workload.questions), WORLD), PROFILES["instant"]) as sim,
+        RayPool(functools.partial(simulated_compiler, sim.base_url()), size=2, num_cpus=0) as pool,
+    ):
+        outcomes = [o async for o in pool.map(questions, concurrency=10)]
+    assert sorted(o.index for o in outcomes) == list(range(50))
+    for outcome in outcomes:
+        assert outcome.ok, outcome.error
+        assert workload.questions[outcome.index].answer in outcome.text
+        assert outcome.answer is None and outcome.tokens > 0  # figures only, across the wire
+    summary = BatchSummary.of(outcomes, 1.0)
+    assert summary.answers == 50 and summary.p95 >= summary.p50 > 0
