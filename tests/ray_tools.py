@@ -127,17 +127,3 @@ def length_local(data: bytes) -> int:
         data: the bytes.
     """
     return len(data)
-
-
-@llmc.tool
-def spin(seconds: float) -> float:
-    """Pure-Python work on one core for about ``seconds``.
-
-    Args:
-        seconds: how long.
-    """
-    end = time.process_time() + seconds
-    n = 0
-    while time.process_time() < end:
-        n += 1
-    return seconds

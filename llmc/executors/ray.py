@@ -138,8 +138,9 @@ class RayExecutor:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             ray.init(address=address, **init_options)
-        self._functions: dict[Tool, ray.ObjectRef[Any]] = {}  # each tool's function, put once
-        self._actors: dict[Tool, Any] = {}
+        self._tasks: dict[Tool, Any] = {}  # each tool's remote call, with its options
+        self._actors: dict[Tool, Any] = {}  # each stateful tool's actor's call method
+        self._handles: dict[Tool, Any] = {}  # and the actor
         self._closed = False
 
     # -- calls -------------------------------------------------------------------------------
@@ -170,12 +171,11 @@ class RayExecutor:
         sent = _as_refs(arguments) if check else arguments
         refs: Any  # the call's two returns: the output (or a note that it stayed there), the kept
         if placement.actor:
-            actor = self._actor(tool, placement)
-            refs = actor.call.options(num_returns=2).remote(sent, self.keep_remote_bytes, check)
+            method = self._actor(tool, placement)
+            refs = method.remote(sent, self.keep_remote_bytes, check)
         else:
-            refs = _run_call.options(
-                num_returns=2, max_retries=0, **placement.ray_options()
-            ).remote(self._function(tool), sent, self.keep_remote_bytes, check)
+            remote = self._task(tool, placement)
+            refs = remote.remote(tool.fn, sent, self.keep_remote_bytes, check)
         head, body = refs
         try:
             output = await head
@@ -193,6 +193,7 @@ class RayExecutor:
         except _LOST as error:
             await _observe(body)
             self._actors.pop(tool, None)  # a dead actor is replaced on the next call
+            self._handles.pop(tool, None)
             raise WorkerLostError(
                 f"{tool.name}(): the Ray worker running the call died before it answered "
                 f"({type(error).__name__}); give the tool retries=... to try again elsewhere"
@@ -213,19 +214,26 @@ class RayExecutor:
             if not isinstance(value, BaseException):
                 values[key] = value
 
-    def _function(self, tool: Tool) -> ray.ObjectRef[Any]:
-        ref = self._functions.get(tool)
-        if ref is None:
-            ref = self._functions[tool] = ray.put(tool.fn)
-        return ref
+    def _task(self, tool: Tool, placement: Placement) -> Any:
+        """The remote call with the tool's options (made once per tool: ``.options`` costs
+        more than a call's own work). The function travels inside each task's spec: a
+        function put in the object store once cost a fetch per call, about 1.5 ms."""
+        remote = self._tasks.get(tool)
+        if remote is None:
+            options = placement.ray_options()
+            remote = _run_call.options(num_returns=2, max_retries=0, **options)
+            self._tasks[tool] = remote
+        return remote
 
     def _actor(self, tool: Tool, placement: Placement) -> Any:
-        actor = self._actors.get(tool)
-        if actor is None:
+        """The ``call`` method of the tool's actor (started on first use)."""
+        method = self._actors.get(tool)
+        if method is None:
             options = placement.ray_options()
-            actor = _ToolActor.options(max_restarts=0, **options).remote(self._function(tool))
-            self._actors[tool] = actor
-        return actor
+            actor = _ToolActor.options(max_restarts=0, **options).remote(tool.fn)
+            method = self._actors[tool] = actor.call.options(num_returns=2)  # type: ignore[attr-defined]
+            self._handles[tool] = actor
+        return method
 
     # -- life --------------------------------------------------------------------------------
 
@@ -235,10 +243,11 @@ class RayExecutor:
         if self._closed:
             return
         self._closed = True
-        for actor in self._actors.values():
+        for actor in self._handles.values():
             ray.kill(actor)
         self._actors.clear()
-        self._functions.clear()
+        self._handles.clear()
+        self._tasks.clear()
         self.local.close()
         if self._owns_ray:
             ray.shutdown()
