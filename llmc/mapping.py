@@ -1,7 +1,7 @@
 """Many questions at once: bounded concurrency, answers as they finish, a batch's summary.
 
 :meth:`llmc.Compiler.map` answers a batch on this process; :class:`llmc.ray_pool.RayPool`
-answers it with each question's session on one of a pool of Ray actors. Both yield one
+answers it on a pool of Ray actors, each question on one of them. Both yield one
 :class:`Outcome` per question in the order they finish, and :class:`BatchSummary` sums up a
 batch (answers, failures, tokens, cost, latency percentiles).
 

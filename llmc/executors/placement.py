@@ -27,7 +27,9 @@ class Placement:
         resources: custom resources (``{"db_connection": 1}``), as the cluster names them.
         actor: run every call on one long-lived worker (an actor), so state the tool keeps
             in memory (a loaded model, a connection, a counter) survives between calls.
-            Calls on one actor run one at a time, in arrival order.
+            Calls on one actor run one at a time, in arrival order; the actor holds its
+            ``num_cpus``, ``num_gpus`` and ``resources`` for as long as the executor lives
+            (give a mostly idle actor ``num_cpus=0``).
         local: run the tool in the calling process even under a cluster executor (a tool
             that reads local files or is too quick to be worth a round trip).
     """
