@@ -155,7 +155,7 @@ def _portable(error: Exception) -> Exception:
     if isinstance(error, BudgetExceeded):
         error.answer = error.result = None  # their figures are on the outcome
     try:
-        cloudpickle.loads(cloudpickle.dumps(error))  # type: ignore[no-untyped-call]
+        cloudpickle.loads(cloudpickle.dumps(error))
     except Exception:
         return RuntimeError(error_text(error))
     return error

@@ -231,7 +231,7 @@ class RayExecutor:
         if method is None:
             options = placement.ray_options()
             actor = _ToolActor.options(max_restarts=0, **options).remote(tool.fn)
-            method = self._actors[tool] = actor.call.options(num_returns=2)  # type: ignore[attr-defined]
+            method = self._actors[tool] = actor.call.options(num_returns=2)
             self._handles[tool] = actor
         return method
 
