@@ -65,6 +65,7 @@ from .errors import (
     ToolTimeoutError,
     TraceFormatError,
     UnknownToolError,
+    WorkerLostError,
 )
 from .fuser import FusedTool, Fuser, fuse, suggest_fusions
 from .limits import Backoff
@@ -159,6 +160,7 @@ __all__ = [
     "TraceFormatError",
     "UnknownToolError",
     "Usage",
+    "WorkerLostError",
     "__version__",
     "fuse",
     "load_tools",

@@ -5,6 +5,8 @@
     llmc run "QUESTION" [--tools PACK ...] [--model NAME --base-url URL]
              [--mcp "COMMAND ARGS"] [--mcp-url URL]
                                           plan, run and answer a question with an LLM
+    llmc run --batch FILE [--concurrency N] ...
+                                          answer a file of questions, one per line
     llmc tools [PACK ...]                 list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
     llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
@@ -26,6 +28,7 @@ import asyncio
 import json
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -38,6 +41,7 @@ from .compiler import Answer, Answered, Compiler, PlanText, Replanning
 from .errors import LLMCError, PlanError, ToolLoadError, TraceFormatError
 from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
+from .mapping import BatchSummary, Outcome, as_outcome_fields, failure_line
 from .plan import Plan
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
@@ -140,7 +144,17 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--base-url, or the OPENAI_MODEL and OPENAI_BASE_URL variables (OPENAI_API_KEY holds "
         "a key, never the command line).",
     )
-    run.add_argument("question", help="the question, in quotes")
+    run.add_argument("question", nargs="?", help="the question, in quotes")
+    run.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="answer the questions of FILE (one a line; blank lines and # comments skipped): "
+        "a JSON line per answer on stdout as each finishes, a progress bar and a summary on "
+        "stderr",
+    )
+    run.add_argument(
+        "--concurrency", type=int, default=8, help="questions at once with --batch (default 8)"
+    )
     run.add_argument(
         "--tools",
         nargs="+",
@@ -178,7 +192,11 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Answer a question; progress goes to stderr, the answer to stdout."""
+    """Answer a question (or a batch); progress goes to stderr, answers to stdout."""
+    if (args.question is None) == (args.batch is None):
+        args.usage_of.error("give either a question or --batch FILE")
+    if args.concurrency < 1:
+        args.usage_of.error("--concurrency must be at least 1")
     if args.model or args.base_url:
         llm: LLM = OpenAI(args.model, base_url=args.base_url)
     else:
@@ -190,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         options["timeout"] = args.timeout
     out = None if args.quiet else sys.stderr
 
-    async def answer_with_servers() -> Answer:
+    async def answer_with_servers() -> Answer | int:
         async with AsyncExitStack() as servers:  # MCP servers live as long as the run
             tools = list(_toolbox(args.tools).values())
             for server in _mcp_servers(args.mcp, args.mcp_url, args.timeout):
@@ -203,9 +221,13 @@ def _run(args: argparse.Namespace) -> int:
                 max_replans=args.max_replans,
                 **options,
             )
+            if args.batch is not None:
+                return await _answer_batch(compiler, _questions(Path(args.batch)), args, out)
             return await _answer_with_progress(compiler, args.question, out)
 
     answer = asyncio.run(answer_with_servers())
+    if isinstance(answer, int):  # a batch: its outcomes are printed already
+        return answer
     if args.svg:
         folder = Path(args.svg)
         folder.mkdir(parents=True, exist_ok=True)
@@ -262,6 +284,45 @@ def _mcp_servers(
         servers.append(mcp.stdio(words[0], *words[1:], **options))
     servers.extend(mcp.http(url, **options) for url in urls)
     return servers
+
+
+def _questions(path: Path) -> list[str]:
+    """The questions of a batch file: one a line, blank lines and ``#`` comments skipped."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    questions = [line for line in lines if line and not line.startswith("#")]
+    if not questions:
+        raise PlanError(f"{path} holds no questions: write one a line ('#' starts a comment)")
+    return questions
+
+
+async def _answer_batch(
+    compiler: Compiler, questions: list[str], args: argparse.Namespace, out: TextIO | None
+) -> int:
+    """Answer a batch: a JSON line per outcome on stdout, a progress bar and a summary on
+    ``out``; 1 when a question failed."""
+    outcomes: list[Outcome] = []
+    start = time.perf_counter()
+    async for outcome in compiler.map(questions, concurrency=args.concurrency):
+        outcomes.append(outcome)
+        print(json.dumps(as_outcome_fields(outcome), ensure_ascii=False), flush=True)
+        if out is not None:
+            failed = sum(not o.ok for o in outcomes)
+            print(f"\r  {_bar(len(outcomes), len(questions))} {failed} failed", end="", file=out)
+    summary = BatchSummary.of(outcomes, time.perf_counter() - start)
+    if out is not None:
+        print(file=out)
+        for line in summary.lines():
+            print(f"  {line}", file=out)
+        for outcome in outcomes:
+            if not outcome.ok:
+                print(f"  {failure_line(outcome)}", file=out)
+    return 1 if summary.failures else 0
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    """A text progress bar: ``[#########.....] 12/50``."""
+    filled = width * done // total if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 def _toolbox(packs: Sequence[str] | None) -> Toolbox:

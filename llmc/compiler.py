@@ -21,10 +21,10 @@ import dataclasses
 import html
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from . import observe
 from ._sync import run_sync
@@ -35,6 +35,7 @@ from .joiner import Joiner
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .llm.openai_compat import OpenAI
+from .mapping import Outcome, answer_all, outcome_of
 from .plan import Finish, Plan, Task, fill_question
 from .planner import Planner, Round
 from .result import Result, error_text, text_form
@@ -42,6 +43,9 @@ from .scheduler import RunOptions, Scheduler, resolve_references
 from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Event, Span, TaskFinished, Trace, stream_events
+
+if TYPE_CHECKING:
+    from .redis_limits import RedisLedger
 
 __all__ = [
     "Answer",
@@ -370,6 +374,41 @@ class Compiler:
         Leaving the loop early cancels the run.
         """
         return stream_events(lambda on_event: self.run(question, on_event=on_event, budget=budget))
+
+    async def map(
+        self,
+        questions: Iterable[str],
+        *,
+        concurrency: int = 8,
+        budget: Budget | None = None,
+        ledger: RedisLedger | None = None,
+    ) -> AsyncIterator[Outcome]:
+        """Answer many questions, at most ``concurrency`` at once, yielding each
+        :class:`~llmc.mapping.Outcome` as it finishes (``outcome.index`` says which).
+
+        A question that fails is an outcome with its ``error``; the batch goes on. Leaving
+        the ``async for`` early cancels the questions in flight. For a batch on a Ray
+        cluster, see :class:`llmc.ray_pool.RayPool`; for its totals,
+        :class:`~llmc.mapping.BatchSummary`.
+
+        Args:
+            questions: the questions.
+            concurrency: questions in flight at once (their LLM and tool calls share this
+                compiler's limits: pass ``rate_limit=`` to the LLM for the endpoint's rate).
+            budget: each question's budget, instead of the compiler's.
+            ledger: a :class:`~llmc.redis_limits.RedisLedger` the batch's spending goes
+                into; a question starts only while the ledger is within its limits.
+        """
+
+        async def one(index: int, question: str) -> Outcome:
+            try:
+                answer = await self.run(question, budget=budget)
+            except Exception as exc:
+                return outcome_of(index, question, None, exc)
+            return outcome_of(index, question, answer, None)
+
+        async for outcome in answer_all(questions, one, concurrency=concurrency, ledger=ledger):
+            yield outcome
 
     def __repr__(self) -> str:
         return f"<Compiler tools: {', '.join(self.tools)}; llm: {self.llm.model}>"

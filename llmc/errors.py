@@ -9,6 +9,7 @@
     ├── ToolArgumentError        arguments do not fit a tool's schema (also ValueError)
     ├── ToolTimeoutError         a tool call ran past its timeout (also TimeoutError)
     ├── RetryableToolError       raised by a tool to ask for a retry
+    │   └── WorkerLostError      the process running a tool call died (a cluster worker)
     ├── PlanError                a plan is invalid; carries task_id, line, column when known
     │   ├── PlanSyntaxError      plan text does not parse; line, column and the offending text
     │   ├── UnknownToolError     a name that belongs to no tool (also LookupError)
@@ -60,6 +61,7 @@ __all__ = [
     "ToolTimeoutError",
     "TraceFormatError",
     "UnknownToolError",
+    "WorkerLostError",
 ]
 
 
@@ -96,6 +98,11 @@ class ToolArgumentError(LLMCError, ValueError):
         self.parameter = parameter
         self.expected = expected
 
+    def __reduce__(self) -> Any:
+        # Keyword-only fields: pickle (a Ray worker's error, say) needs to be told them.
+        fields = {"tool": self.tool, "parameter": self.parameter, "expected": self.expected}
+        return (_rebuild, (type(self), self.args, fields, self.__dict__))
+
 
 class ToolTimeoutError(LLMCError, TimeoutError):
     """A tool call ran longer than its timeout and was cancelled."""
@@ -103,6 +110,11 @@ class ToolTimeoutError(LLMCError, TimeoutError):
 
 class RetryableToolError(LLMCError):
     """Raise this from a tool to say "try again": the scheduler retries it with backoff."""
+
+
+class WorkerLostError(RetryableToolError):
+    """The process running a tool call died (killed, out of memory, its node left) before
+    it answered. The call may be retried elsewhere: give the tool ``retries``."""
 
 
 class PlanError(LLMCError, ValueError):
@@ -221,6 +233,10 @@ class BudgetExceeded(LLMCError):
         self.result: Any = None
         self.answer: Any = None
 
+    def __reduce__(self) -> Any:
+        # The message already has its advice; the fields are keyword-only.
+        return (_rebuild, (type(self), self.args, {}, self.__dict__))
+
     @property
     def partial(self) -> Any:
         """The partial answer of a compiler run, else the partial result of a plan run."""
@@ -255,3 +271,15 @@ class LLMResponseError(LLMError):
 
 class ModelLoadError(LLMError):
     """The local model cannot be loaded; the one-line message says what to do about it."""
+
+
+def _rebuild(
+    cls: type[BaseException], args: tuple[Any, ...], fields: dict[str, Any], state: dict[str, Any]
+) -> BaseException:
+    """Unpickle an error whose ``__init__`` takes keyword-only fields."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    for name, value in fields.items():
+        setattr(error, name, value)
+    return error

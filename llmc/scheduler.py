@@ -565,6 +565,7 @@ class _Run:
         except Exception as exc:  # a broken task from a plain iterable or plan
             self.error = exc
         await self._shutdown(feeder)
+        await self._settle()
         result = self._result()
         if self.debug:
             self.log.debug("run finished", makespan=self.trace.makespan, error=self.error)
@@ -668,6 +669,14 @@ class _Run:
             self.executor.close()
         if cancelled_again:
             raise asyncio.CancelledError
+
+    async def _settle(self) -> None:
+        """Let an executor that kept outputs elsewhere (Ray's object store) bring them here,
+        so the result and the joiner see values, not handles."""
+        executor = getattr(self.executor, "inner", self.executor)  # behind a budget gate
+        settle = getattr(executor, "settle", None)
+        if settle is not None:
+            await settle(self.values)
 
     def _result(self) -> Result:
         values = self.values

@@ -21,6 +21,7 @@ from typing import Any, overload
 import pydantic
 
 from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
+from .executors.placement import Placement
 from .limits import RateLimiter, as_rate_limiter
 
 __all__ = ["Tool", "tool"]
@@ -32,6 +33,23 @@ DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+#: Types of handles to outputs that live elsewhere (:class:`~llmc.executors.ray.RemoteOutput`
+#: in Ray's object store), added by the executor that makes them. A call whose arguments hold
+#: one is checked here for its shape only; the executor validates it where the values are.
+HANDLES: list[type] = []
+
+
+def holds_handle(value: Any) -> bool:
+    """Whether a value (a call's arguments, say) holds a handle of :data:`HANDLES` anywhere."""
+    if isinstance(value, tuple(HANDLES)):
+        return True
+    if isinstance(value, dict):
+        return any(holds_handle(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_handle(item) for item in value)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +155,9 @@ class Tool:
         cache_ttl: seconds a cached output lives (None: until evicted).
         observation_tokens: the most tokens of this tool's output that a joiner prompt
             shows (longer outputs are reduced; see :mod:`llmc.budget`); None: a fair share.
+        placement: what a call needs on a cluster (a
+            :class:`~llmc.executors.placement.Placement`), read only by executors that place
+            calls (Ray); None: the executor's default.
     """
 
     name: str
@@ -156,6 +177,7 @@ class Tool:
     cache: bool | None = None
     cache_ttl: float | None = None
     observation_tokens: int | None = None
+    placement: Placement | None = None
     #: The batch function as a Tool of its own (one argument: the calls), for executors.
     batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
@@ -288,6 +310,8 @@ class Tool:
             ToolArgumentError: naming the tool, the parameter and what it expects.
         """
         arguments = self.name_arguments(args, kwargs)
+        if HANDLES and holds_handle(arguments):  # validated where the values are
+            return arguments
         try:
             model = self.params_model.model_validate(arguments)
         except pydantic.ValidationError as exc:
@@ -496,6 +520,7 @@ def tool(
     cache: bool | None = None,
     cache_ttl: float | None = None,
     observation_tokens: int | None = None,
+    placement: Placement | Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -520,6 +545,7 @@ def tool(
     cache: bool | None = None,
     cache_ttl: float | None = None,
     observation_tokens: int | None = None,
+    placement: Placement | Mapping[str, Any] | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -560,6 +586,9 @@ def tool(
         observation_tokens: the most tokens of one output a joiner prompt shows; longer
             outputs are reduced (head and tail by default). A run's
             ``llmc.Budget(observation_tokens={...})`` overrides it.
+        placement: what one call needs on a cluster, for executors that place calls
+            (``{"num_cpus": 1, "num_gpus": 0, "resources": {...}, "actor": True}``; see
+            :class:`~llmc.executors.placement.Placement`); other executors ignore it.
 
     Example:
         >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
@@ -604,6 +633,7 @@ def tool(
             cache=cache,
             cache_ttl=cache_ttl,
             observation_tokens=observation_tokens,
+            placement=Placement.of(placement),
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -4,6 +4,13 @@ The scheduler decides *when* a task runs; an executor decides *where*. It gets a
 bound, validated arguments and returns the output. Timeouts, retries, limits and cancellation
 stay in the scheduler, so a new backend (Ray, a process pool, a remote worker) only implements
 :meth:`Executor.call` and :meth:`Executor.close`.
+
+An executor that hands back handles to outputs kept elsewhere (as :class:`RayExecutor` does
+for large outputs) also has ``async settle(values)``: the scheduler calls it when a run ends,
+to replace the handles among the run's values by the values themselves.
+
+:class:`RayExecutor` (``llmc.executors.ray``) needs the ``ray`` extra; it is imported on first
+use, so ``import llmc`` never needs Ray.
 """
 
 from __future__ import annotations
@@ -11,11 +18,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .asyncio import AsyncioExecutor
+from .placement import Placement
 
 if TYPE_CHECKING:
     from ..tool import Tool
+    from .ray import RayExecutor
 
-__all__ = ["AsyncioExecutor", "Executor"]
+__all__ = ["AsyncioExecutor", "Executor", "Placement", "RayExecutor"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RayExecutor":  # imported on demand: Ray is an optional extra
+        from .ray import RayExecutor
+
+        return RayExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @runtime_checkable
