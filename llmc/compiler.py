@@ -212,6 +212,11 @@ class Compiler:
         budget: what each run may spend and how its prompts are shared out
             (:class:`llmc.Budget`); a run's own ``budget=`` replaces it. Without one, runs
             have no limits, and observations still get token shares of the context window.
+        planner: a :class:`~llmc.planner.Planner` of your own (its grammar, repeat rule,
+            veto), used instead of one built from ``llm``, ``templates`` and ``json``; its
+            tools should be ``tools`` (and ``fused``).
+        joiner: a :class:`~llmc.joiner.Joiner` of your own (its mode, options), used
+            instead of one built from ``joiner_llm`` or ``llm``.
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -231,6 +236,8 @@ class Compiler:
         max_replans: int = 2,
         fused: Iterable[FusedTool] = (),
         budget: Budget | None = None,
+        planner: Planner | None = None,
+        joiner: Joiner | None = None,
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
@@ -253,8 +260,8 @@ class Compiler:
             llm = CachedLLM(llm, self.cache)
             joiner_llm = CachedLLM(joiner_llm, self.cache) if joiner_llm is not None else None
         shared = Templates(templates)
-        self.planner = Planner(llm, planner_tools, templates=shared, json=json)
-        self.joiner = Joiner(joiner_llm or llm, templates=shared, json=json)
+        self.planner = planner or Planner(llm, planner_tools, templates=shared, json=json)
+        self.joiner = joiner or Joiner(joiner_llm or llm, templates=shared, json=json)
         self.scheduler = Scheduler(self.run_tools, **options)
         self.max_replans = max_replans
         self.budget = budget or Budget()

@@ -29,7 +29,13 @@ from .plan import Task
 from .templates import Templates
 from .trace import Span, Trace
 
-__all__ = ["DECISION_SCHEMA", "Decision", "Joiner", "parse_decision"]
+__all__ = ["DECISION_SCHEMA", "Decision", "Joiner", "JoinerMode", "parse_decision"]
+
+#: How a joiner answers: ``"decide"`` Finish or Replan; ``"answer"`` always Finish;
+#: ``"copy"`` always Finish, with the answer copied from the observations or the question
+#: (on backends that decode under a grammar; elsewhere as ``"answer"``); ``"skip"`` no LLM
+#: call: the answer is the last task's observation.
+JoinerMode = Literal["decide", "answer", "copy", "skip"]
 
 #: The JSON Schema of a structured joiner reply.
 DECISION_SCHEMA: dict[str, Any] = {
@@ -106,6 +112,7 @@ class Joiner:
         budget: how the prompt is shared out and reduced when :meth:`decide` gets no
             run's meter (a compiler passes its own): observation shares, the reducer, the
             output budget (see :class:`~llmc.budget.Budget`).
+        mode: how it answers (see :data:`JoinerMode`); default ``"decide"``.
     """
 
     def __init__(
@@ -116,8 +123,12 @@ class Joiner:
         json: bool = False,
         options: GenerateOptions | None = None,
         budget: Budget | None = None,
+        mode: JoinerMode = "decide",
     ) -> None:
+        if mode not in ("decide", "answer", "copy", "skip"):
+            raise ValueError(f"Joiner mode must be decide, answer, copy or skip, not {mode!r}")
         self.llm = llm
+        self.mode: JoinerMode = mode
         self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.json = json
         options = options or GenerateOptions(temperature=0.0)
@@ -190,10 +201,16 @@ class Joiner:
             LLMError: the LLM call failed.
             BudgetExceeded: the call would cross the run's budget.
         """
+        if self.mode == "skip":
+            return self._last_observation(tasks, observations, current, on_answer)
+        final = final or self.mode != "decide"
         meter = meter or Meter(self.budget)
         options = meter.with_output(self.options, "joiner")
-        if not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False):
-            options = dataclasses.replace(options, grammar=joiner_grammar())
+        grammar = (
+            not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False)
+        )
+        if grammar and self.mode != "copy":
+            options = dataclasses.replace(options, grammar=joiner_grammar(replan=not final))
         budget = meter.output_budget
 
         def render(shown: Mapping[int, str]) -> list[Message]:
@@ -211,6 +228,11 @@ class Joiner:
             trace=trace,
         )
         messages = render(shown)
+        if grammar and self.mode == "copy":  # the answer is a run of words of these texts
+            texts = [question, *(shown[task.id] for task in tasks if task.id in shown)]
+            options = dataclasses.replace(
+                options, grammar=joiner_grammar(replan=False, copy_from=texts)
+            )
         options = meter.before_llm_call(self.llm, messages, options, kind="joiner")
         span = Span("joiner", label, time.perf_counter())
         if trace is not None:
@@ -236,6 +258,22 @@ class Joiner:
         if stream is not None and decision.action == "finish":
             stream.finish(decision.text)
         return decision
+
+
+    @staticmethod
+    def _last_observation(
+        tasks: Sequence[Task],
+        observations: Mapping[int, str],
+        current: Collection[int] | None,
+        on_answer: Callable[[str], Any] | None,
+    ) -> Decision:
+        """The ``"skip"`` mode's answer: the observation of the plan's last task."""
+        ran = [task.id for task in tasks if task.id in observations]
+        latest = [i for i in ran if current is None or i in current] or ran
+        text = observations[latest[-1]] if latest else ""
+        if on_answer is not None and text:
+            on_answer(text)
+        return Decision("finish", text, "the last task's output is the answer")
 
 
 def _parse_json_decision(text: str) -> Decision:

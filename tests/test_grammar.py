@@ -141,7 +141,8 @@ def test_plan_grammar_refuses_no_tools_and_bad_sizes() -> None:
 def test_joiner_grammar_shape() -> None:
     grammar = joiner_grammar()
     assert grammar.startswith('root ::= "Thought: "')
-    assert '("Finish" | "Replan")' in grammar
+    assert 'action ::= "Finish(" answer ")" | "Replan(" reason ")"' in grammar
+    assert '"Replan("' not in joiner_grammar(replan=False)
 
 
 # -- llama.cpp's grammar engine --------------------------------------------------------------
