@@ -53,6 +53,7 @@ from .toolbox import Toolbox, Tools
 
 __all__ = [
     "DEFAULT_MAX_TASKS",
+    "focus",
     "MAX_CHOICES",
     "QUESTION_SPANS",
     "Choices",
@@ -234,6 +235,8 @@ def joiner_grammar(
     answer_chars: int = 500,
     replan: bool = True,
     copy_from: Sequence[str] | None = None,
+    question: str | None = None,
+    focused: bool = False,
 ) -> str:
     """The GBNF grammar of a joiner reply: a thought, then ``Finish(...)`` or ``Replan(...)``.
 
@@ -249,6 +252,10 @@ def joiner_grammar(
             them, ``Finish``'s text is a run of their words (see :func:`span_grammar`), so
             it can be neither a template's placeholder nor words the model made up.
             ``Replan``'s reason stays free.
+        question: with ``copy_from``, the question: the answer may not start with one of
+            its words (a small model otherwise echoes the question's own words).
+        focused: with ``copy_from`` and ``question``, copy only from the parts of each
+            text that speak of the question (see :func:`focus`).
 
     Returns:
         The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
@@ -257,11 +264,17 @@ def joiner_grammar(
     lines = [f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action']
     answer = "copied" if copy_from else "answer"
     finish = f'"Finish(" {answer} ")"'
-    lines.append(f'action ::= {finish} | "Replan(" reason ")"' if replan else f"action ::= {finish}")
+    lines.append(
+        f'action ::= {finish} | "Replan(" reason ")"' if replan else f"action ::= {finish}"
+    )
     if replan:
         lines.append(f"reason ::= {free}")
     if copy_from:
-        spans = span_grammar(copy_from, name="copied")
+        echo = _PIECE.findall(question or "")
+        texts = list(copy_from)
+        if focused and question:
+            texts = [part for text in texts for part in focus(text, question)]
+        spans = span_grammar(texts, name="copied", not_starting=echo)
         lines.append(spans.rstrip("\n"))
     else:
         lines.append(f"answer ::= {free}")
@@ -273,12 +286,69 @@ def joiner_grammar(
 _PIECE = re.compile(r"\w+|[^\w\s]")
 
 
+def focus(text: str, question: str) -> list[str]:
+    """The parts of an observation that speak of the question, for an answer copied from it.
+
+    A text is cut into parts: the items of a JSON object (``key: value``) or list, else its
+    lines. Each part scores the question's words it shares (words of four letters or more,
+    compared by their first five letters, so "attends" meets "attend"), each weighted by
+    how few parts hold it; the parts with the best score are kept, all of them when none
+    shares a word. So ``{"lines": 8, "words": 52}`` asked "How many lines ..." keeps
+    ``lines: 8``, and a file asked "Which planet is the hottest?" keeps its hottest line.
+    """
+    parts = _parts(text)
+    words = {_stem(w) for w in _PIECE.findall(question) if len(w) >= 4 and w.isalpha()}
+    if len(parts) < 2 or not words:
+        return parts
+    held = [{_stem(w) for w in _PIECE.findall(part)} & words for part in parts]
+    counts = {w: sum(w in h for h in held) for w in words}
+    scores = [sum(1 / counts[w] for w in h) for h in held]
+    best = max(scores)
+    return [p for p, score in zip(parts, scores, strict=True) if score == best] if best else parts
+
+
+def _stem(word: str) -> str:
+    return word.casefold()[:5]
+
+
+def _parts(text: str) -> list[str]:
+    """A JSON object's ``key: value`` items or a list's items, or else a text's lines."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        parts = [f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items()]
+    elif isinstance(value, list):
+        parts = [v if isinstance(v, str) else json.dumps(v) for v in value]
+    else:
+        parts = _table_rows(text.splitlines())
+    return [part for part in parts if part.strip()] or [text]
+
+
+def _table_rows(lines: list[str]) -> list[str]:
+    """CSV-like lines (a header, then rows with as many commas) as ``column: value`` rows,
+    so each row carries the names of its columns; other lines as they are."""
+    lines = [line for line in lines if line.strip()]
+    commas = lines[0].count(",") if lines else 0
+    if len(lines) < 2 or not commas or any(line.count(",") != commas for line in lines):
+        return lines
+    header = [name.strip() for name in lines[0].split(",")]
+    return [
+        ", ".join(
+            f"{name}: {value.strip()}" for name, value in zip(header, line.split(","), strict=True)
+        )
+        for line in lines[1:]
+    ]
+
+
 def span_grammar(
     texts: Iterable[str],
     *,
     name: str = "span",
     escape: Callable[[str], str] | None = None,
     max_words: int = MAX_SPAN_WORDS,
+    not_starting: Iterable[str] = (),
 ) -> str:
     """GBNF rules whose start rule ``name`` admits any run of consecutive words of ``texts``.
 
@@ -293,11 +363,15 @@ def span_grammar(
         escape: how a piece is written in the surrounding language (e.g. inside a Python
             string literal); default: as it is.
         max_words: the most words and marks offered, all texts together.
+        not_starting: words a run may not start with (compared case-insensitively); runs
+            never start with a punctuation mark either. An answer copied from observations
+            starts with what the question does not already say.
 
     Returns:
         The rules' text; an empty-text input offers only the empty run.
     """
     write = escape or (lambda piece: piece)
+    banned = {word.casefold() for word in not_starting}
     rules: dict[str, str] = {}
     starts: list[str] = []
     count = 0
@@ -311,6 +385,9 @@ def span_grammar(
                 gap = " " if match.end() < pieces[index + 1].start() else ""
                 body += f" ({_literal(gap) + ' ' if gap else ''}{name}-{number}-{index + 1})?"
             rules[rule] = body
+            piece = match.group()
+            if banned and (piece.casefold() in banned or not piece[0].isalnum()):
+                continue
             starts.append(rule)
     # Identical starting words lead to different continuations, so every start stays.
     lines = [f"{name} ::= " + (" | ".join(starts) if starts else '""')]

@@ -113,6 +113,8 @@ class Joiner:
             run's meter (a compiler passes its own): observation shares, the reducer, the
             output budget (see :class:`~llmc.budget.Budget`).
         mode: how it answers (see :data:`JoinerMode`); default ``"decide"``.
+        focus: in ``"copy"`` mode, copy the answer only from the parts of the observations
+            that share the question's words (:func:`llmc.grammar.focus`).
     """
 
     def __init__(
@@ -124,11 +126,13 @@ class Joiner:
         options: GenerateOptions | None = None,
         budget: Budget | None = None,
         mode: JoinerMode = "decide",
+        focus: bool = True,
     ) -> None:
         if mode not in ("decide", "answer", "copy", "skip"):
             raise ValueError(f"Joiner mode must be decide, answer, copy or skip, not {mode!r}")
         self.llm = llm
         self.mode: JoinerMode = mode
+        self.focus = focus
         self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.json = json
         options = options or GenerateOptions(temperature=0.0)
@@ -163,7 +167,7 @@ class Joiner:
             final=final,
             output_budget=output_budget,
         )
-        system = self.templates.render("joiner.jinja", json=self.json)
+        system = self.templates.render("joiner.jinja", json=self.json, copy=self.mode == "copy")
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     async def decide(
@@ -228,11 +232,17 @@ class Joiner:
             trace=trace,
         )
         messages = render(shown)
-        if grammar and self.mode == "copy":  # the answer is a run of words of these texts
-            texts = [question, *(shown[task.id] for task in tasks if task.id in shown)]
-            options = dataclasses.replace(
-                options, grammar=joiner_grammar(replan=False, copy_from=texts)
+        if grammar and self.mode == "copy":  # the answer: words of the observations or calls
+            texts = [shown[task.id] for task in tasks if task.id in shown]
+            texts += [arg for task in tasks for arg in task.args if isinstance(arg, str)]
+            copy = joiner_grammar(
+                thought_chars=120,
+                replan=False,
+                copy_from=texts or [question],
+                question=question,
+                focused=self.focus,
             )
+            options = dataclasses.replace(options, grammar=copy)
         options = meter.before_llm_call(self.llm, messages, options, kind="joiner")
         span = Span("joiner", label, time.perf_counter())
         if trace is not None:
@@ -258,7 +268,6 @@ class Joiner:
         if stream is not None and decision.action == "finish":
             stream.finish(decision.text)
         return decision
-
 
     @staticmethod
     def _last_observation(

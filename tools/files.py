@@ -263,15 +263,22 @@ def files_under_root() -> list[str]:
 
 
 def folders_under_root() -> list[str]:
-    """"." and every folder under the files root that holds a file: the ``folder`` choices."""
+    """ "." and every folder under the files root that holds a file: the ``folder`` choices."""
     folders = {str(PurePosixPath(path).parent) for path in files_under_root()}
     return sorted(folders | {"."}, key=lambda folder: (folder != ".", folder))
+
+
+def patterns_under_root() -> list[str]:
+    """ "*" and "*.EXT" for each file extension under the files root: the ``pattern`` choices
+    of list_files (a small model otherwise writes a file name it made up as the pattern)."""
+    suffixes = {PurePosixPath(path).suffix for path in files_under_root()}
+    return ["*", *sorted(f"*{suffix}" for suffix in suffixes if suffix)]
 
 
 # -- tools -------------------------------------------------------------------------------------
 
 
-@llmc.tool(pure=True, choices={"folder": folders_under_root})
+@llmc.tool(pure=True, choices={"pattern": patterns_under_root, "folder": folders_under_root})
 def list_files(
     pattern: str = "*", folder: str = ".", recursive: bool = False, max_results: int = 200
 ) -> list[str]:
