@@ -5,6 +5,10 @@ the parser straight into the scheduler, so tools start while the plan is still b
 then the joiner reads every observation so far and answers or asks for a new plan. A new plan
 continues the task numbering and may use every earlier output as ``$N``.
 
+A plan that ends with ``finish(...)`` answers itself: the answer is rendered from the outputs
+it names the moment they are done, and no joiner is asked. If one of them failed or returned
+nothing, the joiner answers (and may replan) as if the plan had ended with ``join()``.
+
 With a ``cache`` (:class:`llmc.cache.Cache`), LLM calls are replayed when they repeat, tool
 calls as the cache's policy says, and the first plan of a question is taken from the cache
 when the same question, or a verified paraphrase of it, was answered before by one plan: it
@@ -20,7 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 from .budget import Budget, Meter, estimate_budget
 from .errors import BudgetExceeded
@@ -28,15 +32,23 @@ from .fuser import FusedTool, Fuser
 from .joiner import Joiner
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
-from .plan import Plan, Task
+from .plan import Finish, Plan, Task, fill_question
 from .planner import Planner, Round
-from .result import Result, error_text
-from .scheduler import RunOptions, Scheduler
+from .result import Result, error_text, text_form
+from .scheduler import RunOptions, Scheduler, resolve_references
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event, Span, Trace, stream_events
+from .trace import Event, Span, TaskFinished, Trace, stream_events
 
-__all__ = ["Answer", "AnswerText", "Answered", "Compiler", "PlanText", "Replanning"]
+__all__ = [
+    "Answer",
+    "AnswerText",
+    "Answered",
+    "Compiler",
+    "PlanText",
+    "Replanning",
+    "render_finish",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,9 +79,16 @@ class Replanning(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnswerText(Event):
-    """A piece of the answer as the joiner writes it (``Answer.text`` is the final word)."""
+    """A piece of the answer as it is written (``Answer.text`` is the final word).
+
+    Attributes:
+        text: the new text.
+        by: ``"joiner"`` (as the joiner streams it) or ``"plan"`` (the plan's ``finish``,
+            all of it at once, the moment the outputs it needs are done).
+    """
 
     text: str
+    by: str = "joiner"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,8 +109,8 @@ class Answer:
     Attributes:
         question: the question.
         text: the answer.
-        finished: True when the joiner answered; False when it still wanted another plan
-            but none was left (``text`` is then its last word).
+        finished: True when the plan or the joiner answered; False when the joiner still
+            wanted another plan but none was left (``text`` is then its last word).
         rounds: each plan with its tasks, raw text, observations and the joiner's reason.
         results: each plan's run :class:`~llmc.result.Result`.
         trace: the whole run: every task, and every LLM call as a span.
@@ -127,6 +146,12 @@ class Answer:
     def plans(self) -> list[Plan]:
         """Each round's plan as it ran; a later plan may refer to tasks of earlier ones."""
         return [Plan(_ran(r)) for r in self.rounds]
+
+    @property
+    def answered_by(self) -> str | None:
+        """``"plan"`` when the last plan's ``finish(...)`` answered (no joiner call),
+        ``"joiner"`` when the joiner did, None when the run stopped before an answer."""
+        return self.rounds[-1].answered_by if self.rounds else None
 
     @property
     def replans(self) -> int:
@@ -217,6 +242,11 @@ class Compiler:
             tools should be ``tools`` (and ``fused``).
         joiner: a :class:`~llmc.joiner.Joiner` of your own (its mode, options), used
             instead of one built from ``joiner_llm`` or ``llm``.
+        plan_answers: let a plan that ends with ``finish(...)`` answer without a joiner call
+            (default). False: the joiner always answers, as before ``finish`` existed.
+        joiner_observations: ``"leaves"`` (default): the joiner sees in full the outputs no
+            other task used and a short head of the others; ``"all"``: every output in full
+            (see :class:`~llmc.joiner.Joiner`).
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -238,6 +268,8 @@ class Compiler:
         budget: Budget | None = None,
         planner: Planner | None = None,
         joiner: Joiner | None = None,
+        plan_answers: bool = True,
+        joiner_observations: Literal["leaves", "all"] = "leaves",
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
@@ -261,10 +293,13 @@ class Compiler:
             joiner_llm = CachedLLM(joiner_llm, self.cache) if joiner_llm is not None else None
         shared = Templates(templates)
         self.planner = planner or Planner(llm, planner_tools, templates=shared, json=json)
-        self.joiner = joiner or Joiner(joiner_llm or llm, templates=shared, json=json)
+        self.joiner = joiner or Joiner(
+            joiner_llm or llm, templates=shared, json=json, observations=joiner_observations
+        )
         self.scheduler = Scheduler(self.run_tools, **options)
         self.max_replans = max_replans
         self.budget = budget or Budget()
+        self.plan_answers = plan_answers
 
     async def run(
         self,
@@ -328,6 +363,8 @@ class _Session:
         self.values: dict[int, Any] = {}  # what later plans' references receive
         self.observations: dict[int, str] = {}
         self.fuser = Fuser(compiler.fused) if compiler.fused else None
+        self.done: dict[int, Any] = {}  # outputs of the tasks that finished, every round
+        self.plan_answer: str | None = None  # the current plan's finish(...), rendered
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -345,7 +382,13 @@ class _Session:
         await self._prepare()
         for number in range(1, compiler.max_replans + 2):
             round_ = Round(number)
+            self.plan_answer = None
             await self._execute(round_)
+            self._answer_from_plan(round_)
+            if self.plan_answer is not None:
+                round_.answered_by = "plan"
+                await self._keep_plan(finished=True)
+                return self._answer(self.plan_answer, finished=True)
             final = number == compiler.max_replans + 1
             decision = await compiler.joiner.decide(
                 self.question,
@@ -361,6 +404,7 @@ class _Session:
                 current={task.id for task in round_.tasks},
             )
             if decision.action == "finish" or final:
+                round_.answered_by = "joiner"
                 await self._keep_plan(finished=decision.action == "finish")
                 return self._answer(decision.text, finished=decision.action == "finish")
             round_.reason = decision.text
@@ -434,9 +478,10 @@ class _Session:
         match = await cache.find_plan(self.question, self._plan_scope())
         if match is None or not isinstance(match.value, str):
             return None
-        tasks = self.compiler.planner.reread(match.value)
-        if tasks is None:
+        read = self.compiler.planner.read(match.value)
+        if read is None:
             return None  # the tools changed under it: the planner writes a new plan
+        tasks, round_.finish = read
         round_.text, round_.cached = match.value, True
         label = f"plan 1 from cache ({match.score:.2f})"
         span = Span("cache", label, started, time.perf_counter(), usage=Usage())  # no call
@@ -470,13 +515,24 @@ class _Session:
             ),
             meter=self.meter,
         )
+
+        def on_event(event: Event) -> None:
+            if self.on_event is not None:
+                self.on_event(event)
+            if isinstance(event, TaskFinished):
+                self.done[event.task_id] = event.output
+                if round_.finish is not None:
+                    self._answer_from_plan(round_)
+
         try:
             result = await compiler.scheduler.run(
-                _tasks_of(tasks, round_, self.fuser),
+                _tasks_of(
+                    tasks, round_, self.fuser, self.question, lambda: self._answer_from_plan(round_)
+                ),
                 run_id=self.run_id,
                 prior=self.values,
                 trace=self.trace,
-                on_event=self.on_event,
+                on_event=on_event,
                 meter=self.meter if self.meter.budget.limits_tools else None,
             )
         except BudgetExceeded as exc:
@@ -484,6 +540,26 @@ class _Session:
                 self._record(round_, exc.result)
             raise
         self._record(round_, result)
+
+    def _answer_from_plan(self, round_: Round) -> None:
+        """Render the plan's ``finish(...)`` once every output it needs is there, and emit
+        it; nothing when the compiler leaves answers to the joiner, or when it cannot yet
+        (or, for a failed or empty output, ever) be rendered."""
+        finish = round_.finish
+        if finish is None or self.plan_answer is not None or not self.compiler.plan_answers:
+            return
+        if not finish.dependencies <= self.done.keys():
+            return
+        started = time.perf_counter()
+        text = render_finish(finish, self.done, self.question)
+        if text is None:
+            return
+        self.plan_answer = text
+        now = time.perf_counter()
+        self.trace.spans.append(
+            Span("finish", f"finish {round_.number}", started, now, now, Usage())
+        )
+        self.emit(AnswerText(run_id=self.run_id, time=now, text=text, by="plan"))
 
     def _record(self, round_: Round, result: Result) -> None:
         """Keep a round and what its plan observed."""
@@ -520,18 +596,49 @@ class _Session:
         return answer
 
 
+def render_finish(finish: Finish, outputs: Mapping[int, Any], question: str = "") -> str | None:
+    """A plan's answer: its ``finish`` value with each reference replaced by its output
+    (``$question`` by the question), as text.
+
+    Returns None when the answer cannot stand: an output it needs is missing, None, or
+    empty text, or the answer itself is empty. The compiler then asks the joiner.
+    """
+    for dep in finish.dependencies:
+        if dep not in outputs or outputs[dep] is None or not text_form(outputs[dep]).strip():
+            return None
+    value = resolve_references(fill_question(finish.value, question), outputs)
+    text = text_form(value).strip()
+    return text or None
+
+
+def _with_question(task: Task, question: str) -> Task:
+    """The task with ``$question`` in its arguments replaced by the question."""
+    args = fill_question(task.args, question)
+    kwargs = fill_question(task.kwargs, question)
+    if args is task.args and kwargs is task.kwargs:
+        return task
+    return dataclasses.replace(task, args=args, kwargs=kwargs)
+
+
 async def _tasks_of(
-    tasks: AsyncGenerator[Task, None], round_: Round, fuser: Fuser | None
+    tasks: AsyncGenerator[Task, None],
+    round_: Round,
+    fuser: Fuser | None,
+    question: str,
+    on_end: Callable[[], object],
 ) -> AsyncGenerator[Task, None]:
-    """The planner's tasks, calls of fused tools expanded into their members, as they come;
-    the planner's stream is closed when the scheduler stops early."""
+    """The planner's tasks, ``$question`` filled in and calls of fused tools expanded into
+    their members, as they come; ``on_end`` is called when the plan is complete. The
+    planner's stream is closed when the scheduler stops early."""
     try:
-        async for task in tasks:
+        async for planned in tasks:
+            task = _with_question(planned, question)
             for item in fuser.expand(task) if fuser is not None else (task,):
                 if item is not task:  # a member: its line is the fused call's
                     round_.parsed_at[item.id] = round_.parsed_at[task.id]
                 round_.ran.append(item)
                 yield item
+        on_end()
     finally:
         await tasks.aclose()
 

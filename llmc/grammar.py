@@ -9,9 +9,11 @@ true (the local llama.cpp backend; llama.cpp's server also reads a ``grammar`` f
 
 What :func:`plan_grammar` guarantees, for the plans it admits:
 
-- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` followed by
-  ``<END_OF_PLAN>``; tasks are numbered ``first_id``, ``first_id + 1``, ... exactly (the
-  grammar unrolls one rule per task number, up to ``max_tasks``);
+- every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` or
+  ``finish(answer)`` (the plan's own answer: a ``$N`` or a string with ``$N`` in it, see
+  :class:`~llmc.plan.Finish`) followed by ``<END_OF_PLAN>``; tasks are numbered
+  ``first_id``, ``first_id + 1``, ... exactly (the grammar unrolls one rule per task number,
+  up to ``max_tasks``);
 - ``tool`` is one of the toolbox's tools, and its arguments are positional, in the order of
   its parameters, with every required one present;
 - each argument has its parameter's type, read from the tool's JSON schema: ``str`` a
@@ -21,7 +23,8 @@ What :func:`plan_grammar` guarantees, for the plans it admits:
   anything else any literal (lists and dicts one level deep);
 - ``$N`` may stand for any value, and ``$N`` / ``${N}`` may appear inside strings, but only
   for tasks numbered before the one being written (earlier plans included), so no plan
-  refers forward; a literal dollar sign is written ``$$``.
+  refers forward; ``$question`` (the user's question) may appear inside any string; a literal
+  dollar sign is written ``$$``.
 
 So every plan the grammar admits parses with ``PlanParser(tools=...)``, and arguments that
 contain no reference pass the tools' own validation. The grammar cannot judge sense: which
@@ -122,8 +125,8 @@ _PRIMITIVES = {
     "num": r'"-"? ("0" | [1-9] [0-9]{0,17}) ("." [0-9]{1,12})?',
     "bool": '"True" | "False"',
     "none": '"None"',
-    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$"',
-    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$"',
+    "str-char": f'{_STRING_CHAR} | {_ESCAPE} | "$$" | "$question"',
+    "str-after-ref": f'{_AFTER_REFERENCE} | {_ESCAPE} | "$$" | "$question"',
 }
 
 
@@ -139,6 +142,7 @@ def plan_grammar(
     references: bool = True,
     choices: bool = True,
     question: str | None = None,
+    finish: bool = True,
 ) -> str:
     """The GBNF grammar of every valid plan over ``tools``.
 
@@ -155,6 +159,7 @@ def plan_grammar(
         choices: hold parameters with declared choices (``Tool.choices``) to them.
         question: the question, for parameters whose choices are :data:`QUESTION_SPANS`
             (without it they are free strings).
+        finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
 
     The three bounds keep a small model from rambling until it runs out of tokens, which
     would cut the plan in the middle of a line.
@@ -181,9 +186,11 @@ def plan_grammar(
     builder.define("root", f"{thought}task-{first_id}")
     for task_id in range(first_id, last + 1):
         calls = builder.calls(toolbox, task_id - 1 if references else 0)
-        rest = "end" if task_id == last else f"(end | {thought}task-{task_id + 1})"
+        end = builder.end(task_id) if finish else "end"
+        rest = end if task_id == last else f"({end} | {thought}task-{task_id + 1})"
         builder.define(f"task-{task_id}", f'"{task_id}. " {calls} "\\n" {rest}')
-    builder.define("end", '"join()\\n<END_OF_PLAN>"')
+    if not finish:
+        builder.define("end", '"join()\\n<END_OF_PLAN>"')
     if thoughts:
         builder.define("thought", f'"Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n"')
     return builder.text()
@@ -203,6 +210,8 @@ class PlanGrammar:
         thoughts: allow ``Thought: ...`` lines.
         references: allow ``$N``.
         choices: hold parameters to their declared choices.
+        finish: allow ``finish(answer)`` as the plan's end (references to tasks allowed
+            there even without ``references``: the answer is the plan's outputs).
         thought_chars: the longest thought.
         string_chars: the longest string argument.
     """
@@ -213,6 +222,7 @@ class PlanGrammar:
     choices: bool = True
     thought_chars: int = 200
     string_chars: int = 200
+    finish: bool = True
 
     def __call__(self, tools: Tools, first_id: int, question: str | None) -> str:
         """The grammar of one plan over ``tools`` whose first task is ``first_id``."""
@@ -226,6 +236,7 @@ class PlanGrammar:
             question=question,
             thought_chars=self.thought_chars,
             string_chars=self.string_chars,
+            finish=self.finish,
         )
 
 
@@ -237,8 +248,11 @@ def joiner_grammar(
     copy_from: Sequence[str] | None = None,
     question: str | None = None,
     focused: bool = False,
+    thought: bool = True,
 ) -> str:
-    """The GBNF grammar of a joiner reply: a thought, then ``Finish(...)`` or ``Replan(...)``.
+    """The GBNF grammar of a joiner reply: ``Finish(...)`` or ``Replan(...)``, after an
+    optional ``Thought: ...`` line and an optional ``Action: `` (the shortest reply is just
+    the action); with ``copy_from``, after a thought line that must be there.
 
     The text inside the action is one line; its parentheses must balance (one level deep),
     so the closing ``)`` ends the reply and generation stops there.
@@ -256,19 +270,23 @@ def joiner_grammar(
             its words (a small model otherwise echoes the question's own words).
         focused: with ``copy_from`` and ``question``, copy only from the parts of each
             text that speak of the question (see :func:`focus`).
+        thought: allow the thought line (False: the reply is the action alone).
 
     Returns:
         The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
     """
     free = f"answer-part{{1,{answer_chars}}}"
-    lines = [f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action']
-    answer = "copied" if copy_from else "answer"
-    finish = f'"Finish(" {answer} ")"'
-    lines.append(
-        f'action ::= {finish} | "Replan(" reason ")"' if replan else f"action ::= {finish}"
-    )
-    if replan:
-        lines.append(f"reason ::= {free}")
+    if copy_from:  # a copied answer is only as good as the thought before it
+        lines = [f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action']
+    else:
+        lead = f'("Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n")? ' if thought else ""
+        lines = [f'root ::= {lead}"Action: "? action']
+    if copy_from:
+        lines.append('action ::= "Finish(" copied ")"')
+    elif replan:
+        lines.append('action ::= ("Finish" | "Replan") "(" answer ")"')
+    else:
+        lines.append('action ::= "Finish(" answer ")"')
     if copy_from:
         echo = _PIECE.findall(question or "")
         texts = list(copy_from)
@@ -421,6 +439,14 @@ class _Builder:
 
     def text(self) -> str:
         return "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
+
+    def end(self, level: int) -> str:
+        """The plan's last line after task ``level``: ``join()``, or ``finish(answer)`` with
+        an answer that may use ``$1`` to ``$level``."""
+        answer = f"({self.string(level)} | {self.reference(level)})"
+        return self.define(
+            f"end-{level}", f'"join()\\n<END_OF_PLAN>" | "finish(" {answer} ")\\n<END_OF_PLAN>"'
+        )
 
     # -- tools ---------------------------------------------------------------------------
 

@@ -1,13 +1,19 @@
 """The joiner (aggregator): reads the observations and answers, or asks for a new plan.
 
-The LLM replies ``Thought: ...`` then ``Action: Finish(answer)`` or ``Action: Replan(reason)``.
-:func:`parse_decision` reads that robustly: the answer runs to the *last* closing parenthesis,
-so answers with parentheses, quotes and newlines survive (LLMCompiler cuts them at the first
-``)``). With ``json=True`` the joiner asks for a structured reply instead.
+The LLM replies ``Finish(answer)`` or ``Replan(reason)``, after an optional ``Thought: ...``
+line and an optional ``Action:``. :func:`parse_decision` reads that robustly: the answer runs
+to the *last* closing parenthesis, so answers with parentheses, quotes and newlines survive
+(LLMCompiler cuts them at the first ``)``). With ``json=True`` the joiner asks for a
+structured reply instead.
 
 The prompt is budgeted in tokens (see :mod:`llmc.budget`): every observation gets a share of
 the model's context window, and one over its share is reduced (head and tail with a marker,
 by default) before it enters the prompt, so the prompt never exceeds the window.
+
+By default the joiner sees in full only the outputs that no other task used (the plan's
+leaves): an output another task consumed is what that task worked from, and what it made of
+it is in the prompt already. Consumed outputs show a short head and which tasks read them
+(:func:`leaf_observations`); ``Joiner(observations="all")`` shows every output in full.
 """
 
 from __future__ import annotations
@@ -29,13 +35,23 @@ from .plan import Task
 from .templates import Templates
 from .trace import Span, Trace
 
-__all__ = ["DECISION_SCHEMA", "Decision", "Joiner", "JoinerMode", "parse_decision"]
+__all__ = [
+    "DECISION_SCHEMA",
+    "Decision",
+    "Joiner",
+    "JoinerMode",
+    "leaf_observations",
+    "parse_decision",
+]
 
 #: How a joiner answers: ``"decide"`` Finish or Replan; ``"answer"`` always Finish;
 #: ``"copy"`` always Finish, with the answer copied from the observations or the question
 #: (on backends that decode under a grammar; elsewhere as ``"answer"``); ``"skip"`` no LLM
 #: call: the answer is the last task's observation.
 JoinerMode = Literal["decide", "answer", "copy", "skip"]
+
+#: Characters of a consumed output's head that the joiner sees (see :func:`leaf_observations`).
+CONSUMED_HEAD = 100
 
 #: The JSON Schema of a structured joiner reply.
 DECISION_SCHEMA: dict[str, Any] = {
@@ -90,6 +106,35 @@ def parse_decision(reply: str) -> Decision:
     return Decision(action, _unquote(text), thought)
 
 
+def leaf_observations(
+    tasks: Sequence[Task], observations: Mapping[int, str], *, head: int = CONSUMED_HEAD
+) -> dict[int, str]:
+    """The observations as the joiner needs them: a task's output in full when no other
+    task used it, else its first ``head`` characters and the tasks that read it.
+
+    Example:
+        >>> tasks = [Task(1, "search", ("x",)), Task(2, "math", ("$1",))]
+        >>> leaf_observations(tasks, {1: "a" * 300, 2: "42"}, head=5)[1]
+        'aaaaa… (300 characters, read by $2)'
+    """
+    readers: dict[int, list[int]] = {}
+    for task in tasks:
+        for dep in task.dependencies:
+            readers.setdefault(dep, []).append(task.id)
+    shown: dict[int, str] = {}
+    for task_id, text in observations.items():
+        users = readers.get(task_id)
+        if not users or len(text) <= head + 40:  # a leaf, or short enough to keep whole
+            shown[task_id] = text
+            continue
+        cut = text[:head]
+        space = cut.rfind(" ")
+        cut = cut[:space] if space > head // 2 else cut
+        by = ", ".join(f"${i}" for i in sorted(users))
+        shown[task_id] = f"{cut.rstrip()}… ({len(text)} characters, read by {by})"
+    return shown
+
+
 def _unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         try:
@@ -115,6 +160,9 @@ class Joiner:
         mode: how it answers (see :data:`JoinerMode`); default ``"decide"``.
         focus: in ``"copy"`` mode, copy the answer only from the parts of the observations
             that share the question's words (:func:`llmc.grammar.focus`).
+        observations: ``"leaves"`` (default): outputs that another task used are shown as
+            a short head (:func:`leaf_observations`), the others in full; ``"all"``: every
+            output in full. Token shares apply on top, either way.
     """
 
     def __init__(
@@ -127,9 +175,13 @@ class Joiner:
         budget: Budget | None = None,
         mode: JoinerMode = "decide",
         focus: bool = True,
+        observations: Literal["leaves", "all"] = "leaves",
     ) -> None:
         if mode not in ("decide", "answer", "copy", "skip"):
             raise ValueError(f"Joiner mode must be decide, answer, copy or skip, not {mode!r}")
+        if observations not in ("leaves", "all"):
+            raise ValueError(f"observations must be 'leaves' or 'all', got {observations!r}")
+        self.observations = observations
         self.llm = llm
         self.mode: JoinerMode = mode
         self.focus = focus
@@ -220,6 +272,8 @@ class Joiner:
         def render(shown: Mapping[int, str]) -> list[Message]:
             return self.messages(question, tasks, shown, final=final, output_budget=budget)
 
+        if self.observations == "leaves":
+            observations = leaf_observations(tasks, observations)
         shown = await meter.fit_observations(
             self.llm,
             render,

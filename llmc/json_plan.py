@@ -3,7 +3,8 @@
 The model writes ``{"tasks": [{"id": 1, "tool": "search", "args": ["x"]}, ...]}`` (the schema
 is :data:`PLAN_SCHEMA`); each task is dispatched the moment its object closes, exactly like
 a line of the plan language. A whole-argument reference is ``{"$ref": N}``; ``$N`` inside
-strings works as in plan text.
+strings works as in plan text. An optional ``"finish"`` after the tasks is the plan's own
+answer (a string with ``$N`` placeholders, or ``{"$ref": N}``; see :class:`~llmc.plan.Finish`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import Any
 import pydantic
 
 from .errors import PlanError
-from .plan import Task, TaskChecker, TaskModel, task_from_model
+from .plan import (
+    Finish,
+    Task,
+    TaskChecker,
+    TaskModel,
+    check_finish,
+    finish_from_json,
+    task_from_model,
+)
 from .toolbox import Toolbox, Tools
 
 __all__ = ["PLAN_SCHEMA", "JsonPlanParser"]
@@ -39,7 +48,11 @@ PLAN_SCHEMA: dict[str, Any] = {
                 },
                 "required": ["id", "tool"],
             },
-        }
+        },
+        "finish": {
+            "description": "the answer written from task outputs ($N inside a string, or "
+            '{"$ref": N}), when no further reading of the results is needed'
+        },
     },
     "required": ["tasks"],
 }
@@ -59,6 +72,8 @@ class JsonPlanParser:
         self.tools = Toolbox.of(tools) if tools is not None else None
         self.checker = TaskChecker(self.tools, earlier)
         self.tasks: list[Task] = []
+        #: The plan's own answer (its ``"finish"``), once :meth:`close` has read it.
+        self.finish: Finish | None = None
         self._text: list[str] = []
         self._object: list[str] = []
         self._depth = 0
@@ -97,10 +112,11 @@ class JsonPlanParser:
         return out
 
     def close(self) -> list[Task]:
-        """Check that the whole text is one JSON plan object.
+        """Check that the whole text is one JSON plan object; read its ``"finish"``.
 
         Raises:
-            PlanError: the text is not valid JSON or not of the form ``{"tasks": [...]}``.
+            PlanError: the text is not valid JSON or not of the form ``{"tasks": [...]}``,
+                or its ``"finish"`` refers to a task that does not exist.
         """
         text = "".join(self._text)
         try:
@@ -113,6 +129,10 @@ class JsonPlanParser:
             ) from None
         if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
             raise PlanError('a JSON plan must be an object like {"tasks": [...]}')
+        finish = finish_from_json(data.get("finish"))
+        if finish is not None:
+            check_finish(finish, self.checker.ids)
+            self.finish = finish
         return []
 
     def _task(self, text: str) -> Task:

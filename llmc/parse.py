@@ -10,13 +10,15 @@ The format is LLMCompiler's::
     <END_OF_PLAN>
 
 Each task line is ``N. tool(arguments)``; ``join()`` ends the plan (whatever follows it is
-ignored, as after ``<END_OF_PLAN>``). Arguments are Python literals (strings with any
-content, numbers, lists, tuples, sets, dicts, None/True/False) in which ``$N`` / ``${N}`` refer
-to earlier tasks. Lines are read with :mod:`ast` and only literals are accepted: nothing the
-model writes is ever evaluated or called. A statement may span lines (an open bracket or a
-triple-quoted string). Blank lines, markdown code fences, ``Thought:`` lines, a missing
-``join()`` and ``<END_OF_PLAN>`` are accepted; anything else is a :class:`PlanSyntaxError`
-with its line, column and text.
+ignored, as after ``<END_OF_PLAN>``), and so does ``finish(answer)``, the plan's own answer
+from task outputs (``finish($3)``, ``finish("longer: $3 km")``; see
+:class:`~llmc.plan.Finish`). Arguments are Python literals (strings with any content,
+numbers, lists, tuples, sets, dicts, None/True/False) in which ``$N`` / ``${N}`` refer to
+earlier tasks and ``$question`` to the user's question. Lines are read with :mod:`ast` and
+only literals are accepted: nothing the model writes is ever evaluated or called. A
+statement may span lines (an open bracket or a triple-quoted string). Blank lines, markdown
+code fences, ``Thought:`` lines, a missing ``join()`` and ``<END_OF_PLAN>`` are accepted;
+anything else is a :class:`PlanSyntaxError` with its line, column and text.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from io import StringIO
 from typing import Any, NamedTuple
 
 from .errors import PlanError, PlanSyntaxError
-from .plan import PLACEHOLDER, Ref, Task, TaskChecker
+from .plan import QUESTION, Finish, Ref, Task, TaskChecker, check_finish
 from .toolbox import Toolbox, Tools
 
 __all__ = ["END_OF_PLAN", "PlanParser"]
@@ -41,7 +43,10 @@ END_OF_PLAN = "<END_OF_PLAN>"
 _TASK = re.compile(r"\s*(\d+)\s*\.\s*")
 _JOIN = re.compile(r"join\s*\(\s*\)\s*(?:<END_OF_PLAN>\s*)?$")
 _THOUGHT = re.compile(r"\s*thought\s*:\s*", re.IGNORECASE)
-_REF_NAME = re.compile(r"_(\d+)|__(\d+)_")
+_REF_NAME = re.compile(r"_(\d+|question)|__(\d+|question)_")
+_FINISH = re.compile(r"finish\s*\(")
+# References as the parser hides them: $N, ${N}, $question, ${question} (and $$, kept).
+_HIDDEN = re.compile(r"\$\$|\$\{(\d+|question)\}|\$(\d+|question\b)")
 
 
 class PlanParser:
@@ -70,6 +75,8 @@ class PlanParser:
         self.tasks: list[Task] = []
         self.joined = False
         self.ended = False
+        #: The plan's own answer, when it ended with ``finish(...)`` rather than ``join()``.
+        self.finish: Finish | None = None
         self.checker = TaskChecker(self.tools, earlier)
         self._buffer = ""
         self._scan_from = 0
@@ -155,6 +162,8 @@ class PlanParser:
         if _JOIN.match(body.rstrip()):
             self.joined = self.ended = True  # join() ends the plan: what follows is ignored
             return None
+        if _FINISH.match(body):
+            return self._finish(text, body_start, final=final)
         if prefix is None:
             raise self._syntax_error(
                 "expected a task like '1. tool(arguments)', 'Thought: ...' or 'join()'", text, 0
@@ -172,6 +181,32 @@ class PlanParser:
         task = self._task(int(prefix.group(1)), call)
         self._thought = None
         return task
+
+    def _finish(self, text: str, body_start: int, *, final: bool) -> object | None:
+        """Read ``finish(answer)``: the plan's last line, its own answer."""
+        body = text[body_start:].rstrip()
+        body = body.removesuffix(END_OF_PLAN)
+        call = _fast_call(body) or _parse_call(body, final=final)
+        if call is _INCOMPLETE:
+            return _INCOMPLETE
+        if isinstance(call, SyntaxError):
+            line, col = call.lineno or 1, call.offset or 1
+            reason = _syntax_reason(call, body.split("\n")[line - 1 : line], col - 1)
+            raise self._syntax_error(reason, text, body_start, line, col - 1)
+        if isinstance(call, _LiteralError):
+            raise self._syntax_error(call.reason, text, body_start, call.line, call.column)
+        assert isinstance(call, _Call)
+        if call.kwargs or len(call.args) != 1:
+            raise self._syntax_error(
+                'finish() takes one answer: finish($N) or finish("text with $N")', text, body_start
+            )
+        finish = Finish(call.args[0], self._thought)
+        try:
+            check_finish(finish, self.checker.ids)
+        except PlanError as exc:
+            raise PlanError(f"line {self._line}: {exc}", line=self._line, column=1) from None
+        self.finish, self.ended, self._thought = finish, True, None
+        return None
 
     def _task(self, task_id: int, call: _Call) -> Task:
         task = Task(task_id, call.tool, call.args, call.kwargs, self._thought)
@@ -224,7 +259,7 @@ class _Call(NamedTuple):
 _TOKEN = re.compile(
     r"""\s*(?:"([^"\\\n\r\0]*)"|'([^'\\\n\r\0]*)'"""
     r"|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])"
-    r"|\$(\d+)(?![\w.])|\$\{(\d+)\}|([A-Za-z_]\w*)|([()\[\]{},:=]))"
+    r"|\$(\d+|question)(?![\w.])|\$\{(\d+|question)\}|([A-Za-z_]\w*)|([()\[\]{},:=]))"
 )
 _CONSTANTS = {"None": None, "True": True, "False": False}
 _STRING, _NUMBER, _REF, _NAME, _PUNCT = "s", "n", "r", "w", "p"
@@ -252,7 +287,8 @@ def _tokens(body: str) -> list[tuple[str, Any]]:
             except ValueError:  # beyond int's digit limit: let the ast path judge
                 raise _NotSimple from None
         elif ref or bref:
-            out.append((_REF, Ref(int(ref or bref))))
+            number = ref or bref
+            out.append((_STRING, QUESTION) if number == "question" else (_REF, Ref(int(number))))
         else:
             out.append((_NAME, name))
         pos = match.end()
@@ -351,7 +387,7 @@ def _parse_call(body: str, *, final: bool) -> _Call | SyntaxError | _LiteralErro
     (``_N``, ``__N_``) so that positions stay exact; strings that contain a replacement are
     read again from the original text.
     """
-    source = PLACEHOLDER.sub(_hide_reference, body) if "$" in body else body
+    source = _HIDDEN.sub(_hide_reference, body) if "$" in body else body
     try:
         if "\\" in source:
             with warnings.catch_warnings():
@@ -412,7 +448,7 @@ def _is_unfinished(source: str) -> bool:
 def _syntax_reason(exc: SyntaxError, line: list[str], col: int) -> str:
     """Python's message, or a plan-language one where Python's would mislead."""
     if line and line[0][col : col + 1] == "$":
-        return "'$' must be followed by a task number, like $1 or ${1}"
+        return "'$' must be followed by a task number, like $1 or ${1}, or by 'question'"
     return exc.msg or "invalid syntax"
 
 
@@ -491,12 +527,13 @@ class _Values:
                 raise self.error("dict keys must be hashable (no lists or dicts)", key) from None
         return result
 
-    def reference(self, node: ast.Name) -> Ref:
+    def reference(self, node: ast.Name) -> Ref | str:
         match = _REF_NAME.fullmatch(node.id)
         if match and self.hidden:
             segment = self.segment(self.original, node)
             if segment is not None and segment.startswith("$"):
-                return Ref(int(match.group(1) or match.group(2)))
+                target = match.group(1) or match.group(2)
+                return QUESTION if target == "question" else Ref(int(target))
         raise self.error(
             f'{node.id!r} is not a value: quote text ("{node.id}") or refer to '
             "an earlier task with $N",

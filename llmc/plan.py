@@ -6,6 +6,12 @@ A task's arguments are plain Python values in which two things point at earlier 
   receives that task's output object;
 - ``$1`` or ``${1}`` inside a string receives the output's text form. ``$$`` is a literal ``$``.
 
+``$question`` (or ``${question}``), as an argument or inside a string, is the user's question,
+so plans need not copy it; :func:`fill_question` writes it in before the tasks run.
+
+A plan may end with its own answer, :class:`Finish` (``finish("The Nile: $3 km")`` in plan
+text): the answer is rendered from task outputs once they are done, and no joiner is asked.
+
 Plans are built three ways, which all give the same :class:`Plan`: from Python
 (:meth:`Plan.add`), from plan text (:meth:`Plan.parse`) and from JSON (:meth:`Plan.from_json`).
 """
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
     from os import PathLike
 
 __all__ = [
+    "QUESTION",
+    "Finish",
     "Plan",
     "PlanModel",
     "Ref",
@@ -38,12 +46,19 @@ __all__ = [
     "TaskChecker",
     "TaskModel",
     "check_call",
+    "check_finish",
+    "fill_question",
+    "finish_from_json",
     "references",
     "render_value",
 ]
 
 #: ``$$`` (a literal dollar), ``${N}`` or ``$N`` inside strings.
 PLACEHOLDER = re.compile(r"\$\$|\$\{(\d+)\}|\$(\d+)")
+
+#: The user's question, as a whole argument (``$question``) or inside a string.
+QUESTION = "$question"
+_QUESTION_PLACEHOLDER = re.compile(r"\$\$|\$\{question\}|\$question\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,32 @@ def _collect_references(value: Any, found: set[int]) -> None:
         for key, item in value.items():
             _collect_references(key, found)
             _collect_references(item, found)
+
+
+def fill_question(value: Any, question: str) -> Any:
+    """``value`` with ``$question`` / ``${question}`` in its strings replaced by ``question``.
+
+    The question's own dollar signs become ``$$``, so it reaches the tool as written and is
+    never read as a reference. A value without the placeholder is returned as it is.
+    """
+    if isinstance(value, str):
+        if "question" not in value or "$" not in value:
+            return value
+        escaped = question.replace("$", "$$")
+        return _QUESTION_PLACEHOLDER.sub(lambda m: m[0] if m[0] == "$$" else escaped, value)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [fill_question(item, question) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=False)):
+            return value
+        return type(value)(items)
+    if isinstance(value, Mapping):
+        pairs = [(fill_question(k, question), fill_question(v, question)) for k, v in value.items()]
+        if all(k is old for (k, _), old in zip(pairs, value, strict=True)) and all(
+            v is value[k] for k, v in pairs
+        ):
+            return value
+        return dict(pairs)
+    return value
 
 
 def render_value(value: Any) -> str:
@@ -157,6 +198,51 @@ class Task:
         return f"{self.id}. {self.tool}({', '.join(parts)})"
 
 
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The plan's own answer, written from task outputs: ``finish($3)`` or
+    ``finish("The Nile is longer: $3 km")`` in plan text, ``"finish"`` in a JSON plan.
+
+    It ends the plan like ``join()``, but no joiner is asked: once the tasks it refers to are
+    done, the answer is ``value`` with each reference replaced by its output's text form.
+    When one of them failed or returned nothing, the joiner answers instead (see
+    :class:`llmc.Compiler`).
+
+    Attributes:
+        value: a :class:`Ref` or a string with ``$N`` placeholders (any literal is allowed).
+        thought: the planner's reason for answering this way, when it gave one.
+        dependencies: ids of the tasks the answer uses.
+    """
+
+    value: Any
+    thought: str | None = None
+    dependencies: frozenset[int] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        deps: set[int] = set()
+        _collect_references(self.value, deps)
+        object.__setattr__(self, "dependencies", frozenset(deps))
+
+    def to_text(self) -> str:
+        """The plan-language line: ``finish(...)``."""
+        return f"finish({render_value(self.value)})"
+
+
+def check_finish(finish: Finish, known: Iterable[int]) -> None:
+    """Check that a plan's answer refers only to tasks that exist.
+
+    Raises:
+        PlanError: it refers to a task that was never defined.
+    """
+    ids = set(known)
+    for dep in sorted(finish.dependencies):
+        if dep not in ids:
+            raise PlanError(
+                f"finish() refers to ${dep}, a task that was never defined; the answer may "
+                "only use the outputs of the plan's tasks"
+            )
+
+
 # -- JSON form -------------------------------------------------------------------------------
 
 
@@ -201,10 +287,18 @@ def task_from_model(model: TaskModel) -> Task:
 
 
 class PlanModel(pydantic.BaseModel):
-    """JSON form of a plan: its tasks (in any order; they are sorted by dependency)."""
+    """JSON form of a plan: its tasks (in any order; they are sorted by dependency) and,
+    optionally, the plan's own answer (``"finish"``: a string with ``$N`` placeholders or
+    ``{"$ref": N}``; see :class:`Finish`)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     tasks: list[TaskModel]
+    finish: Any = None
+
+
+def finish_from_json(value: Any) -> Finish | None:
+    """The :class:`Finish` of a JSON plan's ``"finish"`` value (None when it has none)."""
+    return None if value is None else Finish(_from_json_value(value))
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -229,6 +323,8 @@ class Plan:
         #: Token budgets by task id (tokens, or a short label), shown under the boxes of
         #: pictures; a compiler run sets each cut observation's share (see :mod:`llmc.budget`).
         self.budgets: dict[int, int | str] = {}
+        #: The plan's own answer (``finish(...)``), or None when a joiner answers.
+        self.finish: Finish | None = None
         for task in tasks:
             self.append(task)
 
@@ -288,6 +384,7 @@ class Plan:
         plan = cls(tools=tools)
         for task in tasks:
             plan._store(task)  # the parser already checked every task
+        plan.finish = parser.finish
         return plan
 
     @classmethod
@@ -327,7 +424,11 @@ class Plan:
             raise CycleError(
                 f"the plan's references form a cycle: {path}", task_id=cycle[0]
             ) from None
-        return cls((tasks[i] for i in order), tools=tools)
+        plan = cls((tasks[i] for i in order), tools=tools)
+        plan.finish = finish_from_json(model.finish)
+        if plan.finish is not None:
+            check_finish(plan.finish, tasks)
+        return plan
 
     @classmethod
     def from_json(cls, text: str | bytes, *, tools: Tools | None = None) -> Plan:
@@ -375,7 +476,7 @@ class Plan:
         return len(self._tasks)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Plan) and list(self) == list(other)
+        return isinstance(other, Plan) and list(self) == list(other) and self.finish == other.finish
 
     def __repr__(self) -> str:
         return f"<Plan of {len(self)} tasks, {len(self.levels())} levels>"
@@ -427,13 +528,20 @@ class Plan:
         return best[end][0], path[::-1]
 
     def to_text(self, *, thoughts: bool = True, join: bool = True) -> str:
-        """The plan in the plan language; :meth:`parse` reads it back to an equal plan."""
+        """The plan in the plan language; :meth:`parse` reads it back to an equal plan.
+
+        With ``join``, the plan ends with its :attr:`finish` line, or ``join()``.
+        """
         lines: list[str] = []
         for task in self._tasks.values():
             if thoughts and task.thought:
                 lines.append(f"Thought: {' '.join(task.thought.split())}")
             lines.append(task.to_text())
-        if join:
+        if join and self.finish is not None:
+            if thoughts and self.finish.thought:
+                lines.append(f"Thought: {' '.join(self.finish.thought.split())}")
+            lines.append(self.finish.to_text())
+        elif join:
             lines.append("join()")
         return "\n".join(lines) + "\n"
 
@@ -450,6 +558,8 @@ class Plan:
             if task.thought is not None:
                 item["thought"] = task.thought
             tasks.append(item)
+        if self.finish is not None:
+            return {"tasks": tasks, "finish": _to_json_value(self.finish.value)}
         return {"tasks": tasks}
 
     def to_json(self, *, indent: int | None = None) -> str:

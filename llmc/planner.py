@@ -23,7 +23,7 @@ from .grammar import PlanGrammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .parse import END_OF_PLAN, PlanParser
-from .plan import Task
+from .plan import Finish, Task
 from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Span, Trace
@@ -57,6 +57,9 @@ class Round:
         cached: the plan came from a cache (:class:`llmc.cache.Cache`), not from the LLM.
         dropped: tasks the planner wrote that did not run, each with the reason (a repeat,
             a veto); a plan stopped early names the task it stopped at.
+        finish: the plan's own answer (``finish(...)``), when it ended with one.
+        answered_by: who answered after this round: ``"plan"`` (its ``finish``, no joiner
+            call), ``"joiner"``, or None (the joiner asked for a new plan, or the run stopped).
     """
 
     number: int
@@ -68,6 +71,8 @@ class Round:
     ran: list[Task] = field(default_factory=list)
     cached: bool = False
     dropped: list[tuple[Task, str]] = field(default_factory=list)
+    finish: Finish | None = None
+    answered_by: str | None = None
 
 
 class Planner:
@@ -128,8 +133,13 @@ class Planner:
 
     @cached_property
     def exemplars(self) -> list[str]:
-        """The template folder's example plans that use only this planner's tools."""
-        return [text for text in self.templates.exemplars if _uses_only(text, self.tools)]
+        """The template folder's example plans that use only this planner's tools and, on a
+        backend that decodes under a :class:`~llmc.grammar.PlanGrammar`, that its grammar
+        admits (no more tasks than ``max_tasks``, no ``$N`` in tasks without
+        ``references``): a model is never shown a plan it may not write."""
+        grammar = self.grammar if getattr(self.llm, "supports_grammar", False) else None
+        limits = grammar if isinstance(grammar, PlanGrammar) and not self.json else None
+        return [text for text in self.templates.exemplars if _uses_only(text, self.tools, limits)]
 
     @cached_property
     def system_prompt(self) -> str:
@@ -157,12 +167,17 @@ class Planner:
         """The tasks of a whole plan written earlier (a cached one), read as this planner
         reads its LLM, against the current tools; None if it no longer reads (a tool is gone
         or changed) or has no task."""
+        read = self.read(text)
+        return read[0] if read is not None else None
+
+    def read(self, text: str) -> tuple[list[Task], Finish | None] | None:
+        """Like :meth:`reread`, with the plan's own answer (its ``finish``, or None)."""
         parser = JsonPlanParser(tools=self.tools) if self.json else PlanParser(tools=self.tools)
         try:
             tasks = [*parser.feed(text), *parser.close()]
         except PlanError:
             return None
-        return tasks or None
+        return (tasks, parser.finish) if tasks else None
 
     async def stream(
         self,
@@ -275,9 +290,12 @@ class Planner:
                             yield self._record(round_, task)
                     if stopped:
                         break  # leaving the stream stops the generation
+                    if parser_done(parser):  # the answer may be rendered as soon as it can
+                        round_.finish = _kept_finish(parser.finish, round_)
             for task in () if stopped else parser.close():
                 if self._judge(round_, task, state) == "keep":
                     yield self._record(round_, task)
+            round_.finish = None if stopped else _kept_finish(parser.finish, round_)
         finally:
             span.finished = time.perf_counter()
             round_.text += "".join(text)
@@ -336,6 +354,12 @@ class _Streaming:
     kept: list[Task]
 
 
+def _kept_finish(finish: Finish | None, round_: Round) -> Finish | None:
+    """The plan's own answer, unless it uses a task that was dropped (the joiner answers)."""
+    dropped = {task.id for task, _ in round_.dropped}
+    return None if finish is None or finish.dependencies & dropped else finish
+
+
 def _same_call(a: Task, b: Task) -> bool:
     """Whether two tasks call the same tool with the same arguments."""
     return a.tool == b.tool and a.args == b.args and a.kwargs == b.kwargs
@@ -350,12 +374,19 @@ def _next_id(rounds: Sequence[Round]) -> int:
     return max((task.id for r in rounds for task in r.tasks), default=0) + 1
 
 
-def _uses_only(exemplar: str, tools: Toolbox) -> bool:
-    """Whether an example plan calls only the given tools (other lines are ignored)."""
+def _uses_only(exemplar: str, tools: Toolbox, grammar: PlanGrammar | None = None) -> bool:
+    """Whether an example plan calls only the given tools (other lines are ignored) and
+    fits the grammar's limits, if any."""
     parser = PlanParser()
     lines = [line for line in exemplar.splitlines() if not line.startswith("Question:")]
     try:
         tasks = parser.feed("\n".join(lines) + "\n") + parser.close()
     except PlanError:
+        return False
+    if grammar is not None and (
+        len(tasks) > grammar.max_tasks
+        or (not grammar.references and any(task.dependencies for task in tasks))
+        or (not grammar.finish and parser.finish is not None)
+    ):
         return False
     return bool(tasks) and all(task.tool in tools for task in tasks)

@@ -267,6 +267,14 @@ class Tool:
         line = f"{self.name}({', '.join(params)}) -> {type_name(self.signature.return_annotation)}"
         return f"{line}  # {self.description}" if self.description else line
 
+    def planner_doc(self) -> str:
+        """The tool as text-mode planner prompts show it: :meth:`signature_line`, then its
+        further docs (paragraphs, parameter descriptions, enum choices, the fields of
+        pydantic models) on indented lines; see :mod:`llmc.tool_doc`."""
+        from .tool_doc import tool_doc
+
+        return tool_doc(self)
+
     def json_schema(self) -> dict[str, Any]:
         """The tool in OpenAI function-calling form: ``{"type": "function", "function": ...}``."""
         from .grammar import resolve_choices

@@ -106,7 +106,8 @@ def test_references_only_point_back() -> None:
     grammar = plan_grammar([search], max_tasks=3)
     assert 'ref-num-1 ::= "1"\n' in grammar
     assert 'ref-num-2 ::= "1" | "2"\n' in grammar
-    assert "ref-num-3" not in grammar  # task 3 is the last: nothing may refer to it
+    assert "ref-num-4" not in grammar  # task 3 is the last: only finish() may use $3
+    assert "ref-num-3" not in plan_grammar([search], max_tasks=3, finish=False)
     assert 'tool-0-search-0 ::= "search(" str-0' in grammar  # task 1: no reference at all
 
 
@@ -140,9 +141,12 @@ def test_plan_grammar_refuses_no_tools_and_bad_sizes() -> None:
 
 def test_joiner_grammar_shape() -> None:
     grammar = joiner_grammar()
-    assert grammar.startswith('root ::= "Thought: "')
-    assert 'action ::= "Finish(" answer ")" | "Replan(" reason ")"' in grammar
-    assert '"Replan("' not in joiner_grammar(replan=False)
+    assert grammar.startswith('root ::= ("Thought: "')  # the thought is optional
+    assert '("Finish" | "Replan")' in grammar
+    assert '"Replan"' not in joiner_grammar(replan=False)
+    copied = joiner_grammar(copy_from=["Jupiter is big."], question="Which is big?")
+    assert copied.startswith('root ::= "Thought: "')  # a copied answer needs its thought
+    assert 'action ::= "Finish(" copied ")"' in copied
 
 
 # -- llama.cpp's grammar engine --------------------------------------------------------------
@@ -205,6 +209,8 @@ def test_llama_cpp_parses_the_plan_grammar(model: Local, name: str) -> None:
 @needs_model
 def test_llama_cpp_parses_the_joiner_grammar(model: Local) -> None:
     assert admits(model, joiner_grammar(), "Thought: easy.\nAction: Finish(42 (about))")
+    assert admits(model, joiner_grammar(), "Finish(42 (about))")
+    assert not admits(model, joiner_grammar(thought=False), "Thought: x\nFinish(42)")
 
 
 @needs_model
@@ -225,6 +231,9 @@ VALID_PLANS = [
     '1. locate({"name": "Paris", "population": None}, [1, "k", None], [3, "x"])\n'
     "2. today()\njoin()\n<END_OF_PLAN>",
     '1. search("x")\n2. summarize($1)\n3. locate($2)\njoin()\n<END_OF_PLAN>',
+    '1. search("x")\n2. search("y")\nfinish("x is $1, y is ${2}")\n<END_OF_PLAN>',
+    '1. search("x")\nfinish($1)\n<END_OF_PLAN>',
+    '1. search("$question")\n2. search("about $question and $1")\nfinish($2)\n<END_OF_PLAN>',
 ]
 
 INVALID_PLANS = {
@@ -240,6 +249,8 @@ INVALID_PLANS = {
     "keyword argument": '1. search(query="a")\njoin()\n<END_OF_PLAN>',
     "no join": '1. search("a")\n<END_OF_PLAN>',
     "empty plan": "join()\n<END_OF_PLAN>",
+    "finish that refers forward": '1. search("a")\nfinish($2)\n<END_OF_PLAN>',
+    "finish with two answers": '1. search("a")\nfinish($1, $1)\n<END_OF_PLAN>',
     "unknown model field": '1. locate({"city": "Paris"})\njoin()\n<END_OF_PLAN>',
     "bad escape": '1. search("\\x41")\njoin()\n<END_OF_PLAN>',
     "untyped value nested deeper than one level": '1. locate({"name": "P"}, [[1]])\njoin()\n',
@@ -306,7 +317,7 @@ async def test_every_plan_the_model_writes_parses(model: Local, name: str) -> No
         tasks = parser.feed(reply.text) + parser.close()
         assert tasks, reply.text
         assert [t.id for t in tasks] == list(range(1, len(tasks) + 1)), reply.text
-        assert parser.joined, reply.text
+        assert parser.joined or parser.finish is not None, reply.text  # join() or finish()
         for task in tasks:
             well_typed(task, tools)
 
@@ -320,8 +331,7 @@ async def test_the_joiner_grammar_gives_a_decision(model: Local) -> None:
     options = GenerateOptions(temperature=0.0, grammar=joiner_grammar(), max_tokens=120)
     reply = await generate(model, messages, options)
     decision = parse_decision(reply.text)
-    assert reply.text.startswith("Thought: ")
-    assert "\nAction: " in reply.text
+    assert reply.text.startswith(("Thought: ", "Action: ", "Finish(", "Replan("))
     assert decision.action in ("finish", "replan")
     assert decision.text
     assert reply.finish_reason == "stop"  # the grammar ends at the action's ")"

@@ -7,6 +7,7 @@ import http.server
 import itertools
 import logging
 import socket
+import ssl
 import threading
 import time
 import traceback
@@ -112,6 +113,40 @@ def test_one_backend_serves_several_event_loops(server: ScriptedOpenAIServer) ->
     first = asyncio.run(generate(llm, HI))
     second = asyncio.run(generate(llm, HI))
     assert first.text == second.text == "Hello, world!"
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Record the calls of ``owner.name`` (which still runs)."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(owner, name)
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
+
+
+async def test_the_client_is_built_with_the_backend_and_http_loads_no_certificates(
+    server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certificates = spy(monkeypatch, ssl.SSLContext, "load_verify_locations")
+    clients = spy(monkeypatch, openai.AsyncOpenAI, "__init__")
+    llm = backend(server)
+    assert len(clients) == 1 and not certificates  # built now, with no TLS set-up
+    assert (await generate(llm, HI)).text == (await generate(llm, HI)).text == "Hello, world!"
+    assert len(clients) == 1 and not certificates  # the first request found it ready
+    await llm.aclose()
+    assert (await generate(llm, HI)).text == "Hello, world!"  # closed: a new one, on demand
+    assert len(clients) == 2 and not certificates
+    await llm.aclose()
+
+
+def test_an_https_endpoint_gets_the_systems_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    certificates = spy(monkeypatch, ssl.SSLContext, "load_verify_locations")
+    OpenAI("test-model", base_url="https://example.invalid/v1", api_key=KEY)
+    assert certificates  # verified TLS, set up when the backend is made
 
 
 # -- options ---------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import asyncio
 import os
 import random
 import re
+import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -152,7 +153,9 @@ class OpenAI:
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
         client: openai.AsyncOpenAI | None = None,
     ) -> None:
-        """Configure the endpoint; nothing is sent until the first call.
+        """Configure the endpoint and build its HTTP client; nothing is sent until the
+        first call, which finds the client ready (for a plain ``http://`` endpoint without
+        the cost of loading TLS certificates).
 
         Args:
             model: the model name; defaults to the ``OPENAI_MODEL`` environment variable.
@@ -201,7 +204,9 @@ class OpenAI:
         self.max_tokens_param = max_tokens_param
         self.rate_limiter = _limiter(rate_limit, rate_period)
         self._given_client = client.with_options(max_retries=0) if client is not None else None
-        self._client: openai.AsyncOpenAI | None = None
+        # Built now, not on the first request (50-200 ms, mostly TLS certificates): it binds
+        # to the event loop that first uses it; another loop gets a client of its own.
+        self._client = self._new_client() if client is None else None
         self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     # -- the LLM protocol
@@ -304,7 +309,8 @@ class OpenAI:
         """Close the HTTP connections this backend opened (a given ``client`` stays open)."""
         client, self._client = self._client, None
         loop = self._client_loop() if self._client_loop is not None else None
-        if client is not None and loop is asyncio.get_running_loop():
+        self._client_loop = None
+        if client is not None and loop in (None, asyncio.get_running_loop()):
             await client.close()
 
     async def __aenter__(self) -> Self:
@@ -325,22 +331,40 @@ class OpenAI:
 
     def _client_for_this_loop(self) -> openai.AsyncOpenAI:
         """The HTTP client; a new one per event loop, since connections belong to a loop."""
-        import openai
 
         if self._given_client is not None:
             return self._given_client
         loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is None:
+            self._client_loop = weakref.ref(loop)  # the client built with the backend
         current = self._client_loop() if self._client_loop is not None else None
         if self._client is None or current is not loop:
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key.value,
-                organization=self._organization,
-                base_url=self.base_url,
-                timeout=openai.Timeout(self.timeout, connect=self.connect_timeout),
-                max_retries=0,
-            )
+            self._client = self._new_client()
             self._client_loop = weakref.ref(loop)
         return self._client
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        """An ``AsyncOpenAI`` client for this endpoint, without retries (llmc's own run).
+
+        For a plain ``http://`` endpoint its TLS context is an empty one, which costs
+        nothing to make and, holding no certificates, refuses every TLS connection (a
+        redirect to ``https://`` fails rather than going out unverified); ``https://``
+        endpoints get the default context with the system's certificates.
+        """
+        import openai
+
+        http_client = None
+        if self.base_url.startswith("http://"):
+            bare = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, but trusts no one
+            http_client = openai.DefaultAsyncHttpxClient(verify=bare)
+        return openai.AsyncOpenAI(
+            api_key=self._api_key.value,
+            organization=self._organization,
+            base_url=self.base_url,
+            timeout=openai.Timeout(self.timeout, connect=self.connect_timeout),
+            max_retries=0,
+            http_client=http_client,
+        )
 
     def _merged(self, options: GenerateOptions | None) -> GenerateOptions:
         """A call's options over this backend's defaults."""

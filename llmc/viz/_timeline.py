@@ -43,7 +43,13 @@ _XAt = Callable[[float], float]
 _YAt = Callable[[int], float]
 
 #: Fill and outline of LLM-call rows, by span kind.
-SPAN_COLOURS = {"planner": ("#ede9fe", "#7c3aed"), "joiner": ("#ccfbf1", "#0d9488")}
+SPAN_COLOURS = {
+    "planner": ("#ede9fe", "#7c3aed"),
+    "joiner": ("#ccfbf1", "#0d9488"),
+    "finish": ("#dcfce7", "#16a34a"),  # the plan answered itself: no joiner call
+}
+#: Span kinds drawn below the tasks: what answers once they are done.
+_ANSWER_KINDS = frozenset({"joiner", "finish"})
 OTHER_SPAN = ("#f1f5f9", "#64748b")
 
 
@@ -186,8 +192,8 @@ def timeline_svg(
         raise ValueError(f"arrows must be 'all', 'critical' or 'none', got {arrows!r}")
     run = trace if isinstance(trace, Trace) else trace.trace
     records = list(run.tasks.values())
-    before = [s for s in run.spans if s.kind != "joiner"]
-    after = [s for s in run.spans if s.kind == "joiner"]
+    before = [s for s in run.spans if s.kind not in _ANSWER_KINDS]
+    after = [s for s in run.spans if s.kind in _ANSWER_KINDS]
     zero = min([run.started] + [s.started for s in run.spans] + [r.queued for r in records])
     end = max(
         [run.finished or zero]
