@@ -8,8 +8,9 @@ For each question (``files``: tests/data/file_questions.tsv about tests/data/fil
 ``shelf``: tests/data/shelf_questions.tsv about examples/shelf), the Compiler plans with the
 local model under the plan grammar, runs the ready-made tools, and joins. Counted: plans that
 parsed, tasks per question, seconds per question, and answers right: containing the expected
-text ("right"), and also no longer than 40 characters ("strict"), since a whole file that
-contains the answer is not an answer.
+text ("right", as the first measurements counted), and also as whole words in an answer no
+longer than 40 characters ("strict"), since a whole file that contains the answer is not an
+answer, and "6650" does not say "6".
 
 The aids (``--aids``, comma-separated, default ``all`` = the defaults of Compiler on a
 grammar backend; ``none`` = the grammar only, as before the aids):
@@ -21,8 +22,12 @@ grammar backend; ``none`` = the grammar only, as before the aids):
 - ``repeats``: the plan stops at a task that repeats an earlier one;
 - ``short``: the short exemplars of planners/default (without it, the two long ones the
   templates had before, from benchmarks/long_exemplars/);
-- ``copy``: the joiner answers with a run of words copied from the observations or the
-  question, always Finish.
+- ``brief``: the planner's prompt lists each tool by its signature line, not its whole
+  documentation (a prompt of ~700 tokens instead of ~2,400);
+- ``copy``: the joiner answers with a run of words copied from the parts of the
+  observations that speak of the question, always Finish;
+- ``finish``: the plan grammar admits ``finish(...)``, the plan's own answer without a
+  joiner call.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import argparse
 import asyncio
 import csv
 import os
+import re
 import time
 from pathlib import Path
 
@@ -46,7 +52,7 @@ SETS = {
     "files": (REPO / "tests/data/file_questions.tsv", REPO / "tests/data/files"),
     "shelf": (REPO / "tests/data/shelf_questions.tsv", REPO / "examples/shelf"),
 }
-AIDS = ("choices", "norefs", "cap", "repeats", "short", "copy")
+AIDS = ("choices", "norefs", "cap", "repeats", "short", "brief", "copy", "finish")
 LONG_EXEMPLARS = Path(__file__).resolve().parent / "long_exemplars"
 
 
@@ -70,6 +76,7 @@ def compiler_for(tools: list[llmc.Tool], llm: Local, aids: set[str]) -> llmc.Com
         max_tasks=4 if "cap" in aids else DEFAULT_MAX_TASKS,
         references="norefs" not in aids,
         choices="choices" in aids,
+        finish="finish" in aids,
     )
     planner = Planner(
         llm,
@@ -77,13 +84,18 @@ def compiler_for(tools: list[llmc.Tool], llm: Local, aids: set[str]) -> llmc.Com
         templates=templates,
         grammar=grammar,
         repeats="stop" if "repeats" in aids else "allow",
+        brief="brief" in aids,
     )
     joiner = Joiner(llm, templates=templates, mode="copy" if "copy" in aids else "decide")
     return llmc.Compiler(tools, llm, planner=planner, joiner=joiner, max_replans=1, timeout=30)
 
 
 def strict(answer: str, expected: list[str]) -> bool:
-    return len(answer) <= 40 and any(e.lower() in answer.lower() for e in expected)
+    """No longer than 40 characters, with the expected text as whole words ("6650" is not
+    "6", "200g" is not "200")."""
+    return len(answer) <= 40 and any(
+        re.search(rf"(?<!\w){re.escape(e)}(?!\w)", answer, re.IGNORECASE) for e in expected
+    )
 
 
 async def main() -> None:

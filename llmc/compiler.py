@@ -45,6 +45,8 @@ __all__ = [
     "AnswerText",
     "Answered",
     "Compiler",
+    "JoinerText",
+    "Joining",
     "PlanText",
     "Replanning",
     "render_finish",
@@ -75,6 +77,30 @@ class Replanning(Event):
 
     round: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Joining(Event):
+    """The joiner is asked about a plan's observations (no event when the plan answered).
+
+    Attributes:
+        round: the plan's number.
+    """
+
+    round: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinerText(Event):
+    """A piece of the joiner's reply as it streams, thought and action included.
+
+    Attributes:
+        round: the plan's number.
+        text: the new text.
+    """
+
+    round: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -390,6 +416,7 @@ class _Session:
                 await self._keep_plan(finished=True)
                 return self._answer(self.plan_answer, finished=True)
             final = number == compiler.max_replans + 1
+            self.emit(Joining(run_id=self.run_id, time=time.perf_counter(), round=number))
             decision = await compiler.joiner.decide(
                 self.question,
                 [task for r in self.rounds for task in r.tasks],
@@ -402,6 +429,11 @@ class _Session:
                 ),
                 meter=self.meter,
                 current={task.id for task in round_.tasks},
+                on_text=lambda text, number=number: self.emit(
+                    JoinerText(
+                        run_id=self.run_id, time=time.perf_counter(), round=number, text=text
+                    )
+                ),
             )
             if decision.action == "finish" or final:
                 round_.answered_by = "joiner"

@@ -59,6 +59,7 @@ __all__ = [
     "focus",
     "MAX_CHOICES",
     "QUESTION_SPANS",
+    "SMALL_MODEL_PLANS",
     "Choices",
     "PlanGrammar",
     "QuestionSpans",
@@ -238,6 +239,11 @@ class PlanGrammar:
             string_chars=self.string_chars,
             finish=self.finish,
         )
+
+
+#: The plan grammar for small models (``Local().small_model_aids``): at most 4 tasks, no
+#: ``$N`` in tasks, parameters held to their choices. Measured in docs/benchmarks.md.
+SMALL_MODEL_PLANS: Final = PlanGrammar(max_tasks=4, references=False)
 
 
 def joiner_grammar(

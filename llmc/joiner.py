@@ -157,7 +157,9 @@ class Joiner:
         budget: how the prompt is shared out and reduced when :meth:`decide` gets no
             run's meter (a compiler passes its own): observation shares, the reducer, the
             output budget (see :class:`~llmc.budget.Budget`).
-        mode: how it answers (see :data:`JoinerMode`); default ``"decide"``.
+        mode: how it answers (see :data:`JoinerMode`); default ``"copy"`` when the model
+            asks for small-model aids (``llm.small_model_aids``, as the default local model
+            does), else ``"decide"``.
         focus: in ``"copy"`` mode, copy the answer only from the parts of the observations
             that share the question's words (:func:`llmc.grammar.focus`).
         observations: ``"leaves"`` (default): outputs that another task used are shown as
@@ -173,10 +175,12 @@ class Joiner:
         json: bool = False,
         options: GenerateOptions | None = None,
         budget: Budget | None = None,
-        mode: JoinerMode = "decide",
+        mode: JoinerMode | None = None,
         focus: bool = True,
         observations: Literal["leaves", "all"] = "leaves",
     ) -> None:
+        if mode is None:
+            mode = "copy" if getattr(llm, "small_model_aids", False) else "decide"
         if mode not in ("decide", "answer", "copy", "skip"):
             raise ValueError(f"Joiner mode must be decide, answer, copy or skip, not {mode!r}")
         if observations not in ("leaves", "all"):
@@ -234,6 +238,7 @@ class Joiner:
         on_answer: Callable[[str], Any] | None = None,
         meter: Meter | None = None,
         current: Collection[int] | None = None,
+        on_text: Callable[[str], Any] | None = None,
     ) -> Decision:
         """Ask the LLM; return its decision.
 
@@ -252,6 +257,7 @@ class Joiner:
                 for this joiner's ``budget``).
             current: ids of the tasks of the plan that just ran; the others are earlier
                 plans' (the ``history`` share). None: all are current.
+            on_text: called with every chunk of the reply as it streams (thought included).
 
         Raises:
             LLMError: the LLM call failed.
@@ -312,6 +318,8 @@ class Joiner:
                         if span.first_output is None:
                             span.first_output = time.perf_counter()
                         reply.append(chunk.text)
+                        if on_text is not None:
+                            on_text(chunk.text)
                         if stream is not None:
                             stream.feed(chunk.text)
         finally:

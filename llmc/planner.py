@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .budget import Meter
 from .errors import PlanError
-from .grammar import PlanGrammar
+from .grammar import SMALL_MODEL_PLANS, PlanGrammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .parse import END_OF_PLAN, PlanParser
@@ -89,7 +89,9 @@ class Planner:
         repair: give the LLM one chance to fix output that does not parse.
         grammar: how plans are constrained on backends that decode under a grammar
             (``supports_grammar``): a :class:`~llmc.grammar.PlanGrammar` (its options), a
-            :data:`GrammarFactory`, or False for none. Default: ``PlanGrammar()``.
+            :data:`GrammarFactory`, or False for none. Default: ``PlanGrammar()``, or
+            :data:`~llmc.grammar.SMALL_MODEL_PLANS` when the model asks for small-model
+            aids (``llm.small_model_aids``, as the default local model does).
         repeats: a task identical to an earlier one (same tool and arguments, this plan or
             an earlier one): ``"allow"`` it, ``"drop"`` it (with the tasks that use it;
             ``Round.dropped`` says so), or ``"stop"`` the plan there (generation stops
@@ -98,6 +100,8 @@ class Planner:
             already share one call.
         veto: called with each task as it streams, before it runs: ``"drop"`` or
             ``"stop"`` as for repeats, ``"keep"`` (or None) to let it run.
+        brief: describe each tool by its signature line only, not its whole documentation.
+            Default: True when the model asks for small-model aids.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Planner:
         grammar: PlanGrammar | GrammarFactory | bool = True,
         repeats: Repeats | None = None,
         veto: Veto | None = None,
+        brief: bool | None = None,
     ) -> None:
         self.llm = llm
         self.tools = Toolbox.of(tools)
@@ -123,13 +128,16 @@ class Planner:
         if json and options.json_schema is None:
             options = dataclasses.replace(options, json_schema=PLAN_SCHEMA)
         self.options = options
-        self.grammar: GrammarFactory | None = (
-            PlanGrammar() if grammar is True else None if grammar is False else grammar
-        )
+        if grammar is True:
+            grammar = (
+                SMALL_MODEL_PLANS if getattr(llm, "small_model_aids", False) else PlanGrammar()
+            )
+        self.grammar: GrammarFactory | None = grammar or None
         if repeats is None:
             repeats = "stop" if getattr(llm, "supports_grammar", False) else "allow"
         self.repeats: Repeats = repeats
         self.veto = veto
+        self.brief = getattr(llm, "small_model_aids", False) if brief is None else brief
 
     @cached_property
     def exemplars(self) -> list[str]:
@@ -145,7 +153,11 @@ class Planner:
     def system_prompt(self) -> str:
         """The static part of every planner call: tools, rules and examples."""
         return self.templates.render(
-            "planner.jinja", tools=self.tools, exemplars=self.exemplars, json=self.json
+            "planner.jinja",
+            tools=self.tools,
+            exemplars=self.exemplars,
+            json=self.json,
+            brief=self.brief,
         )
 
     def messages(self, question: str, rounds: Sequence[Round] = ()) -> list[Message]:
