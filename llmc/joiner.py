@@ -327,6 +327,8 @@ class Joiner:
             meter.after_llm_call(self.llm, messages, "".join(reply), span, kind="joiner")
         text = "".join(reply)
         decision = _parse_json_decision(text) if self.json else parse_decision(text)
+        if decision.action == "replan" and self.mode != "decide":  # these modes always answer
+            decision = Decision("finish", decision.text, decision.thought)
         if stream is not None and decision.action == "finish":
             stream.finish(decision.text)
         return decision
