@@ -423,9 +423,9 @@ def test_model_params_switch_llama_cpps_default_parameters_and_put_them_back() -
             assert params.use_extra_bufts is enabled and params.use_mmap is (not enabled)
         assert llama_cpp.llama_cpp.llama_model_default_params is before
     assert llama_cpp.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own
-    with pytest.raises(ModelLoadError, match="no field use_magic"):
-        with local._model_params(llama_cpp, {"use_magic": True}, model="m"):
-            pass
+    refused = local._model_params(llama_cpp, {"use_magic": True}, model="m")
+    with pytest.raises(ModelLoadError, match="no field use_magic"), refused:
+        pass
 
 
 def test_the_default_model_gets_the_small_model_aids_and_a_gguf_of_ones_own_does_not() -> None:
