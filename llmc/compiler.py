@@ -429,11 +429,7 @@ class _Session:
                 ),
                 meter=self.meter,
                 current={task.id for task in round_.tasks},
-                on_text=lambda text, number=number: self.emit(
-                    JoinerText(
-                        run_id=self.run_id, time=time.perf_counter(), round=number, text=text
-                    )
-                ),
+                on_text=self._joiner_text(number),
             )
             if decision.action == "finish" or final:
                 round_.answered_by = "joiner"
@@ -449,6 +445,16 @@ class _Session:
                 )
             )
         raise AssertionError("unreachable: the last round always answers")
+
+    def _joiner_text(self, number: int) -> Callable[[str], None]:
+        """Emits the joiner's reply of round ``number`` as it streams."""
+
+        def emit(text: str) -> None:
+            self.emit(
+                JoinerText(run_id=self.run_id, time=time.perf_counter(), round=number, text=text)
+            )
+
+        return emit
 
     async def _prepare(self) -> None:
         """Load models that count tokens themselves; estimate the TALE output budget."""
