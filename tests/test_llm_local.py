@@ -417,10 +417,10 @@ def test_model_params_switch_llama_cpps_default_parameters_and_put_them_back() -
 
     before = llama_cpp.llama_cpp.llama_model_default_params
     for enabled in (False, True):
-        fields = {"use_extra_bufts": enabled, "use_mmap": not enabled}
+        fields = {"use_extra_bufts": enabled, "check_tensors": not enabled}
         with local._model_params(llama_cpp, fields, model="m"):
             params = llama_cpp.llama_cpp.llama_model_default_params()
-            assert params.use_extra_bufts is enabled and params.use_mmap is (not enabled)
+            assert params.use_extra_bufts is enabled and params.check_tensors is (not enabled)
         assert llama_cpp.llama_cpp.llama_model_default_params is before
     assert llama_cpp.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own
     refused = local._model_params(llama_cpp, {"use_magic": True}, model="m")

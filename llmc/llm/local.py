@@ -188,7 +188,7 @@ class Local:
                 replace its own). Without one, a GGUF without a template is read with
                 ChatML, with a warning.
             model_params: fields of llama.cpp's ``llama_model_params`` to set at load
-                (e.g. ``{"use_mmap": False}``), for what ``llama_cpp.Llama`` has no
+                (e.g. ``{"check_tensors": True}``), for what ``llama_cpp.Llama`` has no
                 argument for; unknown names are a :class:`ModelLoadError`.
             default_options: options for every call; a call's own options override them.
             verbose: let llama.cpp print its loading and timing logs to stderr.
