@@ -37,12 +37,13 @@ from typing import Any, TextIO
 import pydantic
 
 from . import __version__, catalog, mcp
-from .compiler import Answer, Answered, Compiler, PlanText, Replanning
+from .compiler import Answer, Answered, Compiler
 from .errors import LLMCError, PlanError, ToolLoadError, TraceFormatError
 from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
 from .mapping import BatchSummary, Outcome, as_outcome_fields, failure_line
 from .plan import Plan
+from .progress import Progress
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
 from .toolbox import Toolbox
@@ -240,34 +241,31 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO | None) -> Answer:
-    """Run the compiler, writing the plan as it streams and a line per task to ``out``."""
-    if isinstance(compiler.llm, Local) and not compiler.llm.loaded:
-        await compiler.llm.aload()  # say where the model came from before the plan streams
-        if out is not None:
-            print(f"  model: {compiler.llm.describe()}", file=out)
-    plan_line = ""  # the plan's text shows line by line, so task lines never split it
-    async for event in compiler.stream(question):
-        if isinstance(event, Answered):
-            if out is not None:
-                usage = event.answer.usage
-                print(
-                    f"  answered in {event.answer.trace.makespan:.2f} s, {usage.calls} LLM "
-                    f"calls, {usage.prompt_tokens} prompt + {usage.completion_tokens} "
-                    "completion tokens",
-                    file=out,
-                )
-            return event.answer
-        if out is None:
-            continue
-        if isinstance(event, PlanText):
-            *lines, plan_line = (plan_line + event.text).split("\n")
-            for line in lines:
-                if line.strip():
-                    print(f"  plan     {line}", file=out)
-        elif isinstance(event, Replanning):
-            print(f"  replanning: {event.reason}", file=out)
-        elif isinstance(event, TaskEvent):
-            _print_task_event(event, out)
+    """Run the compiler, showing every phase on ``out`` as it happens (see :mod:`.progress`)."""
+    progress = Progress(out) if out is not None else None
+    llm = compiler.llm
+    load_seconds = None
+    if isinstance(llm, Local) and not llm.loaded:
+        if progress is not None:
+            progress.begin("loading the model")
+        await llm.aload()  # say where the model came from before the plan streams
+        load_seconds = llm.load_seconds
+        if progress is not None:
+            progress.line(f"model: {llm.describe()}")
+    heartbeat = asyncio.create_task(progress.heartbeat()) if progress is not None else None
+    try:
+        if progress is not None:
+            progress.begin("planning")
+        async for event in compiler.stream(question):
+            if isinstance(event, Answered):
+                if progress is not None:
+                    progress.summary(event.answer, load_seconds)
+                return event.answer
+            if progress is not None:
+                progress.event(event)
+    finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
     raise PlanError("the run ended without an answer")
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "AnswerText",
     "Answered",
     "Compiler",
+    "JoinerText",
+    "Joining",
     "PlanText",
     "Replanning",
     "render_finish",
@@ -82,6 +84,30 @@ class Replanning(Event):
 
     round: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Joining(Event):
+    """The joiner is asked about a plan's observations (no event when the plan answered).
+
+    Attributes:
+        round: the plan's number.
+    """
+
+    round: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinerText(Event):
+    """A piece of the joiner's reply as it streams, thought and action included.
+
+    Attributes:
+        round: the plan's number.
+        text: the new text.
+    """
+
+    round: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,6 +294,11 @@ class Compiler:
         budget: what each run may spend and how its prompts are shared out
             (:class:`llmc.Budget`); a run's own ``budget=`` replaces it. Without one, runs
             have no limits, and observations still get token shares of the context window.
+        planner: a :class:`~llmc.planner.Planner` of your own (its grammar, repeat rule,
+            veto), used instead of one built from ``llm``, ``templates`` and ``json``; its
+            tools should be ``tools`` (and ``fused``).
+        joiner: a :class:`~llmc.joiner.Joiner` of your own (its mode, options), used
+            instead of one built from ``joiner_llm`` or ``llm``.
         plan_answers: let a plan that ends with ``finish(...)`` answer without a joiner call
             (default). False: the joiner always answers, as before ``finish`` existed.
         joiner_observations: ``"leaves"`` (default): the joiner sees in full the outputs no
@@ -292,6 +323,8 @@ class Compiler:
         max_replans: int = 2,
         fused: Iterable[FusedTool] = (),
         budget: Budget | None = None,
+        planner: Planner | None = None,
+        joiner: Joiner | None = None,
         plan_answers: bool = True,
         joiner_observations: Literal["leaves", "all"] = "leaves",
         **options: Unpack[RunOptions],
@@ -316,8 +349,8 @@ class Compiler:
             llm = CachedLLM(llm, self.cache)
             joiner_llm = CachedLLM(joiner_llm, self.cache) if joiner_llm is not None else None
         shared = Templates(templates)
-        self.planner = Planner(llm, planner_tools, templates=shared, json=json)
-        self.joiner = Joiner(
+        self.planner = planner or Planner(llm, planner_tools, templates=shared, json=json)
+        self.joiner = joiner or Joiner(
             joiner_llm or llm, templates=shared, json=json, observations=joiner_observations
         )
         self.scheduler = Scheduler(self.run_tools, **options)
@@ -476,6 +509,7 @@ class _Session:
                 await self._keep_plan(finished=True)
                 return self._answer(self.plan_answer, finished=True)
             final = number == compiler.max_replans + 1
+            self.emit(Joining(run_id=self.run_id, time=time.perf_counter(), round=number))
             decision = await compiler.joiner.decide(
                 self.question,
                 [task for r in self.rounds for task in r.tasks],
@@ -488,6 +522,7 @@ class _Session:
                 ),
                 meter=self.meter,
                 current={task.id for task in round_.tasks},
+                on_text=self._joiner_text(number),
             )
             if decision.action == "finish" or final:
                 round_.answered_by = "joiner"
@@ -503,6 +538,16 @@ class _Session:
                 )
             )
         raise AssertionError("unreachable: the last round always answers")
+
+    def _joiner_text(self, number: int) -> Callable[[str], None]:
+        """Emits the joiner's reply of round ``number`` as it streams."""
+
+        def emit(text: str) -> None:
+            self.emit(
+                JoinerText(run_id=self.run_id, time=time.perf_counter(), round=number, text=text)
+            )
+
+        return emit
 
     async def _prepare(self) -> None:
         """Load models that count tokens themselves; estimate the TALE output budget."""

@@ -30,18 +30,44 @@ So every plan the grammar admits parses with ``PlanParser(tools=...)``, and argu
 contain no reference pass the tools' own validation. The grammar cannot judge sense: which
 tool, which text. A model that runs out of tokens mid-plan still leaves a prefix whose
 complete lines parse.
+
+Aids for small models narrow the language further (each an option, measured in
+docs/benchmarks.md):
+
+- a parameter's declared choices (``@llmc.tool(choices={"path": ...})``: a list, a function
+  that lists them at planning time, or :data:`QUESTION_SPANS`) are the only values it may
+  take, besides a reference;
+- ``references=False`` leaves ``$N`` out altogether (a small model mostly misuses it);
+- ``max_tasks`` caps the plan (a small model that may write twelve tasks writes twelve).
+
+:func:`span_grammar` is the language of runs of words copied from given texts: the joiner's
+copy-constrained answer (:func:`joiner_grammar` with ``copy_from``) and question spans.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 from .toolbox import Toolbox, Tools
 
-__all__ = ["DEFAULT_MAX_TASKS", "joiner_grammar", "plan_grammar"]
+__all__ = [
+    "DEFAULT_MAX_TASKS",
+    "focus",
+    "MAX_CHOICES",
+    "QUESTION_SPANS",
+    "SMALL_MODEL_PLANS",
+    "Choices",
+    "PlanGrammar",
+    "QuestionSpans",
+    "joiner_grammar",
+    "plan_grammar",
+    "resolve_choices",
+    "span_grammar",
+]
 
 #: The most tasks one plan may have under :func:`plan_grammar` by default.
 DEFAULT_MAX_TASKS = 12
@@ -58,6 +84,42 @@ _ESCAPE = '"\\\\" ["\\\\nrt\']'
 
 # Schema keys that do not change what text a value may be.
 _NOT_SHAPE = frozenset({"title", "description", "default", "examples"})
+
+#: The most values a parameter's choices may list; more (a folder of thousands of files) and
+#: the parameter is left free, since a huge alternation slows every masked decoding step.
+MAX_CHOICES = 1000
+#: The most words :func:`span_grammar` copies from its texts (the rest are not offered).
+MAX_SPAN_WORDS = 1500
+
+
+class QuestionSpans:
+    """The choices of a string parameter that must be a run of words copied from the
+    question (a search term, a name): use the one instance, :data:`QUESTION_SPANS`."""
+
+    def __repr__(self) -> str:
+        return "QUESTION_SPANS"
+
+
+#: A string parameter's values are runs of words copied from the question.
+QUESTION_SPANS: Final = QuestionSpans()
+
+#: What ``@llmc.tool(choices={name: ...})`` accepts for one parameter: the values themselves,
+#: a function that lists them when a plan is written (the files under a root), or
+#: :data:`QUESTION_SPANS`.
+Choices = Sequence[Any] | Callable[[], Iterable[Any]] | QuestionSpans
+
+
+def resolve_choices(choices: Choices) -> list[Any] | QuestionSpans | None:
+    """The values ``choices`` stands for now; None when there are none or too many to list
+    (more than :data:`MAX_CHOICES`), and the parameter is then left free."""
+    if isinstance(choices, QuestionSpans):
+        return choices
+    values = list(choices() if callable(choices) else choices)
+    unique = list(dict.fromkeys(json.dumps(v, sort_keys=True, default=str) for v in values))
+    if not unique or len(unique) > MAX_CHOICES:
+        return None
+    return [json.loads(v) for v in unique]
+
 
 _PRIMITIVES = {
     "int": r'"-"? ("0" | [1-9] [0-9]{0,17})',
@@ -78,6 +140,9 @@ def plan_grammar(
     thought_chars: int = 200,
     string_chars: int = 200,
     max_items: int = 10,
+    references: bool = True,
+    choices: bool = True,
+    question: str | None = None,
     finish: bool = True,
 ) -> str:
     """The GBNF grammar of every valid plan over ``tools``.
@@ -91,6 +156,10 @@ def plan_grammar(
         thought_chars: the longest thought, in characters.
         string_chars: the longest string argument, in characters.
         max_items: the most items of one list or dict argument.
+        references: allow ``$N`` (whole arguments and inside strings); False: only literals.
+        choices: hold parameters with declared choices (``Tool.choices``) to them.
+        question: the question, for parameters whose choices are :data:`QUESTION_SPANS`
+            (without it they are free strings).
         finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
 
     The three bounds keep a small model from rambling until it runs out of tokens, which
@@ -107,12 +176,17 @@ def plan_grammar(
         raise ValueError("plan_grammar() needs at least one tool: a plan can only call tools")
     if min(first_id, max_tasks, thought_chars, string_chars, max_items) < 1:
         raise ValueError("first_id, max_tasks and the length bounds must be at least 1")
-    builder = _Builder(string_chars=string_chars, max_items=max_items)
+    builder = _Builder(
+        string_chars=string_chars,
+        max_items=max_items,
+        choices=choices,
+        question=question,
+    )
     last = first_id + max_tasks - 1
     thought = "thought? " if thoughts else ""
     builder.define("root", f"{thought}task-{first_id}")
     for task_id in range(first_id, last + 1):
-        calls = builder.calls(toolbox, task_id - 1)
+        calls = builder.calls(toolbox, task_id - 1 if references else 0)
         end = builder.end(task_id) if finish else "end"
         rest = end if task_id == last else f"({end} | {thought}task-{task_id + 1})"
         builder.define(f"task-{task_id}", f'"{task_id}. " {calls} "\\n" {rest}')
@@ -123,12 +197,68 @@ def plan_grammar(
     return builder.text()
 
 
+@dataclass(frozen=True, slots=True)
+class PlanGrammar:
+    """Options of :func:`plan_grammar`, kept for every plan a planner writes.
+
+    A :class:`~llmc.planner.Planner` calls it with each plan's first task number and the
+    question, so a replan's grammar continues the numbering and question spans follow the
+    question. Any function of ``(tools, first_id, question)`` that returns GBNF text may
+    stand in for it.
+
+    Attributes:
+        max_tasks: the most tasks one plan may have.
+        thoughts: allow ``Thought: ...`` lines.
+        references: allow ``$N``.
+        choices: hold parameters to their declared choices.
+        finish: allow ``finish(answer)`` as the plan's end (references to tasks allowed
+            there even without ``references``: the answer is the plan's outputs).
+        thought_chars: the longest thought.
+        string_chars: the longest string argument.
+    """
+
+    max_tasks: int = DEFAULT_MAX_TASKS
+    thoughts: bool = True
+    references: bool = True
+    choices: bool = True
+    thought_chars: int = 200
+    string_chars: int = 200
+    finish: bool = True
+
+    def __call__(self, tools: Tools, first_id: int, question: str | None) -> str:
+        """The grammar of one plan over ``tools`` whose first task is ``first_id``."""
+        return plan_grammar(
+            tools,
+            first_id=first_id,
+            max_tasks=self.max_tasks,
+            thoughts=self.thoughts,
+            references=self.references,
+            choices=self.choices,
+            question=question,
+            thought_chars=self.thought_chars,
+            string_chars=self.string_chars,
+            finish=self.finish,
+        )
+
+
+#: The plan grammar for small models (``Local().small_model_aids``): at most 4 tasks, no
+#: ``$N`` in tasks, parameters held to their choices. Measured in docs/benchmarks.md.
+SMALL_MODEL_PLANS: Final = PlanGrammar(max_tasks=4, references=False)
+
+
 def joiner_grammar(
-    *, thought_chars: int = 300, answer_chars: int = 500, thought: bool = True
+    *,
+    thought_chars: int = 300,
+    answer_chars: int = 500,
+    replan: bool = True,
+    copy_from: Sequence[str] | None = None,
+    question: str | None = None,
+    focused: bool = False,
+    thought: bool = True,
 ) -> str:
     """The GBNF grammar of a joiner reply: ``Finish(...)`` or ``Replan(...)``, after an
     optional ``Thought: ...`` line and an optional ``Action: `` (the shortest reply is just
-    the action).
+    the action); with ``copy_from``, after a thought line that must be there.
 
     The text inside the action is one line; its parentheses must balance (one level deep),
     so the closing ``)`` ends the reply and generation stops there.
@@ -137,29 +267,174 @@ def joiner_grammar(
         thought_chars: the longest thought, in characters.
         answer_chars: the longest answer (or reason to replan), in characters and
             parenthesised groups.
+        replan: allow ``Replan(...)``; False: the reply always answers.
+        copy_from: texts (observations, the question) the answer must be copied from: with
+            them, ``Finish``'s text is a run of their words (see :func:`span_grammar`), so
+            it can be neither a template's placeholder nor words the model made up.
+            ``Replan``'s reason stays free.
+        question: with ``copy_from``, the question: the answer may not start with one of
+            its words (a small model otherwise echoes the question's own words).
+        focused: with ``copy_from`` and ``question``, copy only from the parts of each
+            text that speak of the question (see :func:`focus`).
         thought: allow the thought line (False: the reply is the action alone).
 
     Returns:
         The grammar's text; whatever it admits, :func:`llmc.joiner.parse_decision` reads.
     """
-    lead = f'("Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n")? ' if thought else ""
-    return "\n".join(
-        [
-            f'root ::= {lead}"Action: "? action',
-            'action ::= ("Finish" | "Replan") "(" answer ")"',
-            f"answer ::= answer-part{{1,{answer_chars}}}",
-            'answer-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"',
-            "",
-        ]
-    )
+    free = f"answer-part{{1,{answer_chars}}}"
+    if copy_from:  # a copied answer is only as good as the thought before it
+        lines = [f'root ::= "Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\nAction: " action']
+    else:
+        lead = f'("Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n")? ' if thought else ""
+        lines = [f'root ::= {lead}"Action: "? action']
+    if copy_from:
+        lines.append('action ::= "Finish(" copied ")"')
+    elif replan:
+        lines.append('action ::= ("Finish" | "Replan") "(" answer ")"')
+    else:
+        lines.append('action ::= "Finish(" answer ")"')
+    if copy_from:
+        echo = _PIECE.findall(question or "")
+        texts = list(copy_from)
+        if focused and question:
+            texts = [part for text in texts for part in focus(text, question)]
+        spans = span_grammar(texts, name="copied", not_starting=echo)
+        lines.append(spans.rstrip("\n"))
+    else:
+        lines.append(f"answer ::= {free}")
+    lines.append('answer-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"')
+    return "\n".join(lines) + "\n"
+
+
+# A word, or one character that is neither a word character nor a space.
+_PIECE = re.compile(r"\w+|[^\w\s]")
+
+
+def focus(text: str, question: str) -> list[str]:
+    """The parts of an observation that speak of the question, for an answer copied from it.
+
+    A text is cut into parts: the items of a JSON object (``key: value``) or list, else its
+    lines. Each part scores the question's words it shares (words of four letters or more,
+    compared by their first five letters, so "attends" meets "attend"), each weighted by
+    how few parts hold it; the parts with the best score are kept, all of them when none
+    shares a word. So ``{"lines": 8, "words": 52}`` asked "How many lines ..." keeps
+    ``lines: 8``, and a file asked "Which planet is the hottest?" keeps its hottest line.
+    """
+    parts = _parts(text)
+    words = {_stem(w) for w in _PIECE.findall(question) if len(w) >= 4 and w.isalpha()}
+    if len(parts) < 2 or not words:
+        return parts
+    held = [{_stem(w) for w in _PIECE.findall(part)} & words for part in parts]
+    counts = {w: sum(w in h for h in held) for w in words}
+    scores = [sum(1 / counts[w] for w in h) for h in held]
+    best = max(scores)
+    return [p for p, score in zip(parts, scores, strict=True) if score == best] if best else parts
+
+
+def _stem(word: str) -> str:
+    return word.casefold()[:5]
+
+
+def _parts(text: str) -> list[str]:
+    """A JSON object's ``key: value`` items or a list's items, or else a text's lines."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        parts = [f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items()]
+    elif isinstance(value, list):
+        parts = [v if isinstance(v, str) else json.dumps(v) for v in value]
+    else:
+        parts = _table_rows(text.splitlines())
+    return [part for part in parts if part.strip()] or [text]
+
+
+def _table_rows(lines: list[str]) -> list[str]:
+    """CSV-like lines (a header, then rows with as many commas) as ``column: value`` rows,
+    so each row carries the names of its columns; other lines as they are."""
+    lines = [line for line in lines if line.strip()]
+    commas = lines[0].count(",") if lines else 0
+    if len(lines) < 2 or not commas or any(line.count(",") != commas for line in lines):
+        return lines
+    header = [name.strip() for name in lines[0].split(",")]
+    return [
+        ", ".join(
+            f"{name}: {value.strip()}" for name, value in zip(header, line.split(","), strict=True)
+        )
+        for line in lines[1:]
+    ]
+
+
+def span_grammar(
+    texts: Iterable[str],
+    *,
+    name: str = "span",
+    escape: Callable[[str], str] | None = None,
+    max_words: int = MAX_SPAN_WORDS,
+    not_starting: Iterable[str] = (),
+) -> str:
+    """GBNF rules whose start rule ``name`` admits any run of consecutive words of ``texts``.
+
+    Texts are cut into words (runs of letters and digits) and single punctuation marks;
+    between two of them the run has one space where the text had any white space, and
+    nothing where it had none. So ``"Jupiter is the largest planet."`` offers ``Jupiter``,
+    ``the largest planet.``, ``planet`` and so on, and nothing that is not in the text.
+
+    Args:
+        texts: the texts to copy from.
+        name: the start rule's name (other rules are named after it).
+        escape: how a piece is written in the surrounding language (e.g. inside a Python
+            string literal); default: as it is.
+        max_words: the most words and marks offered, all texts together.
+        not_starting: words a run may not start with (compared case-insensitively); runs
+            never start with a punctuation mark either. An answer copied from observations
+            starts with what the question does not already say.
+
+    Returns:
+        The rules' text; an empty-text input offers only the empty run.
+    """
+    write = escape or (lambda piece: piece)
+    banned = {word.casefold() for word in not_starting}
+    rules: dict[str, str] = {}
+    starts: list[str] = []
+    count = 0
+    for number, text in enumerate(texts):
+        pieces = list(_PIECE.finditer(text))[: max(0, max_words - count)]
+        count += len(pieces)
+        for index, match in enumerate(pieces):
+            rule = f"{name}-{number}-{index}"
+            body = _literal(write(match.group()))
+            if index + 1 < len(pieces):
+                gap = " " if match.end() < pieces[index + 1].start() else ""
+                body += f" ({_literal(gap) + ' ' if gap else ''}{name}-{number}-{index + 1})?"
+            rules[rule] = body
+            piece = match.group()
+            if banned and (piece.casefold() in banned or not piece[0].isalnum()):
+                continue
+            starts.append(rule)
+    # Identical starting words lead to different continuations, so every start stays.
+    lines = [f"{name} ::= " + (" | ".join(starts) if starts else '""')]
+    lines += [f"{rule} ::= {body}" for rule, body in rules.items()]
+    return "\n".join(lines) + "\n"
 
 
 class _Builder:
     """Collects named rules; each distinct (type, reference level) gets one rule."""
 
-    def __init__(self, *, string_chars: int, max_items: int) -> None:
+    def __init__(
+        self,
+        *,
+        string_chars: int,
+        max_items: int,
+        choices: bool = True,
+        question: str | None = None,
+    ) -> None:
         self.string_chars = string_chars
         self.max_items = max_items
+        self.use_choices = choices
+        self.question = question
+        self._resolved: dict[tuple[int, str], list[Any] | QuestionSpans | None] = {}
         self.rules: dict[str, str] = {}
         self._type_ids: dict[str, int] = {}
         self._defs: Mapping[str, Any] = {}
@@ -193,13 +468,39 @@ class _Builder:
         properties: Mapping[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", ()))
         names = list(tool.parameters)
-        parts = [self.value(properties.get(name, {}), level) for name in names]
+        parts = [
+            self.choice(index, tool, name, level) or self.value(properties.get(name, {}), level)
+            for name in names
+        ]
         # Positional arguments: everything up to the last required parameter must be given.
         needed = max((i + 1 for i, name in enumerate(names) if name in required), default=0)
         arguments = _sequence(parts, needed)
         opening = _literal(f"{tool.name}(")
         body = f'{opening} {arguments} ")"' if arguments else _literal(f"{tool.name}()")
         return self.define(f"tool-{index}-{_rule_word(tool.name)}-{level}", body)
+
+    def choice(self, index: int, tool: Any, name: str, level: int) -> str | None:
+        """A rule for a parameter held to its declared choices, or None if it has none."""
+        declared = getattr(tool, "choices", None) or {}
+        if not self.use_choices or name not in declared:
+            return None
+        key = (index, name)
+        if key not in self._resolved:  # a function that lists choices runs once per grammar
+            self._resolved[key] = resolve_choices(declared[name])
+        values = self._resolved[key]
+        if values is None or (isinstance(values, QuestionSpans) and not self.question):
+            return None
+        rule = f"choice-{index}-{_rule_word(name)}"
+        if isinstance(values, QuestionSpans):
+            assert self.question is not None
+            spans = span_grammar([self.question], name=f"{rule}-span", escape=_in_string)
+            for line in spans.splitlines():
+                head, body = line.split(" ::= ", 1)
+                self.define(head, body)
+            self.define(rule, f'"\\"" {rule}-span "\\""')
+        else:
+            self.define(rule, " | ".join(_literal(_python_literal(v)) for v in values))
+        return f"({rule} | {self.reference(level)})" if level else rule
 
     # -- values --------------------------------------------------------------------------
 
@@ -358,6 +659,11 @@ def _python_literal(value: Any) -> str:
         items = (f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items())
         return "{" + ", ".join(items) + "}"
     return json.dumps(value, default=str)
+
+
+def _in_string(piece: str) -> str:
+    """A piece of text as it is written inside a double-quoted plan string."""
+    return json.dumps(piece, ensure_ascii=False)[1:-1].replace("$", "$$")
 
 
 def _literal(text: str) -> str:

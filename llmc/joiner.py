@@ -37,7 +37,20 @@ from .plan import Task
 from .templates import Templates
 from .trace import Span, Trace
 
-__all__ = ["DECISION_SCHEMA", "Decision", "Joiner", "leaf_observations", "parse_decision"]
+__all__ = [
+    "DECISION_SCHEMA",
+    "Decision",
+    "Joiner",
+    "JoinerMode",
+    "leaf_observations",
+    "parse_decision",
+]
+
+#: How a joiner answers: ``"decide"`` Finish or Replan; ``"answer"`` always Finish;
+#: ``"copy"`` always Finish, with the answer copied from the observations or the question
+#: (on backends that decode under a grammar; elsewhere as ``"answer"``); ``"skip"`` no LLM
+#: call: the answer is the last task's observation.
+JoinerMode = Literal["decide", "answer", "copy", "skip"]
 
 #: Characters of a consumed output's head that the joiner sees (see :func:`leaf_observations`).
 CONSUMED_HEAD = 100
@@ -146,6 +159,11 @@ class Joiner:
         budget: how the prompt is shared out and reduced when :meth:`decide` gets no
             run's meter (a compiler passes its own): observation shares, the reducer, the
             output budget (see :class:`~llmc.budget.Budget`).
+        mode: how it answers (see :data:`JoinerMode`); default ``"copy"`` when the model
+            asks for small-model aids (``llm.small_model_aids``, as the default local model
+            does), else ``"decide"``.
+        focus: in ``"copy"`` mode, copy the answer only from the parts of the observations
+            that share the question's words (:func:`llmc.grammar.focus`).
         observations: ``"leaves"`` (default): outputs that another task used are shown as
             a short head (:func:`leaf_observations`), the others in full; ``"all"``: every
             output in full. Token shares apply on top, either way.
@@ -159,12 +177,20 @@ class Joiner:
         json: bool = False,
         options: GenerateOptions | None = None,
         budget: Budget | None = None,
+        mode: JoinerMode | None = None,
+        focus: bool = True,
         observations: Literal["leaves", "all"] = "leaves",
     ) -> None:
+        if mode is None:
+            mode = "copy" if getattr(llm, "small_model_aids", False) else "decide"
+        if mode not in ("decide", "answer", "copy", "skip"):
+            raise ValueError(f"Joiner mode must be decide, answer, copy or skip, not {mode!r}")
         if observations not in ("leaves", "all"):
             raise ValueError(f"observations must be 'leaves' or 'all', got {observations!r}")
         self.observations = observations
         self.llm = llm
+        self.mode: JoinerMode = mode
+        self.focus = focus
         self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.json = json
         options = options or GenerateOptions(temperature=0.0)
@@ -202,7 +228,7 @@ class Joiner:
             output_budget=output_budget,
             omitted=omitted,
         )
-        system = self.templates.render("joiner.jinja", json=self.json)
+        system = self.templates.render("joiner.jinja", json=self.json, copy=self.mode == "copy")
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     async def decide(
@@ -217,6 +243,7 @@ class Joiner:
         on_answer: Callable[[str], Any] | None = None,
         meter: Meter | None = None,
         current: Collection[int] | None = None,
+        on_text: Callable[[str], Any] | None = None,
     ) -> Decision:
         """Ask the LLM; return its decision.
 
@@ -235,15 +262,22 @@ class Joiner:
                 for this joiner's ``budget``).
             current: ids of the tasks of the plan that just ran; the others are earlier
                 plans' (the ``history`` share). None: all are current.
+            on_text: called with every chunk of the reply as it streams (thought included).
 
         Raises:
             LLMError: the LLM call failed.
             BudgetExceeded: the call would cross the run's budget.
         """
+        if self.mode == "skip":
+            return self._last_observation(tasks, observations, current, on_answer)
+        final = final or self.mode != "decide"
         meter = meter or Meter(self.budget)
         options = meter.with_output(self.options, "joiner")
-        if not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False):
-            options = dataclasses.replace(options, grammar=joiner_grammar())
+        grammar = (
+            not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False)
+        )
+        if grammar and self.mode != "copy":
+            options = dataclasses.replace(options, grammar=joiner_grammar(replan=not final))
         budget = meter.output_budget
         frame = self._frame(meter, question, tasks, final, budget, options.max_tokens)
 
@@ -271,6 +305,17 @@ class Joiner:
             trace=trace,
         )
         messages = render(shown)
+        if grammar and self.mode == "copy":  # the answer: words of the observations or calls
+            texts = [shown[task.id] for task in tasks if task.id in shown]
+            texts += [arg for task in tasks for arg in task.args if isinstance(arg, str)]
+            copy = joiner_grammar(
+                thought_chars=120,
+                replan=False,
+                copy_from=texts or [question],
+                question=question,
+                focused=self.focus,
+            )
+            options = dataclasses.replace(options, grammar=copy)
         options = meter.before_llm_call(self.llm, messages, options, kind="joiner")
         span = Span("joiner", label, time.perf_counter())
         if trace is not None:
@@ -286,6 +331,8 @@ class Joiner:
                         if span.first_output is None:
                             span.first_output = time.perf_counter()
                         reply.append(chunk.text)
+                        if on_text is not None:
+                            on_text(chunk.text)
                         if stream is not None:
                             stream.feed(chunk.text)
         finally:
@@ -293,6 +340,8 @@ class Joiner:
             meter.after_llm_call(self.llm, messages, "".join(reply), span, kind="joiner")
         text = "".join(reply)
         decision = _parse_json_decision(text) if self.json else parse_decision(text)
+        if decision.action == "replan" and self.mode != "decide":  # these modes always answer
+            decision = Decision("finish", decision.text, decision.thought)
         if stream is not None and decision.action == "finish":
             stream.finish(decision.text)
         return decision
@@ -323,6 +372,21 @@ class Joiner:
 
         counter = meter.counter(self.llm)
         return fit_frame(counter, render, question, tasks, int(limit * FRAME_SHARE))
+
+    @staticmethod
+    def _last_observation(
+        tasks: Sequence[Task],
+        observations: Mapping[int, str],
+        current: Collection[int] | None,
+        on_answer: Callable[[str], Any] | None,
+    ) -> Decision:
+        """The ``"skip"`` mode's answer: the observation of the plan's last task."""
+        ran = [task.id for task in tasks if task.id in observations]
+        latest = [i for i in ran if current is None or i in current] or ran
+        text = observations[latest[-1]] if latest else ""
+        if on_answer is not None and text:
+            on_answer(text)
+        return Decision("finish", text, "the last task's output is the answer")
 
 
 def _parse_json_decision(text: str) -> Decision:

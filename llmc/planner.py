@@ -15,11 +15,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .budget import Meter
 from .errors import PlanError
-from .grammar import plan_grammar
+from .grammar import SMALL_MODEL_PLANS, PlanGrammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .parse import END_OF_PLAN, PlanParser
@@ -28,7 +28,17 @@ from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Span, Trace
 
-__all__ = ["Planner", "Round"]
+__all__ = ["GrammarFactory", "Planner", "Repeats", "Round", "Verdict", "Veto"]
+
+#: What a veto says of a task as it streams: keep it, drop it (and the tasks that use it),
+#: or stop the plan before it.
+Verdict = Literal["keep", "drop", "stop"]
+#: A function of a new task and the tasks kept so far (earlier plans' included); None keeps.
+Veto = Callable[[Task, Sequence[Task]], Verdict | None]
+#: A plan grammar for the tools, a plan's first task number and the question.
+GrammarFactory = Callable[[Toolbox, int, str], str]
+#: What happens to a task identical (same tool, same arguments) to an earlier one.
+Repeats = Literal["allow", "drop", "stop"]
 
 
 @dataclass(slots=True, eq=False)
@@ -45,6 +55,8 @@ class Round:
         ran: the tasks as they went to the scheduler: ``tasks`` with each call of a fused
             tool replaced by its members (see :mod:`llmc.fuser`).
         cached: the plan came from a cache (:class:`llmc.cache.Cache`), not from the LLM.
+        dropped: tasks the planner wrote that did not run, each with the reason (a repeat,
+            a veto); a plan stopped early names the task it stopped at.
         finish: the plan's own answer (``finish(...)``), when it ended with one.
         answered_by: who answered after this round: ``"plan"`` (its ``finish``, no joiner
             call), ``"joiner"``, or None (the joiner asked for a new plan, or the run stopped).
@@ -58,6 +70,7 @@ class Round:
     reason: str | None = None
     ran: list[Task] = field(default_factory=list)
     cached: bool = False
+    dropped: list[tuple[Task, str]] = field(default_factory=list)
     finish: Finish | None = None
     answered_by: str | None = None
 
@@ -74,6 +87,21 @@ class Planner:
         options: generation options; by default temperature 0 and, for plan text, a stop at
             ``<END_OF_PLAN>``.
         repair: give the LLM one chance to fix output that does not parse.
+        grammar: how plans are constrained on backends that decode under a grammar
+            (``supports_grammar``): a :class:`~llmc.grammar.PlanGrammar` (its options), a
+            :data:`GrammarFactory`, or False for none. Default: ``PlanGrammar()``, or
+            :data:`~llmc.grammar.SMALL_MODEL_PLANS` when the model asks for small-model
+            aids (``llm.small_model_aids``, as the default local model does).
+        repeats: a task identical to an earlier one (same tool and arguments, this plan or
+            an earlier one): ``"allow"`` it, ``"drop"`` it (with the tasks that use it;
+            ``Round.dropped`` says so), or ``"stop"`` the plan there (generation stops
+            too). Default: ``"stop"`` on grammar backends, where a small model that repeats
+            a task goes on repeating it; ``"allow"`` elsewhere, where pure tools' repeats
+            already share one call.
+        veto: called with each task as it streams, before it runs: ``"drop"`` or
+            ``"stop"`` as for repeats, ``"keep"`` (or None) to let it run.
+        brief: describe each tool by its signature line only, not its whole documentation.
+            Default: True when the model asks for small-model aids.
     """
 
     def __init__(
@@ -85,6 +113,10 @@ class Planner:
         json: bool = False,
         options: GenerateOptions | None = None,
         repair: bool = True,
+        grammar: PlanGrammar | GrammarFactory | bool = True,
+        repeats: Repeats | None = None,
+        veto: Veto | None = None,
+        brief: bool | None = None,
     ) -> None:
         self.llm = llm
         self.tools = Toolbox.of(tools)
@@ -96,18 +128,36 @@ class Planner:
         if json and options.json_schema is None:
             options = dataclasses.replace(options, json_schema=PLAN_SCHEMA)
         self.options = options
-        self._grammars: dict[int, str] = {}
+        if grammar is True:
+            grammar = (
+                SMALL_MODEL_PLANS if getattr(llm, "small_model_aids", False) else PlanGrammar()
+            )
+        self.grammar: GrammarFactory | None = grammar or None
+        if repeats is None:
+            repeats = "stop" if getattr(llm, "supports_grammar", False) else "allow"
+        self.repeats: Repeats = repeats
+        self.veto = veto
+        self.brief = getattr(llm, "small_model_aids", False) if brief is None else brief
 
     @cached_property
     def exemplars(self) -> list[str]:
-        """The template folder's example plans that use only this planner's tools."""
-        return [text for text in self.templates.exemplars if _uses_only(text, self.tools)]
+        """The template folder's example plans that use only this planner's tools and, on a
+        backend that decodes under a :class:`~llmc.grammar.PlanGrammar`, that its grammar
+        admits (no more tasks than ``max_tasks``, no ``$N`` in tasks without
+        ``references``): a model is never shown a plan it may not write."""
+        grammar = self.grammar if getattr(self.llm, "supports_grammar", False) else None
+        limits = grammar if isinstance(grammar, PlanGrammar) and not self.json else None
+        return [text for text in self.templates.exemplars if _uses_only(text, self.tools, limits)]
 
     @cached_property
     def system_prompt(self) -> str:
         """The static part of every planner call: tools, rules and examples."""
         return self.templates.render(
-            "planner.jinja", tools=self.tools, exemplars=self.exemplars, json=self.json
+            "planner.jinja",
+            tools=self.tools,
+            exemplars=self.exemplars,
+            json=self.json,
+            brief=self.brief,
         )
 
     def messages(self, question: str, rounds: Sequence[Round] = ()) -> list[Message]:
@@ -168,8 +218,11 @@ class Planner:
         """
         messages = self.messages(question, earlier)
         known = [task.id for r in earlier for task in r.tasks]
+        state = _Streaming(question, [task for r in earlier for task in r.tasks])
         try:
-            async for task in self._attempt(messages, round_, known, trace, on_text, "plan", meter):
+            async for task in self._attempt(
+                messages, round_, known, trace, on_text, "plan", meter, state
+            ):
                 yield task
             return
         except PlanError as error:
@@ -190,7 +243,7 @@ class Planner:
         ]
         try:
             async for task in self._attempt(
-                messages, round_, [*known, *accepted], trace, on_text, "repair", meter
+                messages, round_, [*known, *accepted], trace, on_text, "repair", meter, state
             ):
                 yield task
         except PlanError as error:
@@ -210,7 +263,8 @@ class Planner:
         trace: Trace | None,
         on_text: Callable[[str], Any] | None,
         kind: str,
-        meter: Meter | None = None,
+        meter: Meter | None,
+        state: _Streaming,
     ) -> AsyncIterator[Task]:
         """One LLM call whose output is parsed as it streams."""
         parser: PlanParser | JsonPlanParser
@@ -218,7 +272,7 @@ class Planner:
             parser = JsonPlanParser(tools=self.tools, earlier=known)
         else:
             parser = PlanParser(tools=self.tools, earlier=known)
-        options = self._constrained(self.options, max(known, default=0) + 1)
+        options = self._constrained(self.options, max(known, default=0) + 1, state.question)
         if meter is not None:
             options = meter.with_output(options, "planner")
             options = meter.before_llm_call(self.llm, messages, options, kind="planner")
@@ -226,6 +280,7 @@ class Planner:
         if trace is not None:
             trace.spans.append(span)
         text: list[str] = []
+        stopped = False
         try:
             async with open_stream(self.llm, messages, options) as chunks:
                 async for chunk in chunks:
@@ -239,12 +294,20 @@ class Planner:
                     if on_text is not None:
                         on_text(chunk.text)
                     for task in parser.feed(chunk.text):
-                        yield self._record(round_, task)
+                        verdict = self._judge(round_, task, state)
+                        if verdict == "stop":
+                            stopped = True
+                            break
+                        if verdict == "keep":
+                            yield self._record(round_, task)
+                    if stopped:
+                        break  # leaving the stream stops the generation
                     if parser_done(parser):  # the answer may be rendered as soon as it can
-                        round_.finish = parser.finish
-            for task in parser.close():
-                yield self._record(round_, task)
-            round_.finish = parser.finish
+                        round_.finish = _kept_finish(parser.finish, round_)
+            for task in () if stopped else parser.close():
+                if self._judge(round_, task, state) == "keep":
+                    yield self._record(round_, task)
+            round_.finish = None if stopped else _kept_finish(parser.finish, round_)
         finally:
             span.finished = time.perf_counter()
             round_.text += "".join(text)
@@ -253,21 +316,65 @@ class Planner:
         if not parser.tasks:
             raise PlanError("the planner wrote no tasks; write at least one task before join()")
 
-    def _constrained(self, options: GenerateOptions, first_id: int) -> GenerateOptions:
+    def _judge(self, round_: Round, task: Task, state: _Streaming) -> Verdict:
+        """The repeat rule and the veto on a new task; a dropped or stopping task is noted
+        in ``round_.dropped``, and a task that uses a dropped one is dropped too."""
+        dropped = {t.id for t, _ in round_.dropped}
+        verdict: Verdict | None = None
+        reason = ""
+        if dropped & task.dependencies:
+            verdict, reason = "drop", "it uses a dropped task"
+        elif self.repeats != "allow" and any(_same_call(task, t) for t in state.kept):
+            verdict, reason = self.repeats, "it repeats an earlier task"
+        elif self.veto is not None:
+            verdict, reason = self.veto(task, tuple(state.kept)), "vetoed"
+        if verdict == "stop":
+            round_.dropped.append((task, f"the plan stopped here: {reason}"))
+        elif verdict == "drop":
+            round_.dropped.append((task, f"dropped: {reason}"))
+        else:
+            state.kept.append(task)
+        return verdict or "keep"
+
+    def _constrained(
+        self, options: GenerateOptions, first_id: int, question: str
+    ) -> GenerateOptions:
         """Options with the plan grammar, for backends that decode under one (small local
-        models ignore the plan format without it); the grammar is built once per first id."""
-        if self.json or options.grammar or not getattr(self.llm, "supports_grammar", False):
+        models ignore the plan format without it). Built for each call: tools' choices
+        (the files under a root) and question spans change from call to call."""
+        if (
+            self.json
+            or options.grammar
+            or self.grammar is None
+            or not getattr(self.llm, "supports_grammar", False)
+        ):
             return options
-        grammar = self._grammars.get(first_id)
-        if grammar is None:
-            grammar = self._grammars[first_id] = plan_grammar(self.tools, first_id=first_id)
-        return dataclasses.replace(options, grammar=grammar)
+        return dataclasses.replace(options, grammar=self.grammar(self.tools, first_id, question))
 
     @staticmethod
     def _record(round_: Round, task: Task) -> Task:
         round_.parsed_at[task.id] = time.perf_counter()
         round_.tasks.append(task)
         return task
+
+
+@dataclass(slots=True)
+class _Streaming:
+    """What one plan's veto and grammar need: the question, and the tasks kept so far."""
+
+    question: str
+    kept: list[Task]
+
+
+def _kept_finish(finish: Finish | None, round_: Round) -> Finish | None:
+    """The plan's own answer, unless it uses a task that was dropped (the joiner answers)."""
+    dropped = {task.id for task, _ in round_.dropped}
+    return None if finish is None or finish.dependencies & dropped else finish
+
+
+def _same_call(a: Task, b: Task) -> bool:
+    """Whether two tasks call the same tool with the same arguments."""
+    return a.tool == b.tool and a.args == b.args and a.kwargs == b.kwargs
 
 
 def parser_done(parser: PlanParser | JsonPlanParser) -> bool:
@@ -279,12 +386,19 @@ def _next_id(rounds: Sequence[Round]) -> int:
     return max((task.id for r in rounds for task in r.tasks), default=0) + 1
 
 
-def _uses_only(exemplar: str, tools: Toolbox) -> bool:
-    """Whether an example plan calls only the given tools (other lines are ignored)."""
+def _uses_only(exemplar: str, tools: Toolbox, grammar: PlanGrammar | None = None) -> bool:
+    """Whether an example plan calls only the given tools (other lines are ignored) and
+    fits the grammar's limits, if any."""
     parser = PlanParser()
     lines = [line for line in exemplar.splitlines() if not line.startswith("Question:")]
     try:
         tasks = parser.feed("\n".join(lines) + "\n") + parser.close()
     except PlanError:
+        return False
+    if grammar is not None and (
+        len(tasks) > grammar.max_tasks
+        or (not grammar.references and any(task.dependencies for task in tasks))
+        or (not grammar.finish and parser.finish is not None)
+    ):
         return False
     return bool(tasks) and all(task.tool in tools for task in tasks)

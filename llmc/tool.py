@@ -16,13 +16,16 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import pydantic
 
 from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
 from .executors.placement import Placement
 from .limits import RateLimiter, as_rate_limiter
+
+if TYPE_CHECKING:
+    from .grammar import Choices
 
 __all__ = ["Tool", "tool"]
 
@@ -158,6 +161,9 @@ class Tool:
         placement: what a call needs on a cluster (a
             :class:`~llmc.executors.placement.Placement`), read only by executors that place
             calls (Ray); None: the executor's default.
+        choices: the values some parameters may take, by name (see
+            :data:`llmc.grammar.Choices`): plan grammars and :meth:`json_schema` offer only
+            those. Calls are not checked against them: they guide a model's writing.
     """
 
     name: str
@@ -178,6 +184,7 @@ class Tool:
     cache_ttl: float | None = None
     observation_tokens: int | None = None
     placement: Placement | None = None
+    choices: Mapping[str, Choices] = field(default_factory=dict, repr=False)
     #: The batch function as a Tool of its own (one argument: the calls), for executors.
     batch_tool: Tool | None = field(init=False, repr=False, default=None)
     docstring: Docstring = field(init=False, repr=False)
@@ -216,6 +223,12 @@ class Tool:
         self.parameters = tuple(p.name for p in params)
         self.required = tuple(p.name for p in params if p.default is p.empty)
         self.params_model = self._build_model()
+        unknown = sorted(set(self.choices) - set(self.parameters))
+        if unknown:
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: choices name {', '.join(unknown)}, which are not its "
+                f"parameters ({', '.join(self.parameters) or 'none'})"
+            )
         if not self.description:
             self.description = self.docstring.summary
         if not self.version:
@@ -286,10 +299,15 @@ class Tool:
 
     def json_schema(self) -> dict[str, Any]:
         """The tool in OpenAI function-calling form: ``{"type": "function", "function": ...}``."""
+        from .grammar import resolve_choices
+
         parameters = self.params_model.model_json_schema()
         parameters.pop("title", None)
-        for prop in parameters.get("properties", {}).values():
+        for name, prop in parameters.get("properties", {}).items():
             prop.pop("title", None)
+            values = resolve_choices(self.choices[name]) if name in self.choices else None
+            if isinstance(values, list):  # question spans are a grammar's aid only
+                prop["enum"] = values
         return {
             "type": "function",
             "function": {
@@ -521,6 +539,7 @@ def tool(
     cache_ttl: float | None = None,
     observation_tokens: int | None = None,
     placement: Placement | Mapping[str, Any] | None = None,
+    choices: Mapping[str, Choices] | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -546,6 +565,7 @@ def tool(
     cache_ttl: float | None = None,
     observation_tokens: int | None = None,
     placement: Placement | Mapping[str, Any] | None = None,
+    choices: Mapping[str, Choices] | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -589,6 +609,11 @@ def tool(
         placement: what one call needs on a cluster, for executors that place calls
             (``{"num_cpus": 1, "num_gpus": 0, "resources": {...}, "actor": True}``; see
             :class:`~llmc.executors.placement.Placement`); other executors ignore it.
+        choices: the values parameters may take, by name: a list, a function that lists
+            them when a plan is written (e.g. the files under a root), or
+            :data:`llmc.grammar.QUESTION_SPANS` (runs of words of the question). Grammars
+            and JSON schemas offer only those, which keeps small models from inventing
+            file names.
 
     Example:
         >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
@@ -634,6 +659,7 @@ def tool(
             cache_ttl=cache_ttl,
             observation_tokens=observation_tokens,
             placement=Placement.of(placement),
+            choices=dict(choices or {}),
         )
 
     return wrap(fn) if fn is not None else wrap

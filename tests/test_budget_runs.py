@@ -53,7 +53,7 @@ FINISH = "Thought: the pages are read.\nAction: Finish(done)"
 
 
 def joiner_calls(llm: ScriptedLLM) -> list[Sequence[Message]]:
-    return [c.messages for c in llm.calls if "Finish(" in c.messages[0]["content"]]
+    return [c.messages for c in llm.calls if "Finish" in c.messages[0]["content"]]
 
 
 async def test_a_joiner_prompt_with_megabyte_observations_fits_its_budget_and_window() -> None:

@@ -143,6 +143,10 @@ def test_joiner_grammar_shape() -> None:
     grammar = joiner_grammar()
     assert grammar.startswith('root ::= ("Thought: "')  # the thought is optional
     assert '("Finish" | "Replan")' in grammar
+    assert '"Replan"' not in joiner_grammar(replan=False)
+    copied = joiner_grammar(copy_from=["Jupiter is big."], question="Which is big?")
+    assert copied.startswith('root ::= "Thought: "')  # a copied answer needs its thought
+    assert 'action ::= "Finish(" copied ")"' in copied
 
 
 # -- llama.cpp's grammar engine --------------------------------------------------------------

@@ -393,12 +393,12 @@ def test_repacking_is_off_on_amx_cpus_and_on_elsewhere(monkeypatch: pytest.Monke
     seen: list[bool] = []
 
     @contextlib.contextmanager
-    def spy(llama_cpp: object, *, enabled: bool) -> Iterator[None]:
-        seen.append(enabled)
+    def spy(llama_cpp: object, fields: dict[str, object], *, model: str) -> Iterator[None]:
+        seen.append(bool(fields["use_extra_bufts"]))
         raise ModelLoadError("stop here: the choice is what this test reads")
         yield
 
-    monkeypatch.setattr(local, "_extra_buffers", spy)
+    monkeypatch.setattr(local, "_model_params", spy)
     monkeypatch.setattr(local, "_import_llama_cpp", lambda: object())
     monkeypatch.setattr(local, "_check_model_file", lambda path, source: None)
     for amx, repack, expected in [
@@ -414,15 +414,26 @@ def test_repacking_is_off_on_amx_cpus_and_on_elsewhere(monkeypatch: pytest.Monke
 
 
 @pytest.mark.local_model
-def test_extra_buffers_switch_llama_cpps_default_parameters_and_put_them_back() -> None:
+def test_model_params_switch_llama_cpps_default_parameters_and_put_them_back() -> None:
     import llama_cpp
 
     before = llama_cpp.llama_cpp.llama_model_default_params
     for enabled in (False, True):
-        with local._extra_buffers(llama_cpp, enabled=enabled):
-            assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is enabled
+        fields = {"use_extra_bufts": enabled, "check_tensors": not enabled}
+        with local._model_params(llama_cpp, fields, model="m"):
+            params = llama_cpp.llama_cpp.llama_model_default_params()
+            assert params.use_extra_bufts is enabled and params.check_tensors is (not enabled)
         assert llama_cpp.llama_cpp.llama_model_default_params is before
     assert llama_cpp.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own
+    refused = local._model_params(llama_cpp, {"use_magic": True}, model="m")
+    with pytest.raises(ModelLoadError, match="no field use_magic"), refused:
+        pass
+
+
+def test_the_default_model_gets_the_small_model_aids_and_a_gguf_of_ones_own_does_not() -> None:
+    assert Local().small_model_aids is True
+    assert Local("model.gguf").small_model_aids is False
+    assert Local("model.gguf", small_model_aids=True).small_model_aids is True
 
 
 @pytest.mark.local_model

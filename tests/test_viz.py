@@ -19,6 +19,7 @@ from llmc import Plan, Ref
 from llmc.cli import main
 from llmc.trace import FusedCall
 from llmc.viz import STATUS_STYLES, plan_dot, plan_mermaid, plan_svg
+from llmc.viz._plan import PER_ROW, wrapped_ranks
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,10 +114,24 @@ def test_a_200_task_plan_stays_readable() -> None:
     root = check_plan_picture(svg, edge_set(plan))
     width, height = float(root.attrib["width"]), float(root.attrib["height"])
     levels = plan.levels()
-    widest = max(len(level) for level in levels)
-    assert width < widest * 400 and width < 30_000
-    assert height < len(levels) * 160
+    rows = sum(-(-len(level) // PER_ROW) for level in levels)  # wide levels wrap
+    strip = parse(plan_svg(plan, per_row=len(plan)))  # every level on one row, as before
+    assert width < float(strip.attrib["width"]) / 2 and width < 30_000
+    assert height < rows * 160
     assert len(svg) < 400_000
+
+
+def test_a_wide_level_wraps_onto_rows_and_every_edge_still_goes_down() -> None:
+    levels = [list(range(1, 15)), [15, 16]]
+    ranks = wrapped_ranks(levels, per_row=6)
+    assert [ranks[i] for i in (1, 6, 7, 12, 13, 14, 15, 16)] == [0, 0, 1, 1, 2, 2, 3, 3]
+    plan = llmc.Plan.parse(
+        "".join(f'{i}. search("topic {i}")\n' for i in range(1, 21)) + '21. search("$1 $20")\n'
+    )
+    root = check_plan_picture(plan_svg(plan), edge_set(plan))
+    assert float(root.attrib["width"]) < 6 * 400  # 20 parallel tasks: a block, not a strip
+    with pytest.raises(ValueError, match="per_row"):
+        wrapped_ranks(levels, per_row=0)
 
 
 def test_long_chains_and_fans() -> None:

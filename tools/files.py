@@ -56,6 +56,7 @@ from typing import BinaryIO
 import re2
 
 import llmc
+from llmc.grammar import MAX_CHOICES, QUESTION_SPANS
 
 ROOT_ENV = "LLMC_FILES_ROOT"
 MAX_BYTES_ENV = "LLMC_FILES_MAX_BYTES"
@@ -311,10 +312,39 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_HIT_CHARS else text[: MAX_HIT_CHARS - 3] + "..."
 
 
+# -- choices: what plan grammars offer a small model ------------------------------------------
+
+
+def files_under_root() -> list[str]:
+    """Every file under the files root (hidden folders skipped), as a relative path: the
+    choices of the tools' ``path`` parameters, so a small model cannot invent a file.
+    Past ``MAX_CHOICES`` files the list is too long to offer and the parameter stays free."""
+    root = get_root()
+    found: list[str] = []
+    for file in _walk(root, root, recursive=True):
+        found.append(file.relative_to(root).as_posix())
+        if len(found) > MAX_CHOICES:
+            break
+    return found
+
+
+def folders_under_root() -> list[str]:
+    """ "." and every folder under the files root that holds a file: the ``folder`` choices."""
+    folders = {str(PurePosixPath(path).parent) for path in files_under_root()}
+    return sorted(folders | {"."}, key=lambda folder: (folder != ".", folder))
+
+
+def patterns_under_root() -> list[str]:
+    """ "*" and "*.EXT" for each file extension under the files root: the ``pattern`` choices
+    of list_files (a small model otherwise writes a file name it made up as the pattern)."""
+    suffixes = {PurePosixPath(path).suffix for path in files_under_root()}
+    return ["*", *sorted(f"*{suffix}" for suffix in suffixes if suffix)]
+
+
 # -- tools -------------------------------------------------------------------------------------
 
 
-@llmc.tool(pure=True)
+@llmc.tool(pure=True, choices={"pattern": patterns_under_root, "folder": folders_under_root})
 def list_files(
     pattern: str = "*", folder: str = ".", recursive: bool = False, max_results: int = 200
 ) -> list[str]:
@@ -389,7 +419,7 @@ def _walk(base: Path, root: Path, recursive: bool) -> Iterator[Path]:
             yield path
 
 
-@llmc.tool(pure=True)
+@llmc.tool(pure=True, choices={"path": files_under_root})
 def read_file(path: str, start_line: int | None = None, end_line: int | None = None) -> str:
     """Read a text file under the files root, whole or a range of lines.
 
@@ -459,7 +489,7 @@ def _truncated(
     )
 
 
-@llmc.tool(pure=True)
+@llmc.tool(pure=True, choices={"pattern": QUESTION_SPANS, "folder": folders_under_root})
 def grep(
     pattern: str,
     folder: str = ".",
@@ -533,7 +563,7 @@ def _compile(pattern: str, *, regex: bool, ignore_case: bool) -> "re2._Regexp":
         ) from None
 
 
-@llmc.tool(pure=True)
+@llmc.tool(pure=True, choices={"path": files_under_root})
 def count_file(path: str) -> dict[str, int]:
     """Count the lines, words, characters and bytes of a text file under the files root.
 

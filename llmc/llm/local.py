@@ -44,6 +44,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import (
     AsyncIterator,
@@ -123,6 +124,9 @@ class Local:
         num_pred_tokens: tokens per prompt-lookup draft.
         lazy_grammar: grammars are checked against the model's pick before masking.
         default_options: options for every call, under each call's own.
+        small_model_aids: planners and joiners on this model use llmc's aids for small
+            models (see :data:`llmc.grammar.SMALL_MODEL_PLANS` and the joiner's ``"copy"``
+            mode).
 
     The switches (``prefix_cache``, ``prompt_lookup``, ``num_pred_tokens``, ``lazy_grammar``)
     are read at every call, so they can be changed on a loaded model.
@@ -146,6 +150,9 @@ class Local:
         max_tokens: int = 2048,
         seed: int = 0,
         repack: bool | None = None,
+        small_model_aids: bool | None = None,
+        chat_template: str | None = None,
+        model_params: Mapping[str, Any] | None = None,
         default_options: GenerateOptions | None = None,
         verbose: bool = False,
         llama_kwargs: Mapping[str, Any] | None = None,
@@ -174,6 +181,16 @@ class Local:
                 tiles, interleaved quant blocks). None (the default) turns repacking off on
                 CPUs that report AMX, where llama.cpp 0.3.x crashes in the first decode after
                 repacking, and on elsewhere; True or False decides it for any CPU.
+            small_model_aids: plan and answer with llmc's aids for small models: plans of
+                at most 4 tasks without ``$N``, arguments held to their tools' choices, and
+                answers copied from the observations. None (the default): on for the
+                default model (135M parameters), off for a GGUF of your own.
+            chat_template: a Jinja2 chat template for a GGUF that carries none (or to
+                replace its own). Without one, a GGUF without a template is read with
+                ChatML, with a warning.
+            model_params: fields of llama.cpp's ``llama_model_params`` to set at load
+                (e.g. ``{"check_tensors": True}``), for what ``llama_cpp.Llama`` has no
+                argument for; unknown names are a :class:`ModelLoadError`.
             default_options: options for every call; a call's own options override them.
             verbose: let llama.cpp print its loading and timing logs to stderr.
             llama_kwargs: more keyword arguments for ``llama_cpp.Llama``, passed unchanged.
@@ -197,6 +214,11 @@ class Local:
         self.max_tokens = max_tokens
         self.seed = seed
         self.repack = repack
+        self.small_model_aids = (
+            self.model_path is None if small_model_aids is None else small_model_aids
+        )
+        self.chat_template = chat_template
+        self.model_params = dict(model_params or {})
         self.default_options = default_options
         self.verbose = verbose
         self.llama_kwargs = dict(llama_kwargs or {})
@@ -269,7 +291,9 @@ class Local:
         started = time.perf_counter()
         self._llama = self._create(llama_cpp, self.model_path)
         self.load_seconds = time.perf_counter() - started
-        self._template, self._system_template = _chat_templates(llama_cpp, self._llama)
+        self._template, self._system_template = _chat_templates(
+            llama_cpp, self._llama, self.chat_template, self.model
+        )
         self._log(
             "local model loaded",
             path=str(self.model_path),
@@ -290,8 +314,9 @@ class Local:
         }
         kwargs.update(self.llama_kwargs)
         repack = self.repack if self.repack is not None else not cpu_has_amx()
+        params = {"use_extra_bufts": repack, **self.model_params}
         try:
-            with _extra_buffers(llama_cpp, enabled=repack):
+            with _model_params(llama_cpp, params, model=self.model):
                 return llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
@@ -943,19 +968,31 @@ _PARAMS_LOCK = threading.Lock()
 
 
 @contextmanager
-def _extra_buffers(llama_cpp: Any, *, enabled: bool) -> Generator[None, None, None]:
-    """Load models with llama.cpp's extra buffer types (weight repacking) on or off.
+def _model_params(
+    llama_cpp: Any, fields: Mapping[str, Any], *, model: str
+) -> Generator[None, None, None]:
+    """Load models with some fields of ``llama_model_params`` set (``use_extra_bufts``:
+    weight repacking on or off, and the caller's ``model_params``).
 
     ``llama_cpp.Llama`` builds its model parameters from ``llama_model_default_params()``
-    and offers no argument for ``use_extra_bufts``, so the defaults are swapped for the
+    and offers no argument for several fields, so the defaults are swapped for the
     duration of the load (under a lock: loads in other threads see their own setting).
     """
     module = llama_cpp.llama_cpp
     defaults = module.llama_model_default_params
+    known = {name for name, *_ in defaults()._fields_}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ModelLoadError(
+            f"llama_model_params has no field {', '.join(unknown)}; its fields are "
+            f"{', '.join(sorted(known))}",
+            model=model,
+        )
 
     def params() -> Any:
         value = defaults()
-        value.use_extra_bufts = enabled
+        for name, setting in fields.items():
+            setattr(value, name, setting)
         return value
 
     with _PARAMS_LOCK:
@@ -981,11 +1018,21 @@ def _default_threads() -> int:
     return max(1, min(cores - 1, 8))
 
 
-def _chat_templates(llama_cpp: Any, llama: Any) -> tuple[Any, Any]:
+def _chat_templates(
+    llama_cpp: Any, llama: Any, given: str | None = None, model: str = ""
+) -> tuple[Any, Any]:
     """Formatters for a whole chat (ending in the assistant's turn) and for system messages."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = llama.metadata.get("tokenizer.chat_template") or _CHATML
+    template = given or llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        warnings.warn(
+            f"{model}: the GGUF carries no chat template, so prompts are written in ChatML, "
+            "which a base (not instruction-tuned) model does not follow; pass "
+            "Local(chat_template=...) with the model's own template",
+            stacklevel=2,
+        )
+        template = _CHATML
     eos_id, bos_id = llama.token_eos(), llama.token_bos()
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
 

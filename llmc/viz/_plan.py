@@ -76,6 +76,11 @@ class _Outline:
     first: bool
 
 
+#: The most boxes side by side on one level; a wider level wraps onto more rows, so a plan
+#: of many parallel tasks is a block, not a strip thousands of pixels wide.
+PER_ROW = 6
+
+
 def plan_svg(
     plan: Plan,
     *,
@@ -86,6 +91,7 @@ def plan_svg(
     budgets: Mapping[int, int | str] | None = None,
     title: str | None = None,
     legend: bool = True,
+    per_row: int = PER_ROW,
 ) -> str:
     """Draw a plan as SVG: one box per task, in dependency levels, arrows from inputs to users.
 
@@ -104,6 +110,8 @@ def plan_svg(
             task id.
         title: a line of text above the picture.
         legend: whether to explain the colours and marks in use.
+        per_row: the most boxes side by side; a level with more tasks wraps onto more rows
+            (columns, left to right).
 
     Returns:
         the SVG document's text. The same arguments give the same bytes.
@@ -133,7 +141,7 @@ def plan_svg(
     spacing = SPACING[direction]
     pad = spacing.cluster_pad + (LEGEND_SIZE if group_map else 0.0)
     origin = (MARGIN + pad, MARGIN + header + pad)
-    ranks = {i: depth for depth, level in enumerate(plan.levels()) for i in level}
+    ranks = wrapped_ranks(plan.levels(), per_row)
     edges = [(dep, task.id) for task in plan for dep in sorted(task.dependencies)]
     placed = layout(
         [task.id for task in plan],
@@ -190,6 +198,22 @@ def plan_svg(
 
 
 # -- statuses, groups, labels ----------------------------------------------------------------
+
+
+def wrapped_ranks(levels: list[list[int]], per_row: int = PER_ROW) -> dict[int, int]:
+    """Each task's row: its level's, with a level of more than ``per_row`` tasks spread over
+    as many rows as it needs (tasks of one level never depend on each other, so every edge
+    still goes down)."""
+    if per_row < 1:
+        raise ValueError(f"per_row must be at least 1, got {per_row}")
+    ranks: dict[int, int] = {}
+    row = 0
+    for level in levels:
+        for start in range(0, len(level), per_row):
+            for task_id in level[start : start + per_row]:
+                ranks[task_id] = row
+            row += 1
+    return ranks
 
 
 def _records(trace: Trace | Result | None) -> Trace | None:

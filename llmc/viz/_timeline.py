@@ -53,6 +53,10 @@ _ANSWER_KINDS = frozenset({"joiner", "finish"})
 OTHER_SPAN = ("#f1f5f9", "#64748b")
 
 
+#: The narrowest task bar, in px: a call of a few milliseconds stays visible.
+MIN_TASK_BAR = 4.0
+
+
 def critical_chain(trace: Trace) -> list[int]:
     """The tasks that decided when a run ended, first to last.
 
@@ -99,6 +103,7 @@ class _Bar:
     open_end: bool
     text: str
     tooltip: str
+    outside: bool = False  # the text goes right of the bar, which is too narrow for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +265,15 @@ def timeline_svg(
             markers.append(_Marker(record.task_id, x_at(moment), y + BAR / 2, style, tooltip))
             continue
         stop = record.finished if record.finished is not None else end
-        bar_width = (stop - record.started) * scale
+        # A tool call of milliseconds next to seconds of LLM time is still a visible bar,
+        # and its duration is written beside it when it does not fit inside.
+        bar_width = max((stop - record.started) * scale, MIN_TASK_BAR)
         text = f"${record.task_id} {record.tool} · " if lanes else ""
         text += duration_text(stop - record.started)
         room = bar_width - 8
+        outside = room < 3 * SMALL
+        if outside:
+            room = plot_x + width - (x_at(record.started) + bar_width) - 6
         text = shorten(one_line(text), SMALL, room) if room >= 3 * SMALL else ""
         bars.append(
             _Bar(
@@ -276,6 +286,7 @@ def timeline_svg(
                 record.finished is None,
                 "" if text == "…" else text,
                 tooltip,
+                outside,
             )
         )
         ready = record.ready if record.ready is not None else record.started
