@@ -244,33 +244,32 @@ class PlanParser:
             raise self._syntax_error(
                 "expected a task like '1. tool(arguments)', 'Thought: ...' or 'join()'", text, 0
             )
-        call = _fast_call(body) or _parse_call(body, final=final)
+        call = self._call(text, body, body_start, final=final)
         if call is _INCOMPLETE:
             return _INCOMPLETE
-        if isinstance(call, SyntaxError):
-            line, col = call.lineno or 1, call.offset or 1
-            reason = _syntax_reason(call, body.split("\n")[line - 1 : line], col - 1)
-            raise self._syntax_error(reason, text, body_start, line, col - 1)
-        if isinstance(call, _LiteralError):
-            raise self._syntax_error(call.reason, text, body_start, call.line, call.column)
         assert isinstance(call, _Call)
         task = self._task(int(prefix.group(1)), call)
         self._thought = None
         return task
 
-    def _finish(self, text: str, body_start: int, *, final: bool) -> object | None:
-        """Read ``finish(answer)``: the plan's last line, its own answer."""
-        body = text[body_start:].rstrip()
-        body = body.removesuffix(END_OF_PLAN)
+    def _call(self, text: str, body: str, body_start: int, *, final: bool) -> object:
+        """The call in ``body`` (a ``_Call``), or ``_INCOMPLETE``; a positioned syntax error."""
         call = _fast_call(body) or _parse_call(body, final=final)
-        if call is _INCOMPLETE:
-            return _INCOMPLETE
         if isinstance(call, SyntaxError):
             line, col = call.lineno or 1, call.offset or 1
             reason = _syntax_reason(call, body.split("\n")[line - 1 : line], col - 1)
             raise self._syntax_error(reason, text, body_start, line, col - 1)
         if isinstance(call, _LiteralError):
             raise self._syntax_error(call.reason, text, body_start, call.line, call.column)
+        return call
+
+    def _finish(self, text: str, body_start: int, *, final: bool) -> object | None:
+        """Read ``finish(answer)``: the plan's last line, its own answer."""
+        body = text[body_start:].rstrip()
+        body = body.removesuffix(END_OF_PLAN)
+        call = self._call(text, body, body_start, final=final)
+        if call is _INCOMPLETE:
+            return _INCOMPLETE
         assert isinstance(call, _Call)
         if call.kwargs or len(call.args) != 1:
             raise self._syntax_error(
