@@ -404,8 +404,8 @@ class MCPTool(Tool):
             )
         return bound
 
-    def json_schema(self) -> dict[str, Any]:
-        """The tool in OpenAI function-calling form, with the server's own JSON Schema."""
+    def parameters_schema(self) -> dict[str, Any]:
+        """The server's own JSON Schema of the arguments, under the names plans use."""
         parameters = {k: v for k, v in self.input_schema.items() if k != "title"}
         if self.renamed:
             wire_to_local = {wire: local for local, wire in self.renamed.items()}
@@ -414,14 +414,7 @@ class MCPTool(Tool):
             }
             if "required" in parameters:
                 parameters["required"] = [wire_to_local.get(k, k) for k in parameters["required"]]
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.docstring.description or self.description,
-                "parameters": parameters,
-            },
-        }
+        return parameters
 
 
 # -- helpers ---------------------------------------------------------------------------------

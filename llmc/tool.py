@@ -299,6 +299,17 @@ class Tool:
 
     def json_schema(self) -> dict[str, Any]:
         """The tool in OpenAI function-calling form: ``{"type": "function", "function": ...}``."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.docstring.description or self.description,
+                "parameters": self.parameters_schema(),
+            },
+        }
+
+    def parameters_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the tool's arguments (an object), as :meth:`json_schema` shows it."""
         from .grammar import resolve_choices
 
         parameters = self.params_model.model_json_schema()
@@ -308,14 +319,7 @@ class Tool:
             values = resolve_choices(self.choices[name]) if name in self.choices else None
             if isinstance(values, list):  # question spans are a grammar's aid only
                 prop["enum"] = values
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.docstring.description or self.description,
-                "parameters": parameters,
-            },
-        }
+        return parameters
 
     # -- calling -------------------------------------------------------------------------
 
