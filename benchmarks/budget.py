@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -138,7 +139,7 @@ def speed(refs: dict[str, TokenCounter]) -> None:
     print("(a) speed on 1 MB of the mixed corpus (best of 3)")
     counters: list[TokenCounter] = [ESTIMATE, *refs.values()]
     for counter in counters:
-        seconds = _best(lambda c=counter: c.count(text))
+        seconds = _best(partial(counter.count, text))
         print(f"    {counter.name:28s} count: {1 / seconds:8.1f} MB/s")
     cached = CachedCounter(ESTIMATE)
     cached.count(text)
@@ -146,8 +147,8 @@ def speed(refs: dict[str, TokenCounter]) -> None:
     print(f"    {'cached (a repeated text)':28s} count: {seconds * 1e6:8.1f} us per lookup")
     for counter in counters:
         exact = counter if counter.exact else ESTIMATE
-        upto = _best(lambda c=exact: count_upto(c, text, 500))
-        cut = _best(lambda c=exact: truncate(text, 500, c))
+        upto = _best(partial(count_upto, exact, text, 500))
+        cut = _best(partial(truncate, text, 500, exact))
         assert exact.count(truncate(text, 500, exact)) <= 500
         print(
             f"    {counter.name:28s} is it over 500 tokens: {upto * 1000:7.1f} ms; "

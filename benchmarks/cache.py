@@ -34,6 +34,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,8 @@ def exact(store: Store, size: int, lookups: int, rng: random.Random) -> str:
     fill = time.perf_counter() - start
     present = [f"key-{rng.randrange(size)}" for _ in range(lookups)]
     absent = [f"absent-{n}" for n in range(lookups)]
-    hits = timed([lambda k=k: cache.get(k) for k in present])
-    misses = timed([lambda k=k: cache.get(k) for k in absent])
+    hits = timed([partial(cache.get, k) for k in present])
+    misses = timed([partial(cache.get, k) for k in absent])
     assert cache.stats.hits["value"] == lookups and cache.stats.misses["value"] == lookups
     (h50, h99), (m50, m99) = percentiles(hits), percentiles(misses)
     return (
@@ -141,8 +142,8 @@ def semantic(
     start = time.perf_counter()
     cache.similar("warm up: load the index", scope)
     load = time.perf_counter() - start
-    embed = timed([lambda q=q: embedder.embed([q]) for q in queries[:100]])
-    total = timed([lambda q=q: cache.similar(q, scope, kind="bench") for q in queries])
+    embed = timed([partial(embedder.embed, [q]) for q in queries[:100]])
+    total = timed([partial(cache.similar, q, scope, kind="bench") for q in queries])
     (t50, t99), (e50, _) = percentiles(total), percentiles(embed)
     hits = cache.stats.hits["bench"]
     return (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ async def answer_all(
     *,
     concurrency: int,
     ledger: RedisLedger | None = None,
-) -> AsyncIterator[Outcome]:
+) -> AsyncGenerator[Outcome, None]:
     """Run ``answer_one`` on each question, at most ``concurrency`` at once; yield outcomes
     as they finish. The loop both :meth:`Compiler.map` and :class:`RayPool` use.
 

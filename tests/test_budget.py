@@ -388,4 +388,4 @@ def test_the_meter_counts_tool_calls() -> None:
     assert meter.tool_calls == 2
     executor = object()
     assert Meter(Budget()).gate(executor) is executor  # type: ignore[arg-type]
-    assert meter.gate(executor) is not executor  # type: ignore[arg-type]
+    assert meter.gate(executor) is not executor

@@ -187,7 +187,8 @@ async def test_json_planner_dispatches_each_task_object() -> None:
     assert answer.text == "Mariana (deeper)"
     assert answer.results[0].outputs[3] == "first"
     assert formats[0]["type"] == "json_schema" and formats[1]["type"] == "json_schema"
-    assert answer.trace.tasks[1].started < answer.trace.spans[0].finished
+    started, finished = answer.trace.tasks[1].started, answer.trace.spans[0].finished
+    assert started is not None and finished is not None and started < finished
 
 
 def test_no_llm_configured_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:

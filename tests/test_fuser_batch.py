@@ -310,7 +310,7 @@ async def test_the_rate_limit_is_taken_once_per_fused_call() -> None:
     limiter = Limiter()
     calls = Calls()
     tool = doubler(calls, max_batch=5)
-    tool.rate_limit = limiter  # type: ignore[assignment]
+    tool.rate_limit = limiter
     result = await llmc.run_plan(tasks_of("double", list(range(10))), tools=[tool])
     assert result.ok and len(calls.batches) == 2 and limiter.acquired == 2
 

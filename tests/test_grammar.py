@@ -60,7 +60,7 @@ class Place(pydantic.BaseModel):
 
 
 @llmc.tool
-def locate(place: Place, anything=None, pair: tuple[int, str] = (1, "a")) -> str:  # type: ignore[no-untyped-def]
+def locate(place: Place, anything=None, pair: tuple[int, str] = (1, "a")) -> str:
     """Find a place on the map."""
     return ""
 
@@ -300,7 +300,9 @@ def well_typed(task: Task, tools: llmc.Toolbox) -> None:
     for name, value in zip(tool.parameters, task.args, strict=False):
         if llmc.plan.references(value) or isinstance(value, Ref):
             continue
-        pydantic.TypeAdapter(hints[name].annotation).validate_python(value)
+        annotation = hints[name].annotation
+        assert annotation is not None
+        pydantic.TypeAdapter(annotation).validate_python(value)
 
 
 @needs_model

@@ -164,6 +164,7 @@ def test_invalid_tasks_are_reported_before_anything_runs(text, error_type, words
     error = _error(text, tools=TOOLS)
     assert type(error) is error_type
     assert words in str(error)
+    assert error.line is not None
     assert error.line == text.count("\n", 0, text.rindex(text.splitlines()[error.line - 1])) + 1
 
 

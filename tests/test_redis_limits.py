@@ -94,7 +94,7 @@ def test_shared_limits_hold_across_four_processes(redis_url: str) -> None:
     assert max(arrivals) - min(arrivals) >= (total - 1) / rate * 0.9
     spans = [tuple(span) for out, _ in outputs for span in json.loads(out.splitlines()[-1])]
     assert len(spans) == PROCESSES * holds
-    assert most_at_once(spans) == places  # type: ignore[arg-type]
+    assert most_at_once(spans) == places
 
 
 async def test_a_lease_ends_when_its_holder_never_releases(redis_url: str) -> None:

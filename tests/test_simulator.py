@@ -151,7 +151,7 @@ def test_stop_strings_cut_the_reply_and_no_usage_unless_asked() -> None:
 
 
 def test_tool_calls_stream_as_the_openai_api_streams_them() -> None:
-    body = {
+    body: dict[str, Any] = {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": PQA.text}],
         "tools": TOOLS,
@@ -338,7 +338,7 @@ def test_function_calling_agent_turns_follow_the_dag() -> None:
 
     def turns(parallel: bool) -> list[list[str]]:
         messages: list[dict[str, Any]] = [{"role": "user", "content": PQA.text}]
-        seen = []
+        seen: list[list[str]] = []
         for _ in range(10):
             body = {"messages": messages, "tools": TOOLS, "parallel_tool_calls": parallel}
             reply = policy.reply(body)

@@ -378,7 +378,7 @@ async def test_tools_run_in_a_worker_thread(pack: ModuleType) -> None:
         pack.count_file.invoke({"path": "a.txt"}),
         pack.list_files.invoke({"pattern": "*.md", "folder": "notes"}),
     )
-    assert results == [
+    assert list(results) == [
         "beta\n",
         {"lines": 3, "words": 3, "chars": 17, "bytes": 17},
         ["notes/todo.md"],

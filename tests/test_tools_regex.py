@@ -36,6 +36,7 @@ def test_catastrophic_patterns_finish(pack: ModuleType, pattern: str) -> None:
 
 @pytest.mark.timeout(60)
 async def test_the_event_loop_runs_on_while_grep_matches(pack: ModuleType) -> None:
+    assert pack.__file__ is not None
     tools = {t.name: t for t in llmc.load_tools(Path(pack.__file__))}
     ticks = 0
 

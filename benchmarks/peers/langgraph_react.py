@@ -81,7 +81,7 @@ class LangGraphReAct:
         model = ChatOpenAI(
             model=self.profile.client_model,
             base_url=base_url,
-            api_key="simulated",  # type: ignore[arg-type]
+            api_key="simulated",
             temperature=0,
             streaming=True,
             stream_usage=True,

@@ -194,7 +194,7 @@ class Policy:
                 if task.tool == "search" and alone and only[0].tool == "math":
                     into[task.id] = only[0]
         number: dict[int, int] = {}
-        lines = []
+        lines: list[str] = []
         for task in question.tasks:
             if any(task.id == m.id for m in into.values()):
                 continue  # written with its search

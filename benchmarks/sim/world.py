@@ -208,7 +208,11 @@ class World:
             await world._serve("search_batch", keys, world.batch_latency(keys))
             return [world.search_output(key) for key in keys]
 
-        functions = {"search": search, "math": math, "search_batch": search_batch}
+        functions: dict[str, Callable[..., Awaitable[Any]]] = {
+            "search": search,
+            "math": math,
+            "search_batch": search_batch,
+        }
         for function in functions.values():  # real types, for libraries that read them raw
             function.__annotations__ = typing.get_type_hints(function)
         return functions
