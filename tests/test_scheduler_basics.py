@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pydantic
@@ -324,24 +323,14 @@ async def test_an_on_event_error_ends_the_run_and_is_raised() -> None:
     assert asyncio.all_tasks() == before
 
 
-@pytest.fixture
-def structlog_untouched() -> Iterator[None]:
-    """Leave structlog as unconfigured as it was: capture_logs() marks it configured."""
-    configured = structlog.is_configured()
-    yield
-    if not configured:
-        structlog.reset_defaults()
-
-
 async def test_no_logs_until_the_application_configures_structlog(
-    structlog_untouched: None, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    structlog.reset_defaults()
     await llmc.run_plan([Task(1, "add", (1, 2))], tools=[add])
     assert capsys.readouterr().out == ""
 
 
-async def test_logs_are_debug_lines_bound_to_run_and_task(structlog_untouched: None) -> None:
+async def test_logs_are_debug_lines_bound_to_run_and_task() -> None:
     plan = Plan(tools=[add])
     plan.add(add, plan.add(add, 1, 1), 1)
     with structlog.testing.capture_logs() as logs:

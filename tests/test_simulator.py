@@ -17,7 +17,6 @@ from typing import Any
 
 import openai
 import pytest
-import structlog
 
 import llmc
 
@@ -481,19 +480,6 @@ async def test_a_finished_plan_answers_through_the_simulator_without_a_joiner() 
     assert floor >= last_tool  # every task was needed by the answer here
 
 
-@pytest.fixture
-def structlog_restored() -> Any:
-    """The command configures structlog as an application does; put it back afterwards."""
-    was_configured = structlog.is_configured()
-    config = structlog.get_config()
-    yield
-    if was_configured:
-        structlog.configure(**config)
-    else:
-        structlog.reset_defaults()
-
-
-@pytest.mark.usefixtures("structlog_restored")
 def test_the_command_writes_tables_json_and_svg(tmp_path: Path, capsys: Any) -> None:
     status = compare_main(
         [
