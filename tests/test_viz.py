@@ -12,13 +12,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from viz_helpers import NS, boxes, check_plan_picture, edges, parse
+from viz_helpers import NS, boxes, check_plan_picture, edges, find, findtext, parse
 
 import llmc
 from llmc import Plan, Ref
 from llmc.cli import main
 from llmc.trace import FusedCall
-from llmc.viz import STATUS_STYLES, plan_dot, plan_mermaid, plan_svg
+from llmc.viz import STATUS_STYLES, Direction, plan_dot, plan_mermaid, plan_svg
 from llmc.viz._plan import PER_ROW, wrapped_ranks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def qa() -> Plan:
 
 
 @pytest.mark.parametrize("direction", ["TB", "LR"])
-def test_plan_picture_keeps_its_invariants(qa: Plan, direction: str) -> None:
+def test_plan_picture_keeps_its_invariants(qa: Plan, direction: Direction) -> None:
     root = check_plan_picture(plan_svg(qa, direction=direction), edge_set(qa))
     assert root.attrib["data-direction"] == direction
     found = boxes(root)
@@ -74,10 +74,10 @@ def test_plan_picture_keeps_its_invariants(qa: Plan, direction: str) -> None:
 
 def test_plan_picture_labels_and_tooltips(qa: Plan) -> None:
     root = parse(plan_svg(qa))
-    node = root.find(".//svg:g[@data-task='3']", NS)
+    node = find(root, ".//svg:g[@data-task='3']")
     assert node is not None
-    assert node.findtext("svg:title", namespaces=NS) == "3. math('height * 1.1', $1)"
-    text = "".join(node.find("svg:text", NS).itertext())
+    assert findtext(node, "svg:title") == "3. math('height * 1.1', $1)"
+    text = "".join(find(node, "svg:text").itertext())
     assert text == "$3 math"
     assert "('height * 1.1', $1)" in [t.text for t in node.iterfind("svg:text", NS)]
 
@@ -170,16 +170,16 @@ def test_text_is_escaped_and_shortened() -> None:
     plan.add('tool<&>"name"', Ref(1))
     svg = plan_svg(plan, title='<title> & "quotes"')
     root = check_plan_picture(svg, {(1, 2)})
-    node = root.find(".//svg:g[@data-task='1']", NS)
-    tooltip = node.findtext("svg:title", namespaces=NS)
+    node = find(root, ".//svg:g[@data-task='1']")
+    tooltip = findtext(node, "svg:title")
     assert repr(nasty) in tooltip and "key='</svg>&amp;'" in tooltip
     assert "Thought: why:\ufffd <because>\nof this" in tooltip
     assert "\x00" not in svg and "\x1b" not in svg
-    lines = [t.text for t in node.iterfind("svg:text", NS)]
+    lines = [t.text or "" for t in node.iterfind("svg:text", NS)]
     assert lines[1].endswith("…") and len(lines[1]) < 60
-    head = "".join(root.find(".//svg:g[@data-task='2']/svg:text", NS).itertext())
+    head = "".join(find(root, ".//svg:g[@data-task='2']/svg:text").itertext())
     assert head == '$2 tool<&>"name"'
-    assert root.findtext(".//svg:text[@class='title']", namespaces=NS) == '<title> & "quotes"'
+    assert findtext(root, ".//svg:text[@class='title']") == '<title> & "quotes"'
 
 
 def test_values_plan_text_cannot_write_still_draw() -> None:
@@ -238,9 +238,9 @@ def test_statuses_come_from_the_run() -> None:
         3: "node status-done",
         4: "node status-skipped",
     }
-    rect = root.find(".//svg:g[@data-task='2']/svg:rect", NS)
+    rect = find(root, ".//svg:g[@data-task='2']/svg:rect")
     assert rect.attrib["fill"] == STATUS_STYLES["failed"].fill
-    tooltip = root.findtext(".//svg:g[@data-task='2']/svg:title", namespaces=NS)
+    tooltip = findtext(root, ".//svg:g[@data-task='2']/svg:title")
     assert "status: failed" in tooltip and "ValueError: no such thing" in tooltip
     legend = [t.text for t in root.iterfind(".//svg:g[@class='legend']//svg:text", NS)]
     assert legend[:3] == ["done", "failed", "skipped"]
@@ -250,7 +250,7 @@ def test_statuses_come_from_the_run() -> None:
 
 
 def _edge_class(root: ET.Element, source: int, target: int) -> str:
-    path = root.find(f".//svg:path[@data-source='{source}'][@data-target='{target}']", NS)
+    path = find(root, f".//svg:path[@data-source='{source}'][@data-target='{target}']")
     return path.attrib["class"]
 
 
@@ -261,9 +261,9 @@ def test_explicit_statuses_budgets_and_unknown_status(qa: Plan) -> None:
         budgets={4: 300, 5: "≤ 1k tok"},
     )
     root = parse(svg)
-    assert "status-cached" in root.find(".//svg:g[@data-task='1']", NS).attrib["class"]
-    assert "status-cancelled" in root.find(".//svg:g[@data-task='3']", NS).attrib["class"]
-    assert root.find(".//svg:g[@data-task='4']", NS).attrib["class"] == "node status-plain"
+    assert "status-cached" in find(root, ".//svg:g[@data-task='1']").attrib["class"]
+    assert "status-cancelled" in find(root, ".//svg:g[@data-task='3']").attrib["class"]
+    assert find(root, ".//svg:g[@data-task='4']").attrib["class"] == "node status-plain"
     texts = [t.text for t in root.iterfind(".//svg:g[@data-task='4']/svg:text", NS)]
     assert texts[-1] == "≤ 300 tok"
     with pytest.raises(ValueError, match="unknown status 'weird'"):
@@ -283,7 +283,7 @@ def test_fused_groups_are_outlined_around_their_members_only() -> None:
     from viz_helpers import rect_of
 
     for outline in outlines:
-        rect = rect_of(outline.find("svg:rect", NS))
+        rect = rect_of(find(outline, "svg:rect"))
         members = set(groups[outline.attrib["data-group"]])
         inside = {i for i, box in found.items() if box.overlaps(rect)}
         assert inside and inside <= members
@@ -299,12 +299,12 @@ def test_a_groups_tasks_stand_together_even_on_a_single_level() -> None:
     assert abs(order.index(1) - order.index(3)) == 1
     from viz_helpers import rect_of
 
-    outline = rect_of(root.find(".//svg:g[@class='group']/svg:rect", NS))
+    outline = rect_of(find(root, ".//svg:g[@class='group']/svg:rect"))
     assert {i for i, box in found.items() if box.overlaps(outline)} == {1, 3}
 
 
 def test_groups_default_to_the_plans_fused_groups(qa: Plan) -> None:
-    qa.fused_groups = {"searches": [1, 2]}  # type: ignore[attr-defined]
+    qa.fused_groups = {"searches": (1, 2)}
     root = parse(qa.to_svg())
     assert [g.attrib["data-group"] for g in root.iterfind(".//svg:g[@class='group']", NS)] == [
         "searches"
@@ -384,7 +384,7 @@ def test_dot_renders_with_graphviz_when_present(qa: Plan, tmp_path: Path) -> Non
     plan = Plan()
     plan.add("say", 'q"uote \\ back\nline <&>')
     plan.add("use", Ref(1))
-    plan.fused_groups = {'g "1"': [1]}  # type: ignore[attr-defined]
+    plan.fused_groups = {'g "1"': (1,)}
     for text in (qa.to_dot(), plan.to_dot()):
         result = subprocess.run(["dot", "-Tsvg"], input=text, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from viz_helpers import NS, boxes, check_plan_picture, rect_of
+from viz_helpers import NS, boxes, check_plan_picture, find, rect_of
 
 from llmc import Plan, Ref
 from llmc.viz import plan_svg
 
-names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=16)
+names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=16)
 
 
 @st.composite
@@ -47,7 +47,7 @@ def test_any_plan_draws_cleanly(
         owner[name] = set(members) - taken
         taken |= owner[name]
     for outline in root.iterfind(".//svg:g[@class='group']", NS):
-        rect = rect_of(outline.find("svg:rect", NS))
+        rect = rect_of(find(outline, "svg:rect"))
         inside = {i for i, box in found.items() if box.overlaps(rect)}
         assert inside <= owner[outline.attrib["data-group"]]
     assert svg == plan_svg(plan, direction=direction, groups=groups, budgets=budgets)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from viz_helpers import NS, parse
+from viz_helpers import NS, find, findtext, parse
 
 import llmc
 from llmc.trace import Span, TaskRecord, TaskStatus, Trace
@@ -55,8 +55,8 @@ def two_branch_trace() -> Trace:
     return trace
 
 
-def axis(root):  # type: ignore[no-untyped-def]
-    group = root.find(".//svg:g[@class='axis']", NS)
+def axis(root):
+    group = find(root, ".//svg:g[@class='axis']")
     return float(group.attrib["data-x0"]), float(group.attrib["data-px-per-second"])
 
 
@@ -72,7 +72,7 @@ def test_one_bar_per_task_at_its_times() -> None:
     x0, scale = axis(root)
     zero = T0 - 0.1  # the planner started before the run
     bars = {
-        int(g.attrib["data-task"]): g.find("svg:rect", NS)
+        int(g.attrib["data-task"]): find(g, "svg:rect")
         for g in root.iterfind(".//svg:g[@class='bars']/svg:g", NS)
         if g.find("svg:rect", NS) is not None
     }
@@ -84,7 +84,7 @@ def test_one_bar_per_task_at_its_times() -> None:
         assert float(rect.attrib["x"]) == pytest.approx(x0 + (rec.started - zero) * scale, abs=0.11)
         assert float(rect.attrib["width"]) == pytest.approx(rec.duration * scale, abs=0.11)
     # the skipped task never ran: a marker where it was skipped, no bar
-    marker = root.find(".//svg:g[@data-task='7']", NS)
+    marker = find(root, ".//svg:g[@data-task='7']")
     assert "marker" in marker.attrib["class"] and "status-skipped" in marker.attrib["class"]
     # rows keep the trace's order, between the planner and the joiner
     labels = [t.text for t in root.iterfind(".//svg:text[@class='row-label']", NS)]
@@ -111,7 +111,7 @@ def test_critical_path_is_marked() -> None:
         if "critical" in g.attrib["class"].split()
     )
     assert critical == [2, 4, 5]
-    assert root.find(".//svg:g[@class='bars']", NS).attrib["data-critical"] == "2 4 5"
+    assert find(root, ".//svg:g[@class='bars']").attrib["data-critical"] == "2 4 5"
     arrows = {
         (int(p.attrib["data-source"]), int(p.attrib["data-target"])): p.attrib["class"]
         for p in root.iterfind(".//svg:path[@data-source]", NS)
@@ -122,7 +122,7 @@ def test_critical_path_is_marked() -> None:
         (3, 5): "dependency",
         (4, 5): "dependency critical",
     }
-    summary = root.findtext(".//svg:text[@class='summary']", namespaces=NS)
+    summary = findtext(root, ".//svg:text[@class='summary']")
     assert "critical path $2 → $4 → $5 (720 ms)" in summary
     assert summary.startswith("7 tasks · makespan 1.2 s")
 
@@ -131,13 +131,13 @@ def test_llm_calls_and_waits() -> None:
     trace = two_branch_trace()
     root = parse(timeline_svg(trace))
     x0, scale = axis(root)
-    planner = root.find(".//svg:g[@class='span span-planner']", NS)
-    bar = planner.find("svg:rect[@class='span-bar']", NS)
+    planner = find(root, ".//svg:g[@class='span span-planner']")
+    bar = find(planner, "svg:rect[@class='span-bar']")
     assert float(bar.attrib["x"]) == pytest.approx(x0, abs=0.11)
     assert float(bar.attrib["width"]) == pytest.approx(0.25 * scale, abs=0.11)
-    first = planner.find("svg:line[@class='first-output']", NS)
+    first = find(planner, "svg:line[@class='first-output']")
     assert float(first.attrib["x1"]) == pytest.approx(x0 + 0.12 * scale, abs=0.11)
-    assert "first output after 120 ms" in planner.findtext("svg:title", namespaces=NS)
+    assert "first output after 120 ms" in findtext(planner, "svg:title")
     assert root.find(".//svg:g[@class='span span-joiner']", NS) is not None
     slots = {
         line.attrib["data-task"]: line
@@ -178,7 +178,7 @@ def test_lanes_pack_tasks_into_as_many_rows_as_ran_at_once() -> None:
     for spans in by_row.values():
         spans.sort()
         assert all(a[1] <= b[0] + 0.11 for a, b in itertools.pairwise(spans))
-    assert "at most 3" in "".join(root.find(".//svg:g[@class='concurrency']", NS).itertext())
+    assert "at most 3" in "".join(find(root, ".//svg:g[@class='concurrency']").itertext())
     # in lanes only the critical path's arrows are drawn unless asked otherwise
     classes = {p.attrib["class"] for p in root.iterfind(".//svg:path[@data-source]", NS)}
     assert classes == {"dependency critical"}
@@ -196,7 +196,7 @@ def test_running_tasks_and_empty_runs() -> None:
     trace.tasks[2] = TaskRecord(2, "fast", frozenset(), 0.0, TaskStatus.DONE, 0.0, 0.1, 0.3, 1)
     trace.spans.append(Span("planner", "plan 1", 0.0))  # still streaming
     root = parse(timeline_svg(trace))
-    bar = root.find(".//svg:g[@data-task='1']/svg:rect", NS)
+    bar = find(root, ".//svg:g[@data-task='1']/svg:rect")
     assert bar.attrib["stroke-dasharray"] == "4 2"  # open end
     assert float(bar.attrib["width"]) > 0
     empty = parse(timeline_svg(Trace("nothing", started=5.0)))
@@ -212,8 +212,8 @@ def test_same_trace_same_bytes_and_escaped_text() -> None:
     first = timeline_svg(trace, title="Which <is> taller & why?")
     assert first == timeline_svg(trace, title="Which <is> taller & why?")
     root = parse(first)
-    assert root.findtext(".//svg:text[@class='title']", namespaces=NS) == "Which <is> taller & why?"
-    tooltip = root.findtext(".//svg:g[@data-task='6']/svg:title", namespaces=NS)
+    assert findtext(root, ".//svg:text[@class='title']") == "Which <is> taller & why?"
+    tooltip = findtext(root, ".//svg:g[@data-task='6']/svg:title")
     assert 'error: ValueError: bad <input> & \ufffd "quoted"' in tooltip
 
 
@@ -234,5 +234,5 @@ async def test_a_real_run_draws(tmp_path: Path) -> None:
     assert timeline_svg(result) == result.trace._repr_svg_()
     root = parse(svg)
     assert len(root.findall(".//svg:rect[@class='bar']", NS)) == 3
-    tooltip = root.findtext(".//svg:g[@data-task='3']/svg:title", namespaces=NS)
+    tooltip = findtext(root, ".//svg:g[@data-task='3']/svg:title")
     assert tooltip.startswith("$3 echo('$1 $2')")

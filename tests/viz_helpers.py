@@ -55,6 +55,18 @@ def parse(svg: str) -> ET.Element:
     return ET.fromstring(svg)
 
 
+def find(element: ET.Element, path: str) -> ET.Element:
+    """The first element at ``path`` (SVG namespace ``svg:``); fails when there is none."""
+    found = element.find(path, NS)
+    assert found is not None, f"no {path} in the picture"
+    return found
+
+
+def findtext(element: ET.Element, path: str) -> str:
+    """The text of the first element at ``path``; fails when there is none."""
+    return find(element, path).text or ""
+
+
 def rect_of(element: ET.Element) -> Rect:
     return Rect(*(float(element.attrib[k]) for k in ("x", "y", "width", "height")))
 
@@ -64,7 +76,7 @@ def boxes(root: ET.Element) -> dict[int, Rect]:
     found = {}
     for node in root.iterfind(".//svg:g[@data-task]", NS):
         if "node" in node.attrib["class"].split():
-            found[int(node.attrib["data-task"])] = rect_of(node.find("svg:rect", NS))
+            found[int(node.attrib["data-task"])] = rect_of(find(node, "svg:rect"))
     return found
 
 
