@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 import llmc
 from llmc.llm import LLM, Chunk, GenerateOptions, Message, Usage, generate
@@ -25,6 +26,9 @@ from llmc.testing import (
 )
 
 HI: list[Message] = [{"role": "user", "content": "hi"}]
+CHAT: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "hi"}
+]  # the same, for the SDK
 
 
 async def chunks_of(llm: LLM, options: GenerateOptions | None = None) -> list[Chunk]:
@@ -144,7 +148,7 @@ async def test_every_call_is_recorded_with_its_messages_and_options() -> None:
 
 def test_a_script_must_be_a_list_or_a_function() -> None:
     with pytest.raises(TypeError, match="list"):
-        ScriptedLLM("just one string")  # type: ignore[arg-type]
+        ScriptedLLM("just one string")
 
 
 async def test_a_script_item_that_is_not_text_is_a_clear_error() -> None:
@@ -160,10 +164,10 @@ def test_the_openai_client_streams_from_it_with_usage() -> None:
     with ScriptedOpenAIServer([reply, "again"], chunk_size=5) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
         stream = client.chat.completions.create(
-            model="m", messages=HI, stream=True, stream_options={"include_usage": True}
+            model="m", messages=CHAT, stream=True, stream_options={"include_usage": True}
         )
         events = list(stream)
-        plain = client.chat.completions.create(model="m", messages=HI, stream=True)
+        plain = client.chat.completions.create(model="m", messages=CHAT, stream=True)
         plain_events = list(plain)
         client.close()
     pieces = [c.delta.content for e in events for c in e.choices if c.delta.content]
@@ -179,7 +183,7 @@ def test_the_openai_client_streams_from_it_with_usage() -> None:
 def test_the_openai_client_gets_plain_json_replies_and_the_model_list() -> None:
     with ScriptedOpenAIServer(["whole reply"], model="tiny") as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-        completion = client.chat.completions.create(model="tiny", messages=HI, max_tokens=100)
+        completion = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=100)
         models = client.models.list()
         client.close()
     assert completion.choices[0].message.content == "whole reply"
@@ -198,9 +202,9 @@ async def test_it_records_bodies_and_headers_and_scripts_by_body() -> None:
 
     async with ScriptedOpenAIServer(answer) as server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-abc", max_retries=0)
-        schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+        schema: Any = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
         completion = await client.chat.completions.create(
-            model="m1", messages=HI, response_format=schema
+            model="m1", messages=CHAT, response_format=schema
         )
         await client.close()
     assert completion.choices[0].message.content == "m1 said hi"
@@ -216,17 +220,17 @@ def test_faults_come_in_order_and_do_not_use_up_replies() -> None:
         server.break_stream(1)
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
         with pytest.raises(openai.RateLimitError) as limited:
-            client.chat.completions.create(model="m", messages=HI)
+            client.chat.completions.create(model="m", messages=CHAT)
         assert limited.value.response.headers["retry-after"] == "3"
         assert limited.value.response.headers["retry-after-ms"] == "2500"
         with pytest.raises(openai.InternalServerError, match="boom"):
-            client.chat.completions.create(model="m", messages=HI)
-        received = []
+            client.chat.completions.create(model="m", messages=CHAT)
+        received: list[str] = []
         with pytest.raises(openai.APIConnectionError):
-            for event in client.chat.completions.create(model="m", messages=HI, stream=True):
+            for event in client.chat.completions.create(model="m", messages=CHAT, stream=True):
                 received.extend(c.delta.content for c in event.choices if c.delta.content)
         assert received == ["fi"]
-        reply = client.chat.completions.create(model="m", messages=HI)
+        reply = client.chat.completions.create(model="m", messages=CHAT)
         assert reply.choices[0].message.content == "first"
         client.close()
     assert server.remaining == 1 and server.errors == []
@@ -235,9 +239,9 @@ def test_faults_come_in_order_and_do_not_use_up_replies() -> None:
 def test_a_used_up_script_answers_400_and_notes_it() -> None:
     with ScriptedOpenAIServer(["only"]) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-        client.chat.completions.create(model="m", messages=HI)
+        client.chat.completions.create(model="m", messages=CHAT)
         with pytest.raises(openai.BadRequestError, match="scripted with 1 reply"):
-            client.chat.completions.create(model="m", messages=HI)
+            client.chat.completions.create(model="m", messages=CHAT)
         client.close()
     assert len(server.errors) == 1
 
@@ -249,7 +253,7 @@ def test_a_failing_script_function_answers_500() -> None:
     with ScriptedOpenAIServer(broken) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
         with pytest.raises(openai.InternalServerError, match="KeyError"):
-            client.chat.completions.create(model="m", messages=HI)
+            client.chat.completions.create(model="m", messages=CHAT)
         client.close()
     assert "KeyError" in server.errors[0]
 
@@ -283,7 +287,7 @@ def test_closing_stops_threads_and_sockets_even_with_open_connections() -> None:
     idle.request("GET", "/v1/models")
     idle.getresponse().read()
     client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-    streaming = client.chat.completions.create(model="m", messages=HI, stream=True)
+    streaming = client.chat.completions.create(model="m", messages=CHAT, stream=True)
     next(iter(streaming))  # a reply is mid-stream, its thread waiting to send more
     started = time.perf_counter()
     server.close()
@@ -300,7 +304,7 @@ async def test_the_async_context_manager_starts_and_stops_it() -> None:
     async with ScriptedOpenAIServer(["hi there"]) as server:
         port = server.port
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-        reply = await client.chat.completions.create(model="m", messages=HI)
+        reply = await client.chat.completions.create(model="m", messages=CHAT)
         assert reply.choices[0].message.content == "hi there"
     await client.close()
     assert _refuses(port)
