@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 
     from .errors import DependencyError
     from .llm.base import Usage
-    from .plan import Plan, Task
+    from .plan import Plan
     from .result import Result
+    from .task import Task
 
 __all__ = [
     "Event",

@@ -8,7 +8,8 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import PlanError
-from ..plan import Plan, Task, render_value
+from ..plan import Plan
+from ..task import Task, render_value
 from ..trace import TaskStatus, Trace
 from ._layout import Box, Spacing, layout
 from ._svg import (
