@@ -23,6 +23,7 @@ from ._svg import (
     shorten,
     text_width,
 )
+from ._tasks import arguments_text
 
 if TYPE_CHECKING:
     from ..plan import Plan
@@ -401,8 +402,6 @@ def _pack(records: list[TaskRecord]) -> dict[int, int]:
 
 def _task_text(record: TaskRecord, plan: Plan | None) -> str:
     if plan is not None and record.task_id in plan:
-        from ._plan import arguments_text
-
         task = plan[record.task_id]
         return clean(f"${task.id} {task.tool}{arguments_text(task)}")
     return clean(f"${record.task_id} {record.tool}")
