@@ -27,7 +27,6 @@ from ._svg import (
     text_width,
 )
 from ._tasks import arguments_text, plan_text, resolve_groups, resolve_statuses, trace_of
-from ._timeline import critical_chain
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -134,7 +133,7 @@ def plan_svg(
     clusters = {
         task_id: number for number, members in enumerate(group_map.values()) for task_id in members
     }
-    critical = critical_chain(records) if records is not None else []
+    critical = records.critical_chain() if records is not None else []
     critical_edges = set(pairwise(critical))
 
     legend_items = _legend(plan, status_of, group_map, critical_edges) if legend else []
