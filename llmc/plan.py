@@ -332,19 +332,19 @@ class Plan:
         Returns:
             the SVG text; the same plan and options give the same bytes.
         """
-        from . import viz
+        from . import viz  # the door up a floor: pictures read plans and traces
 
         return viz.write(viz.plan_svg(self, **options), path)
 
     def to_mermaid(self, **options: Any) -> str:
         """The plan as a Mermaid flowchart (see :func:`llmc.viz.plan_mermaid`)."""
-        from . import viz
+        from . import viz  # the door up a floor: pictures read plans and traces
 
         return viz.plan_mermaid(self, **options)
 
     def to_dot(self, **options: Any) -> str:
         """The plan as a Graphviz digraph (see :func:`llmc.viz.plan_dot`)."""
-        from . import viz
+        from . import viz  # the door up a floor: pictures read plans and traces
 
         return viz.plan_dot(self, **options)
 

@@ -463,7 +463,7 @@ class Trace:
         Returns:
             the SVG text.
         """
-        from . import viz
+        from . import viz  # the door up a floor: pictures read plans and traces
 
         return viz.write(viz.timeline_svg(self, plan=plan, **options), path)
 
