@@ -372,7 +372,7 @@ async def _joiner_runs(
     """The joiner of ParallelQA questions: no budget prompt, the TALE estimate without a cap,
     and the estimate enforced with ``max_tokens = N x slack``."""
     from llmc.joiner import Joiner
-    from llmc.plan import Task
+    from llmc.task import Task
 
     world = World(seed=0, search_chars=300)
     joiner = Joiner(llm)

@@ -71,9 +71,10 @@ from .fuser import FusedTool, Fuser, fuse, suggest_fusions
 from .limits import Backoff
 from .llm import LLM, GenerateOptions, Local, OpenAI, Usage
 from .parse import PlanParser
-from .plan import Plan, Ref, Task
+from .plan import Plan
 from .result import Result
 from .scheduler import Scheduler, run_plan, run_plan_sync, stream_plan
+from .task import Ref, Task
 from .tool import Tool, tool
 from .toolbox import Toolbox, load_tools
 from .trace import (

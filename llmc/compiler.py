@@ -36,10 +36,11 @@ from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .llm.openai_compat import OpenAI
 from .mapping import Outcome, answer_all, outcome_of
-from .plan import Finish, Plan, Task, fill_question
+from .plan import Plan
 from .planner import Planner, Round
 from .result import Result, error_text, text_form
 from .scheduler import RunOptions, Scheduler, resolve_references
+from .task import Finish, Task, fill_question
 from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Event, Span, TaskFinished, Trace, stream_events

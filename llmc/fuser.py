@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PlanError, ToolArgumentError, ToolDefinitionError
-from .plan import Plan, Ref, Task
+from .plan import Plan
+from .task import Ref, Task
 from .tool import Tool, tool
 from .toolbox import Toolbox, Tools
 

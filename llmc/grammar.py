@@ -11,7 +11,7 @@ What :func:`plan_grammar` guarantees, for the plans it admits:
 
 - every line is ``Thought: ...``, ``N. tool(arguments)``, or the final ``join()`` or
   ``finish(answer)`` (the plan's own answer: a ``$N`` or a string with ``$N`` in it, see
-  :class:`~llmc.plan.Finish`) followed by ``<END_OF_PLAN>``; tasks are numbered
+  :class:`~llmc.task.Finish`) followed by ``<END_OF_PLAN>``; tasks are numbered
   ``first_id``, ``first_id + 1``, ... exactly (the grammar unrolls one rule per task number,
   up to ``max_tasks``);
 - ``tool`` is one of the toolbox's tools, and its arguments are positional, in the order of

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame
 from .grammar import joiner_grammar
 from .llm.base import LLM, GenerateOptions, Message, open_stream
-from .plan import Task
+from .task import Task
 from .templates import Templates
 from .trace import Span, Trace
 

@@ -4,7 +4,7 @@ The model writes ``{"tasks": [{"id": 1, "tool": "search", "args": ["x"]}, ...]}`
 is :data:`PLAN_SCHEMA`); each task is dispatched the moment its object closes, exactly like
 a line of the plan language. A whole-argument reference is ``{"$ref": N}``; ``$N`` inside
 strings works as in plan text. An optional ``"finish"`` after the tasks is the plan's own
-answer (a string with ``$N`` placeholders, or ``{"$ref": N}``; see :class:`~llmc.plan.Finish`).
+answer (a string with ``$N`` placeholders, or ``{"$ref": N}``; see :class:`~llmc.task.Finish`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 
 from .errors import PlanError
-from .plan import (
+from .task import (
     JSON_ARGUMENT_DEPTH,
     MAX_NESTING,
     Finish,
@@ -91,7 +91,7 @@ class JsonPlanParser:
         Raises:
             PlanError: a completed task object is not valid JSON, does not fit the schema,
                 or fails the checks; or arguments nest deeper than
-                :data:`~llmc.plan.MAX_NESTING` (raised at the first bracket too many).
+                :data:`~llmc.task.MAX_NESTING` (raised at the first bracket too many).
         """
         self._text.append(chunk)
         out: list[Task] = []

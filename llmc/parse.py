@@ -12,7 +12,7 @@ The format is LLMCompiler's::
 Each task line is ``N. tool(arguments)``; ``join()`` ends the plan (whatever follows it is
 ignored, as after ``<END_OF_PLAN>``), and so does ``finish(answer)``, the plan's own answer
 from task outputs (``finish($3)``, ``finish("longer: $3 km")``; see
-:class:`~llmc.plan.Finish`). Arguments are Python literals (strings with any content,
+:class:`~llmc.task.Finish`). Arguments are Python literals (strings with any content,
 numbers, lists, tuples, sets, dicts, None/True/False) in which ``$N`` / ``${N}`` refer to
 earlier tasks and ``$question`` to the user's question. Lines are read with :mod:`ast` and
 only literals are accepted: nothing the model writes is ever evaluated or called. A
@@ -33,7 +33,7 @@ from io import StringIO
 from typing import Any, NamedTuple
 
 from .errors import PlanError, PlanSyntaxError
-from .plan import (
+from .task import (
     MAX_NESTING,
     QUESTION,
     Finish,
@@ -59,7 +59,7 @@ _HIDDEN = re.compile(r"\$\$|\$\{(\d+|question)\}|\$(\d+|question\b)")
 
 
 class PlanParser:
-    """Turns plan text into :class:`~llmc.plan.Task` objects as the text streams in.
+    """Turns plan text into :class:`~llmc.task.Task` objects as the text streams in.
 
     Feed chunks of any size; each task comes out as soon as its statement is complete,
     and the tasks do not depend on how the text was cut. Every task is checked on arrival:

@@ -23,7 +23,7 @@ from .grammar import SMALL_MODEL_PLANS, PlanGrammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message, open_stream
 from .parse import END_OF_PLAN, PlanParser
-from .plan import Finish, Task
+from .task import Finish, Task
 from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Span, Trace

@@ -5,7 +5,7 @@ dependencies and each task a list of its dependents; when a task finishes, its d
 counters drop, and a task whose counter reaches zero is started at once with
 :func:`asyncio.create_task`. The work per task is O(1) amortised, whatever the plan's size.
 
-Tasks may keep arriving while the run goes (an async iterable of :class:`~llmc.plan.Task`,
+Tasks may keep arriving while the run goes (an async iterable of :class:`~llmc.task.Task`,
 as the streaming planner produces): a task whose dependencies are already done starts on
 arrival. A task that cannot run (unknown tool, duplicate id, a reference to a task not seen
 yet) is a broken plan: the run cancels what is running and raises that :class:`PlanError`
@@ -69,8 +69,9 @@ from .cache import MISSING, Cache
 from .errors import BudgetExceeded, DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
 from .limits import Backoff, RateLimiter, release
-from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
+from .plan import Plan
 from .result import Result, error_text, text_form
+from .task import PLACEHOLDER, Ref, Task, check_call
 from .tool import Tool
 from .toolbox import Toolbox, Tools
 from .trace import (
@@ -155,7 +156,7 @@ class RunOptions(TypedDict, total=False):
 def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
     """Replace references to earlier tasks in an argument by what those tasks produced.
 
-    A :class:`~llmc.plan.Ref` becomes the output object itself (not a copy); ``$N`` and
+    A :class:`~llmc.task.Ref` becomes the output object itself (not a copy); ``$N`` and
     ``${N}`` inside a string become the output's :func:`~llmc.result.text_form`, and ``$$``
     becomes ``$``. Lists, tuples, sets and dicts (keys too) are resolved recursively; one
     that holds no reference is returned as it is, not copied.

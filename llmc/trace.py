@@ -42,14 +42,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import RecordedError, TraceFormatError
+from .llm.base import Usage
 
 if TYPE_CHECKING:
     from os import PathLike
 
     from .errors import DependencyError
-    from .llm.base import Usage
-    from .plan import Plan, Task
+    from .plan import Plan
     from .result import Result
+    from .task import Task
 
 __all__ = [
     "Event",
@@ -400,6 +401,31 @@ class Trace:
         """
         return {i: r.duration for i, r in self.tasks.items() if r.duration is not None}
 
+    def critical_chain(self) -> list[int]:
+        """The tasks that decided when the run ended, first to last.
+
+        Starts at the task that finished last and walks back, each time to the dependency
+        that finished last: the one the task really waited for. Only tasks that ran count.
+        Where :meth:`llmc.Plan.critical_path` is the longest chain the plan allows, this is
+        the chain the run actually waited on; pictures outline it.
+
+        Returns:
+            task ids in the order they ran; empty when no task ran to the end.
+        """
+        ran = {
+            i: r.finished
+            for i, r in self.tasks.items()
+            if r.started is not None and r.finished is not None
+        }
+        if not ran:
+            return []
+        chain = [max(sorted(ran), key=lambda i: ran[i])]
+        while True:
+            waited = [d for d in sorted(self.tasks[chain[-1]].dependencies) if d in ran]
+            if not waited:
+                return chain[::-1]
+            chain.append(max(waited, key=lambda d: ran[d]))
+
     def statuses(self) -> dict[int, TaskStatus]:
         """Each task's status by id."""
         return {i: r.status for i, r in self.tasks.items()}
@@ -437,7 +463,7 @@ class Trace:
         Returns:
             the SVG text.
         """
-        from . import viz
+        from . import viz  # the door up a floor: pictures read plans and traces
 
         return viz.write(viz.timeline_svg(self, plan=plan, **options), path)
 
@@ -608,8 +634,6 @@ def _usage_to_json(usage: Usage) -> dict[str, int]:
 
 
 def _trace_from_json(data: Mapping[str, Any]) -> Trace:
-    from .llm.base import Usage
-
     trace = Trace(str(data["run_id"]), 0.0, data["finished"])
     trace.wall_started = float(data["wall_started"])
     for r in data["tasks"]:

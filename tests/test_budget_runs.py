@@ -295,7 +295,7 @@ async def test_a_summarizing_reducer_is_a_budgeted_node_of_its_own() -> None:
 
 async def test_the_joiner_alone_uses_its_own_budget() -> None:
     from llmc.joiner import Joiner
-    from llmc.plan import Task
+    from llmc.task import Task
 
     llm = ScriptedLLM([FINISH])
     joiner = Joiner(llm, budget=Budget(observation_tokens=30, counter=Estimate(per_char=0.25)))

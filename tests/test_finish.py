@@ -18,7 +18,8 @@ from llmc.joiner import leaf_observations
 from llmc.json_plan import JsonPlanParser
 from llmc.llm import OpenAI
 from llmc.parse import PlanParser
-from llmc.plan import QUESTION, Finish, Plan, Ref, fill_question
+from llmc.plan import Plan
+from llmc.task import QUESTION, Finish, Ref, fill_question
 from llmc.testing import EventRecorder, ScriptedLLM, ScriptedOpenAIServer
 from llmc.trace import TaskFinished
 

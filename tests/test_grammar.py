@@ -21,8 +21,8 @@ from llmc.grammar import DEFAULT_MAX_TASKS, joiner_grammar, plan_grammar
 from llmc.joiner import Joiner, parse_decision
 from llmc.llm import GenerateOptions, Local, generate
 from llmc.parse import END_OF_PLAN, PlanParser
-from llmc.plan import Ref, Task
 from llmc.planner import Planner
+from llmc.task import Ref, Task
 
 REPO = Path(__file__).resolve().parents[1]
 needs_model = pytest.mark.local_model
@@ -298,7 +298,7 @@ def well_typed(task: Task, tools: llmc.Toolbox) -> None:
     tool = tools[task.tool]
     hints = tool.params_model.model_fields
     for name, value in zip(tool.parameters, task.args, strict=False):
-        if llmc.plan.references(value) or isinstance(value, Ref):
+        if llmc.task.references(value) or isinstance(value, Ref):
             continue
         annotation = hints[name].annotation
         assert annotation is not None

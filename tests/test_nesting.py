@@ -14,7 +14,7 @@ import llmc
 from llmc import Plan, PlanParser
 from llmc.compiler import Compiler
 from llmc.json_plan import JsonPlanParser
-from llmc.plan import MAX_NESTING
+from llmc.task import MAX_NESTING
 from llmc.testing import ScriptedLLM
 
 OPENERS = {"list": ("[", "]"), "dict": ('{"k": ', "}"), "tuple": ("(", ",)"), "set": ("{", "}")}

@@ -6,11 +6,14 @@ import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from viz_helpers import NS, find, findtext, parse
 
 import llmc
+from llmc import Plan, Ref
 from llmc.trace import Span, TaskRecord, TaskStatus, Trace
-from llmc.viz import critical_chain, timeline_svg
+from llmc.viz import timeline_svg
 
 T0 = 1000.0
 
@@ -62,8 +65,50 @@ def axis(root):
 
 def test_critical_chain_follows_the_latest_dependency() -> None:
     trace = two_branch_trace()
-    assert critical_chain(trace) == [2, 4, 5]
-    assert critical_chain(Trace("empty", started=0.0)) == []
+    assert trace.critical_chain() == [2, 4, 5]
+    assert Trace("empty", started=0.0).critical_chain() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.001, 1.0), st.lists(st.integers(0, 50), max_size=3)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_without_waiting_the_critical_chain_is_a_longest_path(
+    tasks: list[tuple[float, list[int]]],
+) -> None:
+    """Each task starts the moment its last input is there: the chain the run waited on is
+    a dependency path as long as the plan's critical path."""
+    plan = Plan()
+    duration: dict[int, float] = {}
+    for seconds, picks in tasks:
+        deps = sorted({pick % plan.next_id for pick in picks} - {0})
+        duration[plan.next_id] = seconds
+        plan.add("work", *(Ref(d) for d in deps))
+    trace = Trace("no-waiting", started=0.0)
+    finished: dict[int, float] = {}
+    for task in plan:
+        start = max((finished[d] for d in task.dependencies), default=0.0)
+        finished[task.id] = start + duration[task.id]
+        trace.tasks[task.id] = TaskRecord(
+            task.id,
+            "work",
+            task.dependencies,
+            queued=0.0,
+            status=TaskStatus.DONE,
+            ready=start,
+            started=start,
+            finished=finished[task.id],
+        )
+    chain = trace.critical_chain()
+    assert all(a in plan[b].dependencies for a, b in itertools.pairwise(chain))
+    assert not plan[chain[0]].dependencies
+    assert finished[chain[-1]] == max(finished.values())
+    longest, _ = plan.critical_path(duration)
+    assert sum(duration[i] for i in chain) == pytest.approx(longest)
 
 
 def test_one_bar_per_task_at_its_times() -> None:

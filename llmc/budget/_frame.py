@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..llm.base import Message
-from ..plan import Task
+from ..task import Task
 from ._count import TokenCounter, count_messages, count_upto
 from ._reduce import truncate
 

@@ -39,7 +39,7 @@ from ._tale import DEFAULT_RANGE, FALLBACK_BUDGET, TALE_SLACK, output_cap
 
 if TYPE_CHECKING:
     from ..executors import Executor
-    from ..plan import Task
+    from ..task import Task
     from ..tool import Tool
     from ..toolbox import Toolbox
 

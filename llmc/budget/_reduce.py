@@ -19,7 +19,7 @@ from ..trace import Span, Trace
 from ._count import TokenCounter, count_upto
 
 if TYPE_CHECKING:
-    from ..plan import Task
+    from ..task import Task
     from ._meter import Meter
 
 __all__ = ["ReduceContext", "Reducer", "Summarize", "Truncate", "allocate", "truncate"]

@@ -24,14 +24,12 @@ from ._plan import plan_svg as plan_svg
 from ._svg import STATUS_STYLES as STATUS_STYLES
 from ._svg import StatusStyle as StatusStyle
 from ._svg import write as write
-from ._timeline import critical_chain as critical_chain
 from ._timeline import timeline_svg as timeline_svg
 
 __all__ = [
     "STATUS_STYLES",
     "Direction",
     "StatusStyle",
-    "critical_chain",
     "plan_dot",
     "plan_mermaid",
     "plan_svg",

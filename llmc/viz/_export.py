@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..plan import Plan
-from ._plan import _groups, _records, _writable, arguments_text, resolve_statuses
 from ._svg import PLAIN, STATUS_STYLES, clean, one_line
+from ._tasks import arguments_text, plan_text, resolve_groups, resolve_statuses, trace_of
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -68,8 +68,8 @@ def plan_mermaid(
     head = {"TB": "flowchart TD", "LR": "flowchart LR"}.get(direction)
     if head is None:
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    status_of = resolve_statuses(plan, _records(trace), statuses)
-    grouped = _groups(plan, groups, _records(trace))
+    status_of = resolve_statuses(plan, trace_of(trace), statuses)
+    grouped = resolve_groups(plan, groups, trace_of(trace))
     in_group = {i for members in grouped.values() for i in members}
     lines = [head]
 
@@ -128,8 +128,8 @@ def plan_dot(
     """
     if direction not in ("TB", "LR"):
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    status_of = resolve_statuses(plan, _records(trace), statuses)
-    grouped = _groups(plan, groups, _records(trace))
+    status_of = resolve_statuses(plan, trace_of(trace), statuses)
+    grouped = resolve_groups(plan, groups, trace_of(trace))
     in_group = {i for members in grouped.values() for i in members}
     lines = [
         "digraph plan {",
@@ -141,7 +141,7 @@ def plan_dot(
     def node(task_id: int, indent: str) -> str:
         call, args = _label_parts(plan, task_id)
         style = STATUS_STYLES.get(status_of.get(task_id, ""), PLAIN)
-        full = plan[task_id].to_text() if _writable(plan[task_id]) else f"{call}{args}"
+        full = plan_text(plan[task_id]) or f"{call}{args}"
         attributes = [
             f'label="{_dot_text(call)}\\n{_dot_text(args)}"',
             f'tooltip="{_dot_text(full)}"',

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import PlanError
-from ..plan import Plan, Task, render_value
-from ..trace import TaskStatus, Trace
+from ..plan import Plan
+from ..task import Task
+from ..trace import Trace
 from ._layout import Box, Spacing, layout
 from ._svg import (
     FONT_FAMILY,
@@ -26,12 +26,12 @@ from ._svg import (
     shorten,
     text_width,
 )
-from ._timeline import critical_chain
+from ._tasks import arguments_text, plan_text, resolve_groups, resolve_statuses, trace_of
 
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["Direction", "plan_svg", "resolve_statuses"]
+__all__ = ["Direction", "plan_svg"]
 
 Direction = Literal["TB", "LR"]
 
@@ -121,9 +121,9 @@ def plan_svg(
     """
     if direction not in SPACING:
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    records = _records(trace)
+    records = trace_of(trace)
     status_of = resolve_statuses(plan, records, statuses)
-    group_map = _groups(plan, groups, records)
+    group_map = resolve_groups(plan, groups, records)
     budget_of = dict(budgets or getattr(plan, "budgets", None) or {})
     extras = {task.id: _extra(task.id, records, budget_of) for task in plan}
     lines_per_box = 3 if any(extras.values()) else 2
@@ -133,7 +133,7 @@ def plan_svg(
     clusters = {
         task_id: number for number, members in enumerate(group_map.values()) for task_id in members
     }
-    critical = critical_chain(records) if records is not None else []
+    critical = records.critical_chain() if records is not None else []
     critical_edges = set(pairwise(critical))
 
     legend_items = _legend(plan, status_of, group_map, critical_edges) if legend else []
@@ -216,66 +216,8 @@ def wrapped_ranks(levels: list[list[int]], per_row: int = PER_ROW) -> dict[int, 
     return ranks
 
 
-def _records(trace: Trace | Result | None) -> Trace | None:
-    if trace is None or isinstance(trace, Trace):
-        return trace
-    return trace.trace
-
-
-def resolve_statuses(
-    plan: Plan, trace: Trace | None, statuses: Mapping[int, str] | None
-) -> dict[int, str]:
-    """Each task's status name: from the trace (``"cached"`` when its record says so), then
-    from ``statuses``. Without either a task has none.
-
-    Raises:
-        ValueError: a status that is not one of :data:`STATUS_STYLES`.
-    """
-    found: dict[int, str] = {}
-    if trace is not None:
-        for task in plan:
-            record = trace.tasks.get(task.id)
-            if record is None:
-                found[task.id] = TaskStatus.PENDING.value
-            elif getattr(record, "cached", False):
-                found[task.id] = "cached"
-            else:
-                found[task.id] = record.status.value
-    for task_id, status in (statuses or {}).items():
-        name = str(getattr(status, "value", status))
-        if name not in STATUS_STYLES:
-            known = ", ".join(STATUS_STYLES)
-            raise ValueError(f"task {task_id}: unknown status {name!r}; use one of {known}")
-        found[task_id] = name
-    return found
-
-
 def _style(status: str | None) -> StatusStyle:
     return PLAIN if status is None else STATUS_STYLES[status]
-
-
-def _groups(
-    plan: Plan, groups: Mapping[str, Iterable[int]] | None, trace: Trace | None = None
-) -> dict[str, list[int]]:
-    """The groups to outline: those given, else the plan's ``fused_groups``, else the fused
-    calls of the run; a task in several keeps its first."""
-    source = groups if groups is not None else getattr(plan, "fused_groups", None)
-    if groups is None and not source and trace is not None:
-        calls = getattr(trace, "fused_calls", None) or ()
-        source = {
-            f"fused call {i}: {call.tool}, {len(call.task_ids)} tasks": call.task_ids
-            for i, call in enumerate(calls, 1)
-        }
-    if not source:
-        return {}
-    taken: set[int] = set()
-    found: dict[str, list[int]] = {}
-    for name, members in source.items():
-        kept = sorted({int(i) for i in members} & {t.id for t in plan} - taken)
-        if kept:
-            found[str(name)] = kept
-            taken.update(kept)
-    return found
 
 
 def _extra(task_id: int, trace: Trace | None, budgets: Mapping[int, int | str]) -> str:
@@ -291,16 +233,6 @@ def _extra(task_id: int, trace: Trace | None, budgets: Mapping[int, int | str]) 
     if record is not None and record.attempts > 1:
         parts.append(f"{record.attempts} tries")
     return " · ".join(parts)
-
-
-def arguments_text(task: Task) -> str:
-    """A task's arguments as plan text, inside parentheses."""
-    try:
-        parts = [render_value(v) for v in task.args]
-        parts += [f"{k}={render_value(v)}" for k, v in task.kwargs.items()]
-    except PlanError:  # a value plan text cannot write: show Python's view of it
-        parts = [repr(v) for v in task.args] + [f"{k}={v!r}" for k, v in task.kwargs.items()]
-    return f"({', '.join(parts)})"
 
 
 def _texts(task: Task, extra: str) -> tuple[tuple[str, str], tuple[tuple[str, float], ...]]:
@@ -327,7 +259,7 @@ def _tooltip(
     budgets: Mapping[int, int | str],
     groups: Mapping[str, list[int]],
 ) -> str:
-    lines = [task.to_text() if _writable(task) else f"{task.id}. {task.tool}{arguments_text(task)}"]
+    lines = [plan_text(task) or f"{task.id}. {task.tool}{arguments_text(task)}"]
     if task.thought:
         lines.append(f"Thought: {task.thought}")
     record = trace.tasks.get(task.id) if trace is not None else None
@@ -344,14 +276,6 @@ def _tooltip(
         lines.append(f"budget: {budgets[task.id]}")
     lines += [f"group: {name}" for name, members in groups.items() if task.id in members]
     return clean("\n".join(lines))
-
-
-def _writable(task: Task) -> bool:
-    try:
-        task.to_text()
-    except PlanError:
-        return False
-    return True
 
 
 def _outlines(

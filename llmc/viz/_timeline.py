@@ -23,12 +23,13 @@ from ._svg import (
     shorten,
     text_width,
 )
+from ._tasks import arguments_text
 
 if TYPE_CHECKING:
     from ..plan import Plan
     from ..result import Result
 
-__all__ = ["critical_chain", "timeline_svg"]
+__all__ = ["timeline_svg"]
 
 MARGIN = 16.0
 ROW = 22.0
@@ -55,33 +56,6 @@ OTHER_SPAN = ("#f1f5f9", "#64748b")
 
 #: The narrowest task bar, in px: a call of a few milliseconds stays visible.
 MIN_TASK_BAR = 4.0
-
-
-def critical_chain(trace: Trace) -> list[int]:
-    """The tasks that decided when a run ended, first to last.
-
-    Starts at the task that finished last and walks back, each time to the dependency that
-    finished last: the one the task really waited for. Only tasks that ran count.
-
-    Args:
-        trace: a run's trace.
-
-    Returns:
-        task ids in the order they ran; empty when no task ran to the end.
-    """
-    ran = {
-        i: r.finished
-        for i, r in trace.tasks.items()
-        if r.started is not None and r.finished is not None
-    }
-    if not ran:
-        return []
-    chain = [max(sorted(ran), key=lambda i: ran[i])]
-    while True:
-        waited = [d for d in sorted(trace.tasks[chain[-1]].dependencies) if d in ran]
-        if not waited:
-            return chain[::-1]
-        chain.append(max(waited, key=lambda d: ran[d]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +143,8 @@ def timeline_svg(
     One row per task (or, with ``lanes``, tasks packed into as few rows as ran at once), a
     row per kind of LLM call (the planner's stream above the tasks with its first token
     marked, the joiner's calls below), arrows from each dependency's end to its user's
-    start, the critical path (:func:`critical_chain`) outlined, a time axis, and a strip
-    that shows how many tasks ran at each moment.
+    start, the critical path (:meth:`~llmc.trace.Trace.critical_chain`) outlined, a time
+    axis, and a strip that shows how many tasks ran at each moment.
 
     Args:
         trace: the run's :class:`~llmc.trace.Trace` (or its :class:`~llmc.Result`).
@@ -207,7 +181,7 @@ def timeline_svg(
     )
     span = max(end - zero, 1e-3)
     scale = width / span
-    chain = critical_chain(run)
+    chain = run.critical_chain()
     on_chain = set(chain)
 
     # rows
@@ -401,8 +375,6 @@ def _pack(records: list[TaskRecord]) -> dict[int, int]:
 
 def _task_text(record: TaskRecord, plan: Plan | None) -> str:
     if plan is not None and record.task_id in plan:
-        from ._plan import arguments_text
-
         task = plan[record.task_id]
         return clean(f"${task.id} {task.tool}{arguments_text(task)}")
     return clean(f"${record.task_id} {record.tool}")
