@@ -20,8 +20,9 @@ import pytest
 
 import llmc
 from llmc.grammar import joiner_grammar, plan_grammar
-from llmc.llm import LLM, GenerateOptions, Local, Message, ModelLoadError, generate, local
+from llmc.llm import LLM, GenerateOptions, Local, Message, ModelLoadError, generate
 from llmc.llm.default import default_llm
+from llmc.llm.local import _model as local
 from llmc.parse import END_OF_PLAN
 
 needs_model = pytest.mark.local_model

@@ -63,9 +63,9 @@ from typing import Any, Self
 
 import structlog
 
-from .._extras import install_hint
-from ..errors import LLMError, ModelLoadError
-from .base import Chunk, GenerateOptions, Message, Usage
+from ..._extras import install_hint
+from ...errors import LLMError, ModelLoadError
+from ..base import Chunk, GenerateOptions, Message, Usage
 
 __all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "Local", "ModelLoadError", "cpu_has_amx"]
 
