@@ -44,8 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .llm.base import Chunk, GenerateOptions, Message, Usage
-from .trace import Event
+from ..llm.base import Chunk, GenerateOptions, Message, Usage
+from ..trace import Event
 
 __all__ = [
     "EventRecorder",
