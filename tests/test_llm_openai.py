@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import itertools
 import logging
 import socket
 import ssl
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from asyncio_throttle.throttler import Throttler
 from llmc.errors import LLMConnectionError, LLMRateLimitError, LLMResponseError
 from llmc.limits import Backoff, RateLimit
 from llmc.llm import LLM, GenerateOptions, Message, OpenAI, Usage, generate, openai_compat
-from llmc.testing import Reply, ScriptedOpenAIServer
+from llmc.testing import LoopbackHandler, LoopbackServer, Reply, ScriptedOpenAIServer
 
 KEY = "sk-llmc-test-KEY-8f3a9c2e1d7b"
 FAST = Backoff(base=0.01, max_delay=0.05)
@@ -390,21 +388,23 @@ async def test_a_server_that_does_not_answer_in_time_is_a_connection_error(
     assert time.perf_counter() - started < 1.5
 
 
-class _OddServer(http.server.BaseHTTPRequestHandler):
-    """Answers every POST with 200 and the server's ``payload`` as an event stream."""
-
-    server: Any
-
+class _OddHandler(LoopbackHandler["_OddServer"]):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["content-length"]))
+        payload = self.owner.payload
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(self.server.payload)))
+        self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(self.server.payload)
+        self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+
+class _OddServer(LoopbackServer):
+    """Answers every POST with 200 and ``payload`` as an event stream."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(_OddHandler)
+        self.payload = payload
 
 
 @pytest.mark.parametrize(
@@ -418,18 +418,9 @@ class _OddServer(http.server.BaseHTTPRequestHandler):
 async def test_unreadable_replies_and_error_events_are_response_errors(
     payload: bytes, expected: str
 ) -> None:
-    httpd: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OddServer)
-    httpd.payload = payload
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    try:
-        base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    async with _OddServer(payload) as server:
         with pytest.raises(LLMResponseError, match=expected):
-            await generate(OpenAI("m", base_url=base_url, api_key=KEY), HI)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+            await generate(OpenAI("m", base_url=f"{server.url}/v1", api_key=KEY), HI)
 
 
 # -- secrets and logs ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""llmc.testing: the scripted LLM, the scripted OpenAI server and event capture."""
+"""llmc.testing: the scripted LLM, the scripted OpenAI server, the loopback server base and
+event capture."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import llmc
 from llmc.llm import LLM, Chunk, GenerateOptions, Message, Usage, generate
 from llmc.testing import (
     EventRecorder,
+    LoopbackHandler,
+    LoopbackServer,
     Reply,
     ScriptedLLM,
     ScriptedOpenAIServer,
@@ -318,6 +321,88 @@ def test_it_must_run_before_it_has_an_address() -> None:
         server.base_url  # noqa: B018
     with server, pytest.raises(RuntimeError, match="already running"):
         server.start()
+
+
+# -- LoopbackServer --------------------------------------------------------------------------
+
+
+class _Handler(LoopbackHandler["_Server"]):
+    def do_GET(self) -> None:
+        if self.path == "/json":
+            self.send_json(201, {"path": self.path}, {"X-Extra": "yes"})
+        elif self.path == "/stream":
+            self.begin_stream("text/plain")
+            for piece in (b"a", b"bc", b""):
+                self.write_chunk(piece)
+        elif self.path == "/wait":
+            self.owner.waiting.set()
+            self.owner.woke.append(self.owner.sleep(30.0))
+            self.send_json(200, {})
+        else:
+            raise ValueError(f"no route for {self.path}")
+
+
+class _Server(LoopbackServer):
+    def __init__(self) -> None:
+        super().__init__(_Handler)
+        self.waiting = threading.Event()
+        self.woke: list[bool] = []
+
+
+def test_a_loopback_server_answers_json_and_chunked_streams_on_one_connection() -> None:
+    with _Server() as server:
+        assert server.running and server.url == f"http://127.0.0.1:{server.port}"
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("GET", "/json")
+        reply = connection.getresponse()
+        assert (reply.status, reply.getheader("X-Extra")) == (201, "yes")
+        assert reply.read() == b'{"path": "/json"}'
+        connection.request("GET", "/stream")  # the same connection: kept alive
+        reply = connection.getresponse()
+        assert reply.getheader("Transfer-Encoding") == "chunked"
+        assert reply.getheader("Content-Type") == "text/plain" and reply.read() == b"abc"
+        connection.close()
+    assert not server.running and server.errors == []
+
+
+def test_what_a_handler_raises_is_recorded_in_errors() -> None:
+    with _Server() as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("GET", "/nowhere")
+        with pytest.raises((http.client.HTTPException, OSError)):
+            connection.getresponse()
+        connection.close()
+    assert server.errors == ["ValueError: no route for /nowhere"]
+
+
+def test_closing_wakes_a_sleeping_handler_and_leaves_nothing_behind() -> None:
+    before = set(threading.enumerate())
+    server = _Server().start()
+    port = server.port
+    client = threading.Thread(
+        target=lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=5).request(
+            "GET", "/wait"
+        )
+    )
+    client.start()
+    assert server.waiting.wait(5.0)
+    started = time.perf_counter()
+    server.close()
+    assert time.perf_counter() - started < 1.0
+    assert server.woke == [True] and server.closing
+    client.join()
+    assert set(threading.enumerate()) <= before
+    assert _refuses(port)
+    with pytest.raises(RuntimeError, match="_Server is not running"):
+        server.port  # noqa: B018
+
+
+def test_a_loopback_server_starts_once_and_can_start_again_after_closing() -> None:
+    server = _Server()
+    with server, pytest.raises(RuntimeError, match="already running"):
+        server.start()
+    with server:
+        assert server.running and not server.closing
 
 
 # -- EventRecorder ---------------------------------------------------------------------------

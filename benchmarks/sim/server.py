@@ -16,23 +16,22 @@ so every framework is measured with one ruler. Each call is recorded as an :clas
 under a *tag*: the path segment of ``base_url(tag)`` (``/t/<tag>/v1``), which lets one server
 tell runs apart whatever client library sends the request.
 
-The server runs in a background thread (the harness's event loop stays free); a request
-the policy cannot place is answered with HTTP 400 and recorded with its error.
+The server is a :class:`llmc.testing.LoopbackServer`, serving from background threads (the
+harness's event loop stays free); a request the policy cannot place is answered with HTTP 400
+and recorded with its error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from llmc.testing import LoopbackHandler, LoopbackServer
 
 from .policy import Policy, PolicyError, Reply
 from .profiles import Profile
@@ -79,10 +78,11 @@ class LLMCall:
     error: str | None = None
 
 
-class Simulator:
+class Simulator(LoopbackServer):
     """An OpenAI-compatible server whose replies follow a policy and a latency profile.
 
-    Use it as a context manager (sync or async); leaving it stops the server.
+    Use it as a context manager (sync or async); leaving it stops the server, closes its
+    connections and joins its threads.
 
     Args:
         policy: what to answer.
@@ -95,6 +95,7 @@ class Simulator:
 
     Attributes:
         calls: every request served, in order of arrival.
+        errors: exceptions the request handlers raised, as text.
     """
 
     def __init__(
@@ -108,70 +109,20 @@ class Simulator:
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(_Handler, host=host)
         self.policy = policy
         self.profile = profile
         self.tokenizer = tokenizer or chars_tokenizer()
         self.jitter = jitter
         self.time_scale = time_scale
-        self.host = host
         self.calls: list[LLMCall] = []
         self._random = random.Random(f"{seed}:jitter")
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- life cycle
-
-    def start(self) -> Self:
-        """Listen on a free port and serve from a background thread."""
-        self._stopping.clear()
-        self._httpd = _Server((self.host, 0), self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving and drop open connections (idempotent)."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        httpd.drop_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self.start()
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        if self._httpd is None:
-            raise RuntimeError("the simulator is not running; use it as a context manager")
-        return int(self._httpd.server_address[1])
 
     def base_url(self, tag: str = "") -> str:
         """The ``base_url`` to give a client; requests through it are recorded under ``tag``."""
         prefix = f"/t/{tag}" if tag else ""
-        return f"http://{self.host}:{self.port}{prefix}/v1"
+        return f"{self.url}{prefix}/v1"
 
     def calls_of(self, tag: str) -> list[LLMCall]:
         """The calls recorded under ``tag``, in order of arrival."""
@@ -188,34 +139,11 @@ class Simulator:
 
     def _sleep_until(self, moment: float) -> bool:
         """Wait until ``moment`` (perf_counter); True when the server is stopping."""
-        delay = moment - time.perf_counter()
-        if delay > 0:
-            self._stopping.wait(delay)
-        return self._stopping.is_set()
+        return self.sleep(moment - time.perf_counter())
 
     def _record(self, call: LLMCall) -> None:
         with self._lock:
             self.calls.append(call)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], owner: Simulator) -> None:
-        self.owner = owner
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def drop_connections(self) -> None:
-        with self.connections_lock:
-            connections = list(self.connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away is normal; stay quiet."""
 
 
 def _pieces(text: str) -> list[str]:
@@ -245,33 +173,13 @@ def _shape(text: str, body: dict[str, Any], tokenizer: Tokenizer) -> tuple[str, 
     return text, "stop"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+class _Handler(LoopbackHandler[Simulator]):
     timeout = 60
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the calls are recorded, not logged."""
-
-    @property
-    def sim(self) -> Simulator:
-        return self.server.owner
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            model = {"id": self.sim.profile.client_model, "object": "model", "owned_by": "sim"}
-            self._json(200, {"object": "list", "data": [model]})
+            model = {"id": self.owner.profile.client_model, "object": "model", "owned_by": "sim"}
+            self.send_json(200, {"object": "list", "data": [model]})
         else:
             self._error(404, f"no route for GET {self.path}")
 
@@ -286,20 +194,20 @@ class _Handler(BaseHTTPRequestHandler):
         call = LLMCall(tag, arrived=arrived)
         try:
             body = json.loads(raw)
-            reply = self.sim.policy.reply(body)
+            reply = self.owner.policy.reply(body)
         except (ValueError, PolicyError) as error:
             call.error = f"{type(error).__name__}: {error}"
             call.finished = time.perf_counter()
-            self.sim._record(call)
+            self.owner._record(call)
             self._error(400, call.error)
             return
-        self.sim._record(call)
+        self.owner._record(call)
         self._answer(body, reply, call)
 
     # -- replies
 
     def _answer(self, body: dict[str, Any], reply: Reply, call: LLMCall) -> None:
-        sim = self.sim
+        sim = self.owner
         text, finish = _shape(reply.text or "", body, sim.tokenizer)
         calls = [(c.name, c.arguments) for c in reply.calls]
         if calls:
@@ -325,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             if sim._sleep_until(last):
                 return
             call.first_token = last
-            self._json(200, _completion(model, text, reply, finish, usage))
+            self.send_json(200, _completion(model, text, reply, finish, usage))
         call.finished = time.perf_counter()
 
     def _stream(
@@ -338,22 +246,18 @@ class _Handler(BaseHTTPRequestHandler):
         first: float,
         last: float,
     ) -> None:
-        sim = self.sim
+        sim = self.owner
         deltas = list(_deltas(text, reply))
         if sim._sleep_until(first):
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self.begin_stream()
         step = (last - first) / max(1, len(deltas) - 1)
         buffer: list[bytes] = []
         for index, delta in enumerate(deltas):
             due = first + index * step
             if due > time.perf_counter() + 0.001:
                 if buffer:
-                    self._write(b"".join(buffer))
+                    self.write_chunk(b"".join(buffer))
                     buffer = []
                 if sim._sleep_until(due):
                     return
@@ -362,25 +266,12 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None:
             buffer.append(_event({**_chunk(model, []), "usage": usage}))
         buffer.append(b"data: [DONE]\n\n")
-        self._write(b"".join(buffer))
-        self._write(b"")  # the end of the chunked body
-
-    def _write(self, data: bytes) -> None:
-        """One piece of the chunked body (an empty one ends it)."""
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
-
-    def _json(self, status: int, data: Any) -> None:
-        payload = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.write_chunk(b"".join(buffer))
+        self.write_chunk(b"")  # the end of the chunked body
 
     def _error(self, status: int, message: str) -> None:
         error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
-        self._json(status, {"error": error})
+        self.send_json(status, {"error": error})
 
 
 def _deltas(text: str, reply: Reply) -> Iterator[dict[str, Any]]:
