@@ -74,7 +74,7 @@ from .parse import PlanParser
 from .plan import Plan, Ref, Task
 from .result import Result
 from .scheduler import Scheduler, run_plan, run_plan_sync, stream_plan
-from .tool import Tool, tool
+from .tool import Tool, ToolOptions, tool
 from .toolbox import Toolbox, load_tools
 from .trace import (
     Event,
@@ -154,6 +154,7 @@ __all__ = [
     "ToolArgumentError",
     "ToolDefinitionError",
     "ToolLoadError",
+    "ToolOptions",
     "ToolTimeoutError",
     "Toolbox",
     "Trace",

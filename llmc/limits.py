@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Backoff", "RateLimit", "RateLimiter", "as_rate_limiter", "release"]
+__all__ = ["Backoff", "RateLimit", "RateLimiter", "rate_limiter", "release"]
 
 
 @runtime_checkable
@@ -84,16 +84,19 @@ class RateLimit:
         return f"RateLimit(calls={self.calls}, period={self.period})"
 
 
-def as_rate_limiter(
+def rate_limiter(
     value: object, period: float = 1.0, *, error: type[Exception] = ValueError
-) -> RateLimiter:
-    """``value`` as a :class:`RateLimiter`: a number of calls per ``period`` seconds becomes
-    a :class:`RateLimit`; a limiter is kept as it is.
+) -> RateLimiter | None:
+    """The limiter of a ``rate_limit`` option (of a tool or an LLM client): None for None; a
+    number of calls per ``period`` seconds becomes a :class:`RateLimit`; a limiter is kept as
+    it is.
 
     Raises:
         error: ``value`` is a number that is not positive, or neither a number nor an object
             with an async ``acquire()`` method.
     """
+    if value is None:
+        return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value <= 0 or period <= 0:
             raise error(f"rate_limit and rate_period must be positive, not {value!r}")

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import structlog
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
-from ..limits import Backoff, RateLimiter, as_rate_limiter, release
+from ..limits import Backoff, RateLimiter, rate_limiter, release
 from .base import Chunk, GenerateOptions, Message, Usage
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class OpenAI:
         self.max_retry_wait = max_retry_wait
         self.default_options = default_options
         self.max_tokens_param = max_tokens_param
-        self.rate_limiter = None if rate_limit is None else as_rate_limiter(rate_limit, rate_period)
+        self.rate_limiter = rate_limiter(rate_limit, rate_period)
         self._given_client = client.with_options(max_retries=0) if client is not None else None
         # Built now, not on the first request (50-200 ms, mostly TLS certificates): it binds
         # to the event loop that first uses it; another loop gets a client of its own.
