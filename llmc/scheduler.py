@@ -68,7 +68,7 @@ from .budget import Budget, Meter
 from .cache import MISSING, Cache
 from .errors import BudgetExceeded, DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
-from .limits import Backoff, RateLimiter, release
+from .limits import Backoff, release, retrying
 from .plan import PLACEHOLDER, Plan, Ref, Task, check_call
 from .result import Result, error_text, text_form
 from .tool import Tool
@@ -403,8 +403,11 @@ def stream_plan(
 # -- one run ---------------------------------------------------------------------------------
 
 
-class _Closing(Exception):
-    """Raised inside a task that is about to call its tool after the run began to close."""
+class _Closing(BaseException):
+    """Raised inside a task that is about to call its tool after the run began to close.
+
+    Not an ``Exception``, as cancellation is not: no retry loop or handler of a tool's
+    errors may take it for a failure."""
 
 
 class _Slots:
@@ -846,7 +849,7 @@ class _Run:
                 or tool.rate_limit is not None
                 or (tool.timeout is not None or self.timeout is not None)
             ):
-                output = await self._attempts(node, arguments)
+                output = await self._attempts(tool, arguments, (node,), (record,))
             else:  # the common case, kept short: one attempt, nothing to wait for first
                 record.attempts = 1
                 if self.direct and tool.is_async:
@@ -889,29 +892,41 @@ class _Run:
             return node.tool.bind(args, kwargs)
         return node.tool.bind(args)
 
-    async def _attempts(self, node: _Node, arguments: dict[str, Any]) -> Any:
-        """Call the tool under its rate limit and timeout, retrying retryable errors."""
-        tool, record = node.tool, node.record
+    async def _attempts(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        nodes: Sequence[_Node],
+        counts: Sequence[TaskRecord | FusedCall],
+        called: Tool | None = None,
+    ) -> Any:
+        """Call the tool (or ``called``, its batch tool) under its rate limit and timeout,
+        retrying retryable errors; each attempt counts in ``counts``, each retry is told
+        for ``nodes``."""
         timeout = tool.timeout if tool.timeout is not None else self.timeout
-        attempts = 1 + tool.retries
-        limiter: RateLimiter | None = tool.rate_limit
-        while True:
+        limiter = tool.rate_limit
+        target = called or tool
+
+        async def attempt(number: int) -> Any:
             if limiter is not None:
-                await limiter.acquire()
                 release(limiter)  # the call starts now: it is its own server
             if self.closing:  # woke from a wait just as the run began to close
                 raise _Closing
-            record.attempts += 1
-            try:
-                if timeout is None:
-                    return await self.executor.call(tool, arguments)
-                return await self._call_with_limit(tool, arguments, timeout)
-            except Exception as exc:
-                if record.attempts >= attempts or not isinstance(exc, tool.retry_on):
-                    raise
-                delay = self.backoff.delay(record.attempts)
-                self._retrying(node, exc, delay)
-            await asyncio.sleep(delay)
+            for count in counts:
+                count.attempts += 1
+            if timeout is None:
+                return await self.executor.call(target, arguments)
+            return await self._call_with_limit(target, arguments, timeout)
+
+        def after_failure(error: Exception, number: int) -> float | None:
+            if number > tool.retries or not isinstance(error, tool.retry_on):
+                return None
+            delay = self.backoff.delay(number)
+            for node in nodes:
+                self._retrying(node, error, delay)
+            return delay
+
+        return await retrying(attempt, after_failure, limiter=limiter)
 
     async def _call_with_limit(self, tool: Tool, arguments: dict[str, Any], seconds: float) -> Any:
         scope = asyncio.timeout(seconds)
@@ -965,27 +980,31 @@ class _Run:
         of its own; make its own call when the batch failed and the tool falls back."""
         tool, record = node.tool, node.record
         batcher = self._batcher(tool)
-        while True:
-            outcome = await batcher.submit(node.task.id, arguments)
-            if outcome is FALLBACK:
-                earlier, record.attempts = record.attempts, 0
-                try:
-                    return await self._attempts(node, arguments)
-                finally:
-                    record.attempts += earlier
-            if not isinstance(outcome, BaseException):
-                return outcome
-            if (
-                record.attempts > tool.retries
-                or not isinstance(outcome, tool.retry_on)
-                or not isinstance(outcome, Exception)
-            ):
-                raise outcome
-            delay = self.backoff.delay(record.attempts)
-            self._retrying(node, outcome, delay)
-            await asyncio.sleep(delay)
-            if self.closing:
+
+        async def attempt(number: int) -> Any:
+            if number > 1 and self.closing:  # woke from its backoff as the run closes
                 raise _Closing
+            outcome = await batcher.submit(node.task.id, arguments)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+
+        def after_failure(error: Exception, number: int) -> float | None:
+            # The fused calls' attempts count: retries of the whole batch included.
+            if record.attempts > tool.retries or not isinstance(error, tool.retry_on):
+                return None
+            delay = self.backoff.delay(record.attempts)
+            self._retrying(node, error, delay)
+            return delay
+
+        outcome = await retrying(attempt, after_failure)
+        if outcome is not FALLBACK:
+            return outcome
+        earlier, record.attempts = record.attempts, 0  # its own call's attempts count from 1
+        try:
+            return await self._attempts(tool, arguments, (node,), (record,))
+        finally:
+            record.attempts += earlier
 
     async def _fused_call(self, tool: Tool, members: list[Member]) -> None:
         """Make one fused call for a batch and hand each member its outcome."""
@@ -1011,7 +1030,16 @@ class _Run:
             defaults = tool.defaults()
             calls = [{**defaults, **member.arguments} for member in members]
             try:
-                outputs = await self._batch_attempts(tool, call, task_ids, calls)
+                batch_tool = tool.batch_tool
+                assert batch_tool is not None
+                batch_nodes = [nodes[task_id] for task_id in task_ids]
+                outputs = await self._attempts(
+                    tool,
+                    {batch_tool.parameters[0]: calls},
+                    batch_nodes,
+                    (call, *(n.record for n in batch_nodes)),
+                    called=batch_tool,
+                )
                 outcomes = _batch_outputs(tool, outputs, len(members))
             except (_Closing, asyncio.CancelledError):
                 raise
@@ -1039,37 +1067,6 @@ class _Run:
             for member, outcome in zip(members, outcomes, strict=True):
                 if not member.future.done():
                     member.future.set_result(outcome)
-
-    async def _batch_attempts(
-        self, tool: Tool, call: FusedCall, task_ids: tuple[int, ...], calls: list[Any]
-    ) -> Any:
-        """Call a batch function under the tool's rate limit and timeout, with retries."""
-        batch_tool = tool.batch_tool
-        assert batch_tool is not None
-        timeout = tool.timeout if tool.timeout is not None else self.timeout
-        limiter: RateLimiter | None = tool.rate_limit
-        arguments = {batch_tool.parameters[0]: calls}
-        nodes = self.nodes
-        while True:
-            if limiter is not None:
-                await limiter.acquire()
-                release(limiter)
-            if self.closing:
-                raise _Closing
-            call.attempts += 1
-            for task_id in task_ids:
-                nodes[task_id].record.attempts += 1
-            try:
-                if timeout is None:
-                    return await self.executor.call(batch_tool, arguments)
-                return await self._call_with_limit(batch_tool, arguments, timeout)
-            except Exception as exc:
-                if call.attempts > tool.retries or not isinstance(exc, tool.retry_on):
-                    raise
-                delay = self.backoff.delay(call.attempts)
-                for task_id in task_ids:
-                    self._retrying(nodes[task_id], exc, delay)
-            await asyncio.sleep(delay)
 
     # -- a task ends -------------------------------------------------------------------------
 
