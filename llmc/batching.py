@@ -15,8 +15,8 @@ batch to join. Three things happen there:
   NaN) never dedupe.
 - **Batching.** A :class:`Batcher` collects the calls of one batchable tool that become ready
   within the tool's ``batch_window`` (seconds, from the first call of a batch) and hands them
-  over as one fused call; a batch that reaches ``max_batch`` calls goes out at once. The
-  dispatch makes the fused call (through the run's attempts: the tool's rate limit, timeout
+  over as one batch; a batch that reaches ``max_batch`` calls goes out at once. The
+  dispatch sends the batch (through the run's attempts: the tool's rate limit, timeout
   and retries) and gives each member its own output through a future.
 """
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .limits import retrying
 from .tool import Tool
-from .trace import FusedCall, FusedCallFinished, FusedCallStarted, TaskStatus
+from .trace import Batch, BatchFinished, BatchStarted, TaskStatus
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -46,13 +46,13 @@ class Closing(BaseException):
 
 
 class _Fallback:
-    """The outcome of a batch member whose fused call failed and falls back to its own call."""
+    """The outcome of a batch member whose batch failed and falls back to its own call."""
 
     def __repr__(self) -> str:
         return "FALLBACK"
 
 
-#: A member's outcome when its fused call failed as a whole and the tool has
+#: A member's outcome when its batch failed as a whole and the tool has
 #: ``batch_fallback``: the member then makes its own call.
 FALLBACK: Any = _Fallback()
 
@@ -124,23 +124,23 @@ class Member:
         self.future = future
 
 
-FusedCallFunction = Callable[[Tool, list[Member]], Coroutine[Any, Any, None]]
+SendBatch = Callable[[Tool, list[Member]], Coroutine[Any, Any, None]]
 
 
 class Batcher:
-    """Collects one batchable tool's calls of one run into fused calls.
+    """Collects one batchable tool's calls of one run into batches.
 
     A batch opens with its first call and goes out when ``tool.batch_window`` seconds have
     passed or it holds ``tool.max_batch`` calls, whichever comes first. When the tool has a
-    ``max_concurrency``, it counts fused calls: a batch that finds them all busy waits (and
+    ``max_concurrency``, it counts batches: a batch that finds them all busy waits (and
     keeps growing, up to ``max_batch``) until one ends.
 
     Args:
         tool: the batchable tool.
-        call: makes one fused call and resolves its members' futures; the run supplies it.
+        call: sends one batch and resolves its members' futures; the dispatch supplies it.
     """
 
-    def __init__(self, tool: Tool, call: FusedCallFunction) -> None:
+    def __init__(self, tool: Tool, call: SendBatch) -> None:
         self.tool = tool
         self.call = call
         self.loop = asyncio.get_running_loop()
@@ -169,7 +169,7 @@ class Batcher:
         size = self.tool.max_batch
         while self.pending and not self.closed:
             if limit is not None and len(self.running) >= limit:
-                return  # the next fused call to end sends the rest
+                return  # the next batch to end sends the rest
             batch, self.pending = self.pending[:size], self.pending[size:]
             task = self.loop.create_task(self.call(self.tool, batch))
             self.running.add(task)
@@ -181,7 +181,7 @@ class Batcher:
             self.flush()
 
     def close(self) -> list[asyncio.Task[None]]:
-        """Stop sending; return the fused calls still running (for the run to cancel)."""
+        """Stop sending; return the batches still running (for the run to cancel)."""
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
@@ -258,7 +258,7 @@ class Dispatch:
         run, tool, record = self.run, node.tool, node.record
         batcher = self.batchers.get(tool.name)
         if batcher is None:
-            batcher = self.batchers[tool.name] = Batcher(tool, self._fused_call)
+            batcher = self.batchers[tool.name] = Batcher(tool, self._send)
 
         async def attempt(number: int) -> Any:
             if number > 1 and run.closing:  # woke from its backoff as the run closes
@@ -269,7 +269,7 @@ class Dispatch:
             return outcome
 
         def after_failure(error: Exception, number: int) -> float | None:
-            # The fused calls' attempts count: retries of the whole batch included.
+            # The batches' attempts count: retries of the whole batch included.
             if record.attempts > tool.retries or not isinstance(error, tool.retry_on):
                 return None
             delay = run.backoff.delay(record.attempts)
@@ -285,19 +285,19 @@ class Dispatch:
         finally:
             record.attempts += earlier
 
-    async def _fused_call(self, tool: Tool, members: list[Member]) -> None:
-        """Make one fused call for a batch and hand each member its outcome."""
+    async def _send(self, tool: Tool, members: list[Member]) -> None:
+        """Send one batch: make its call and hand each member its outcome."""
         run = self.run
         task_ids = tuple(member.task_id for member in members)
-        call = FusedCall(tool.name, task_ids, time.perf_counter())
-        index = len(run.trace.fused_calls)
-        run.trace.fused_calls.append(call)
+        call = Batch(tool.name, task_ids, time.perf_counter())
+        index = len(run.trace.batches)
+        run.trace.batches.append(call)
         nodes = [run.nodes[task_id] for task_id in task_ids]
         for node in nodes:
-            node.record.fused_call = index
+            node.record.batch = index
         if run.on_event is not None:
             run.emit(
-                FusedCallStarted(
+                BatchStarted(
                     run_id=run.run_id,
                     time=call.started,
                     tool=tool.name,
@@ -327,7 +327,7 @@ class Dispatch:
             call.finished = time.perf_counter()
             if run.on_event is not None:
                 run.emit(
-                    FusedCallFinished(
+                    BatchFinished(
                         run_id=run.run_id,
                         time=call.finished,
                         tool=tool.name,
@@ -346,7 +346,7 @@ class Dispatch:
                     member.future.set_result(outcome)
 
     def close(self) -> list[asyncio.Task[None]]:
-        """Stop every batcher; return the fused calls still running (for the run to cancel)."""
+        """Stop every batcher; return the batches still running (for the run to cancel)."""
         return [task for batcher in self.batchers.values() for task in batcher.close()]
 
 

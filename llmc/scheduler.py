@@ -21,8 +21,8 @@ identical to one made earlier in the run (same tool, declared ``pure=True``, sam
 is not made again: the task waits for the first and gets its outcome (``dedupe=False`` turns
 this off). The calls
 of a batchable tool (``@llmc.tool(batch=...)``) that become ready within its batch window go
-out as one fused call; each member gets its own output or error. For a batchable tool, its
-``max_concurrency``, ``rate_limit``, ``timeout`` and ``retries`` apply to each fused call (a
+out as one batch; each member gets its own output or error. For a batchable tool, its
+``max_concurrency``, ``rate_limit``, ``timeout`` and ``retries`` apply to each batch (a
 retryable error of the whole call retries the whole call; a retryable error of one item sends
 that item again, in a later batch); the run-wide ``max_concurrency`` still counts tasks, so it
 also bounds the size of a batch.
@@ -74,8 +74,8 @@ from .result import Result, error_text, text_form
 from .tool import Tool
 from .toolbox import Toolbox, Tools
 from .trace import (
+    Batch,
     Event,
-    FusedCall,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -773,7 +773,7 @@ class _Run:
 
     def _slots_for(self, tool: Tool) -> _Slots | None:
         if tool.max_concurrency is None or tool.batch_tool is not None:
-            return None  # a batchable tool's limit counts fused calls: see _batched
+            return None  # a batchable tool's limit counts batches: see _batched
         slots = self.tool_slots.get(tool.name)
         if slots is None:
             slots = self.tool_slots[tool.name] = _Slots(tool.max_concurrency)
@@ -893,7 +893,7 @@ class _Run:
         tool: Tool,
         arguments: dict[str, Any],
         nodes: Sequence[_Node],
-        counts: Sequence[TaskRecord | FusedCall],
+        counts: Sequence[TaskRecord | Batch],
         called: Tool | None = None,
     ) -> Any:
         """Call the tool (or ``called``, its batch tool) under its rate limit and timeout,

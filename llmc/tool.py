@@ -528,12 +528,12 @@ class ToolOptions(TypedDict, total=False):
             function is the one-call tool and ``batch`` its batch form, taking a list of
             calls (dicts of arguments) and returning a list of outputs. Either way an
             output that is an exception instance fails only its own call. Calls that become
-            ready together go out as one fused call, which counts as one call for
+            ready together go out as one batch, which counts as one call for
             ``timeout``, ``retries``, ``rate_limit`` and ``max_concurrency``; a retryable
             error of one item sends that item again.
-        max_batch: the most calls in one fused call; a full batch goes out at once.
+        max_batch: the most calls in one batch; a full batch goes out at once.
         batch_window: seconds to wait for more calls after the first one of a batch.
-        batch_fallback: when a fused call fails as a whole, run its calls one by one instead
+        batch_fallback: when a batch fails as a whole, run its calls one by one instead
             of failing them all.
         cache: whether a :class:`~llmc.cache.Cache` given to the run keeps this tool's
             outputs. None (default): pure tools are cached, forever, and so is a tool with a

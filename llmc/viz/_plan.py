@@ -103,8 +103,8 @@ def plan_svg(
             critical path's arrows are marked.
         statuses: a status per task id (``"done"``, ``"cached"``, ...; see
             :data:`STATUS_STYLES`), over those the trace gives.
-        groups: outlined groups of tasks (fused calls), by name. Defaults to the plan's own
-            ``fused_groups`` when it has some, else to the trace's fused calls. Each group's
+        groups: outlined groups of tasks (batches), by name. Defaults to the plan's own
+            ``fused_groups`` when it has some, else to the trace's batches. Each group's
             tasks on one level are placed side by side; a task belongs to one group.
         budgets: a token budget (a number, shown as ``"≤ N tok"``) or any short label per
             task id.
@@ -261,9 +261,9 @@ def _groups(
     calls of the run; a task in several keeps its first."""
     source = groups if groups is not None else getattr(plan, "fused_groups", None)
     if groups is None and not source and trace is not None:
-        calls = getattr(trace, "fused_calls", None) or ()
+        calls = getattr(trace, "batches", None) or ()
         source = {
-            f"fused call {i}: {call.tool}, {len(call.task_ids)} tasks": call.task_ids
+            f"batch {i}: {call.tool}, {len(call.task_ids)} tasks": call.task_ids
             for i, call in enumerate(calls, 1)
         }
     if not source:
