@@ -13,7 +13,7 @@ The public API, all importable from ``llmc``:
 - fusion: :func:`fuse` declares a chain of tools the planner calls as one
   (a :class:`FusedTool`), which a :class:`Fuser` expands back before it runs;
   :func:`suggest_fusions` finds candidates in past plans; batchable tools
-  (``@tool(batch=...)``) go out as fused calls (:class:`FusedCall` in the trace);
+  (``@tool(batch=...)``) go out as batches (:class:`Batch` in the trace);
 - budgets: :class:`Budget` limits a run's tokens, cost, LLM and tool calls and shares out
   its prompts (per-node budgets, TALE-style output budgets); crossing a limit raises
   :class:`BudgetExceeded` with the partial result; usage and cost per call arrive as
@@ -75,13 +75,13 @@ from .plan import Plan
 from .result import Result
 from .scheduler import Scheduler, run_plan, run_plan_sync, stream_plan
 from .task import Ref, Task
-from .tool import Tool, tool
+from .tool import Tool, ToolOptions, tool
 from .toolbox import Toolbox, load_tools
 from .trace import (
+    Batch,
+    BatchFinished,
+    BatchStarted,
     Event,
-    FusedCall,
-    FusedCallFinished,
-    FusedCallStarted,
     RunFinished,
     RunStarted,
     Span,
@@ -102,6 +102,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "Backoff",
+    "Batch",
+    "BatchFinished",
+    "BatchStarted",
     "Budget",
     "BudgetExceeded",
     "Cache",
@@ -110,9 +113,6 @@ __all__ = [
     "DependencyError",
     "DuplicateToolError",
     "Event",
-    "FusedCall",
-    "FusedCallFinished",
-    "FusedCallStarted",
     "FusedTool",
     "Fuser",
     "GenerateOptions",
@@ -155,6 +155,7 @@ __all__ = [
     "ToolArgumentError",
     "ToolDefinitionError",
     "ToolLoadError",
+    "ToolOptions",
     "ToolTimeoutError",
     "Toolbox",
     "Trace",

@@ -1,4 +1,5 @@
-"""Limits shared by tool calls and LLM calls: the rate limiter protocol, and retry backoff."""
+"""Limits shared by tool calls and LLM calls: the rate limiter protocol, retry backoff, and
+the one loop of attempts that both make."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import inspect
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Backoff", "RateLimit", "RateLimiter", "as_rate_limiter", "release"]
+__all__ = ["Backoff", "RateLimit", "RateLimiter", "rate_limiter", "release", "retrying"]
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -84,16 +88,19 @@ class RateLimit:
         return f"RateLimit(calls={self.calls}, period={self.period})"
 
 
-def as_rate_limiter(
+def rate_limiter(
     value: object, period: float = 1.0, *, error: type[Exception] = ValueError
-) -> RateLimiter:
-    """``value`` as a :class:`RateLimiter`: a number of calls per ``period`` seconds becomes
-    a :class:`RateLimit`; a limiter is kept as it is.
+) -> RateLimiter | None:
+    """The limiter of a ``rate_limit`` option (of a tool or an LLM client): None for None; a
+    number of calls per ``period`` seconds becomes a :class:`RateLimit`; a limiter is kept as
+    it is.
 
     Raises:
         error: ``value`` is a number that is not positive, or neither a number nor an object
             with an async ``acquire()`` method.
     """
+    if value is None:
+        return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value <= 0 or period <= 0:
             raise error(f"rate_limit and rate_period must be positive, not {value!r}")
@@ -144,3 +151,36 @@ class Backoff:
         """Seconds to wait after failed attempt number ``attempt`` (1 for the first)."""
         full = min(self.max_delay, self.base * self.factor ** (attempt - 1))
         return full * (1 - self.jitter * random.random())
+
+
+async def retrying(
+    attempt: Callable[[int], Awaitable[T]],
+    after_failure: Callable[[Exception, int], float | None],
+    *,
+    limiter: RateLimiter | None = None,
+) -> T:
+    """Make attempts until one succeeds: the loop of a tool's calls and of an LLM client's
+    requests.
+
+    Attempt ``n`` (from 1) is ``await attempt(n)``, after ``limiter.acquire()``; the attempt
+    calls :func:`release` on the limiter once its call reaches its server (only it knows
+    when). When it raises an ``Exception``, ``after_failure(error, n)`` says how many seconds
+    to wait before the next attempt, or None to give up and raise the error; it may also
+    raise an error of its own in its place. Anything else (cancellation) ends the loop at
+    once.
+
+    Returns:
+        what the successful attempt returned.
+    """
+    number = 0
+    while True:
+        number += 1
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            return await attempt(number)
+        except Exception as exc:
+            delay = after_failure(exc, number)
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)

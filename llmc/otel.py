@@ -12,7 +12,7 @@ cost in total), a ``chat MODEL`` span per LLM call of the planner, the joiner an
 (``gen_ai.request.model``, ``gen_ai.usage.input_tokens`` / ``output_tokens``, the cost, the
 time to the first token), an ``execute_tool TOOL`` span per task (``gen_ai.tool.name``, its
 status, attempts and retries, whether a cache or an identical call served it, its
-dependencies) and an ``llmc.fused_call TOOL`` span per batch, which its members' spans link
+dependencies) and an ``llmc.batch TOOL`` span per batch, which its members' spans link
 to. A plan run on its own (``llmc.run_plan``) is a trace of its tasks under a root
 ``llmc.run_plan``. Spans are made from the run's :class:`~llmc.trace.Trace` when it ends,
 with the times it recorded, so a run pays nothing while it goes; the root span is a child of
@@ -162,17 +162,17 @@ class _Observer:
         context = otel_trace.set_span_in_context(root)
 
         batches: list[OTelSpan] = []
-        for index, call in enumerate(trace.fused_calls):
+        for index, call in enumerate(trace.batches):
             batch = self.tracer.start_span(
-                f"llmc.fused_call {call.tool}",
+                f"llmc.batch {call.tool}",
                 context=context,
                 start_time=clock(call.started),
                 attributes={
-                    "llmc.fused_call.index": index,
-                    "llmc.fused_call.task_ids": list(call.task_ids),
-                    "llmc.fused_call.size": len(call.task_ids),
-                    "llmc.fused_call.attempts": call.attempts,
-                    "llmc.fused_call.fallback": call.fallback,
+                    "llmc.batch.index": index,
+                    "llmc.batch.task_ids": list(call.task_ids),
+                    "llmc.batch.size": len(call.task_ids),
+                    "llmc.batch.attempts": call.attempts,
+                    "llmc.batch.fallback": call.fallback,
                     "gen_ai.tool.name": call.tool,
                 },
             )
@@ -187,8 +187,8 @@ class _Observer:
         for record in trace.tasks.values():
             begin = record.started if record.started is not None else record.queued
             links = []
-            if record.fused_call is not None and record.fused_call < len(batches):
-                links.append(Link(batches[record.fused_call].get_span_context()))
+            if record.batch is not None and record.batch < len(batches):
+                links.append(Link(batches[record.batch].get_span_context()))
             attributes: dict[str, Any] = {
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": record.tool,
@@ -202,7 +202,7 @@ class _Observer:
             }
             for key, value in (
                 ("llmc.task.served_by", record.served_by),
-                ("llmc.task.fused_call", record.fused_call),
+                ("llmc.task.batch", record.batch),
                 ("llmc.task.blocked_by", record.blocked_by),
                 ("llmc.task.wait_s", record.wait),
             ):
@@ -232,7 +232,7 @@ class _Observer:
             "llmc.tasks.failed": statuses.count(TaskStatus.FAILED),
             "llmc.tasks.skipped": statuses.count(TaskStatus.SKIPPED),
             "llmc.tasks.cached": sum(1 for r in trace.tasks.values() if r.cached),
-            "llmc.fused_calls": len(trace.fused_calls),
+            "llmc.batches": len(trace.batches),
             "llmc.llm_calls": sum(1 for s in llm_spans if s.usage is None or s.usage.calls > 0),
             "gen_ai.usage.input_tokens": sum(s.usage.prompt_tokens for s in llm_spans if s.usage),
             "gen_ai.usage.output_tokens": sum(

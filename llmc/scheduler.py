@@ -21,8 +21,8 @@ identical to one made earlier in the run (same tool, declared ``pure=True``, sam
 is not made again: the task waits for the first and gets its outcome (``dedupe=False`` turns
 this off). The calls
 of a batchable tool (``@llmc.tool(batch=...)``) that become ready within its batch window go
-out as one fused call; each member gets its own output or error. For a batchable tool, its
-``max_concurrency``, ``rate_limit``, ``timeout`` and ``retries`` apply to each fused call (a
+out as one batch; each member gets its own output or error. For a batchable tool, its
+``max_concurrency``, ``rate_limit``, ``timeout`` and ``retries`` apply to each batch (a
 retryable error of the whole call retries the whole call; a retryable error of one item sends
 that item again, in a later batch); the run-wide ``max_concurrency`` still counts tasks, so it
 also bounds the size of a batch.
@@ -63,22 +63,20 @@ import structlog
 
 from . import observe
 from ._sync import run_sync
-from .batching import FALLBACK, Batcher, Member, call_key
+from .batching import Closing, Dispatch
 from .budget import Budget, Meter
 from .cache import MISSING, Cache
 from .errors import BudgetExceeded, DependencyError, PlanError, ToolTimeoutError
 from .executors import AsyncioExecutor, Executor
-from .limits import Backoff, RateLimiter, release
+from .limits import Backoff, release, retrying
 from .plan import Plan
 from .result import Result, error_text, text_form
 from .task import PLACEHOLDER, Ref, Task, check_call
 from .tool import Tool
 from .toolbox import Toolbox, Tools
 from .trace import (
+    Batch,
     Event,
-    FusedCall,
-    FusedCallFinished,
-    FusedCallStarted,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -404,10 +402,6 @@ def stream_plan(
 # -- one run ---------------------------------------------------------------------------------
 
 
-class _Closing(Exception):
-    """Raised inside a task that is about to call its tool after the run began to close."""
-
-
 class _Slots:
     """Concurrency slots of one tool within one run, and the tasks waiting for one."""
 
@@ -433,24 +427,6 @@ class _Node:
         self.handle: asyncio.Task[None] | None = None  # while launched; a strong reference
         # Set when identical calls wait for this task's call; resolved when it ends.
         self.served: asyncio.Future[None] | None = None
-
-
-#: Runs waiting out their paid tool calls after the budget was spent (see ``_Run._drain``).
-_DRAINS: set[asyncio.Future[None]] = set()
-
-
-class _Fusion:
-    """What a run keeps for fusion at dispatch: whether it deduplicates, the calls made so
-    far (by call key, for deduplication), each batchable tool's batcher, and the cache of
-    tool outputs, if any."""
-
-    __slots__ = ("batchers", "cache", "calls", "dedupe")
-
-    def __init__(self, dedupe: bool, cache: Cache | None = None) -> None:
-        self.dedupe = dedupe
-        self.cache = cache
-        self.calls: dict[Any, _Node] = {}
-        self.batchers: dict[str, Batcher] = {}
 
 
 def _both(
@@ -486,7 +462,44 @@ class _Run:
 
     All bookkeeping happens in synchronous methods, so it never interleaves with itself;
     only :meth:`run`, the feeder and the task bodies await.
+
+    Slots, not an instance dict: the hot path reads ``self.x`` for every task, and CPython
+    (3.11) stops sharing a class's instance-dict keys past 30 attributes, which slows every
+    one of those reads; slots cannot silently grow past that.
     """
+
+    __slots__ = (
+        "backoff",
+        "closing",
+        "debug",
+        "direct",
+        "dispatch",
+        "drain",
+        "error",
+        "executor",
+        "fail_fast",
+        "finished",
+        "free",
+        "log",
+        "loop",
+        "nodes",
+        "observe_errors",
+        "on_event",
+        "open",
+        "owns_executor",
+        "parked",
+        "prior",
+        "run_id",
+        "source",
+        "source_done",
+        "timeout",
+        "tool_cache",
+        "tool_slots",
+        "toolbox",
+        "trace",
+        "trusted",
+        "values",
+    )
 
     def __init__(
         self,
@@ -535,13 +548,12 @@ class _Run:
         self.tool_cache: dict[str, tuple[Tool, _Slots | None]] = {}
         # Tools of the default executor are awaited here directly: one coroutine less per task.
         self.direct = type(self.executor) is AsyncioExecutor
-        # Fusion state lives in one attribute: past 30 instance attributes CPython 3.11 stops
-        # sharing instance-dict keys, and every ``self.x`` of the hot path gets slower.
-        self.fusion = _Fusion(scheduler.dedupe, scheduler.cache)
+        self.dispatch = Dispatch(self, scheduler.dedupe, scheduler.cache)
         self.closing = False
         self.error: BaseException | None = None
         self.loop = asyncio.get_running_loop()
         self.finished: asyncio.Future[None] = self.loop.create_future()
+        self.drain: asyncio.Future[None] | None = None  # see _drain
 
     # -- the run's life ----------------------------------------------------------------------
 
@@ -549,7 +561,7 @@ class _Run:
         if self.debug:
             self.log.debug("run started")
         if self.on_event is not None:
-            self._emit(RunStarted(run_id=self.run_id, time=self.trace.started))
+            self.emit(RunStarted(run_id=self.run_id, time=self.trace.started))
         feeder: asyncio.Task[None] | None = None
         try:
             if isinstance(self.source, AsyncIterable):
@@ -627,9 +639,8 @@ class _Run:
         if not calling:
             self._abort(error)
             return
-        drain = asyncio.ensure_future(self._await_then_abort(calling, error))
-        _DRAINS.add(drain)  # (the loop holds tasks weakly; no run attribute: see _Fusion)
-        drain.add_done_callback(_DRAINS.discard)
+        # (held here: the loop holds tasks weakly)
+        self.drain = asyncio.ensure_future(self._await_then_abort(calling, error))
 
     async def _await_then_abort(
         self, calling: list[asyncio.Task[Any]], error: BaseException
@@ -650,8 +661,7 @@ class _Run:
         ]
         if feeder is not None and not feeder.done():
             pending.append(feeder)
-        for batcher in self.fusion.batchers.values():
-            pending.extend(batcher.close())
+        pending.extend(self.dispatch.close())
         for task in pending:
             task.cancel()
         cancelled_again = False
@@ -690,7 +700,7 @@ class _Run:
 
     # -- events and logs ---------------------------------------------------------------------
 
-    def _emit(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
         """Hand an event to ``on_event``; if that raises, the run ends with its error."""
         assert self.on_event is not None
         try:
@@ -699,7 +709,7 @@ class _Run:
             self._abort(exc)
 
     def _emit_task(self, kind: type[TaskEvent], node: _Node, **fields: Any) -> None:
-        self._emit(
+        self.emit(
             kind(
                 run_id=self.run_id, time=_now(), task_id=node.task.id, tool=node.tool.name, **fields
             )
@@ -764,7 +774,7 @@ class _Run:
 
     def _slots_for(self, tool: Tool) -> _Slots | None:
         if tool.max_concurrency is None or tool.batch_tool is not None:
-            return None  # a batchable tool's limit counts fused calls: see _batched
+            return None  # a batchable tool's limit counts batches: see _batched
         slots = self.tool_slots.get(tool.name)
         if slots is None:
             slots = self.tool_slots[tool.name] = _Slots(tool.max_concurrency)
@@ -834,20 +844,21 @@ class _Run:
         tool = node.tool
         try:
             arguments = self._arguments(node)  # ToolArgumentError: the tool is not called
-            cache = self.fusion.cache
+            dispatch = self.dispatch
+            cache = dispatch.cache
             key = cache.tool_key(tool, arguments) if cache is not None else None
-            if key is not None and (output := await self._cached(key)) is not MISSING:
+            if key is not None and (output := await dispatch.cached(key)) is not MISSING:
                 record.cached = True  # a hit: the stored output, no call
-            elif tool.pure and self.fusion.dedupe and (leader := self._leader(node, arguments)):
-                output = await self._follow(node, leader)
+            elif tool.pure and dispatch.dedupe and (leader := dispatch.leader(node, arguments)):
+                output = await dispatch.follow(leader)
             elif tool.batch_tool is not None:
-                output = await self._batched(node, arguments)
+                output = await dispatch.batched(node, arguments)
             elif (
                 tool.retries
                 or tool.rate_limit is not None
                 or (tool.timeout is not None or self.timeout is not None)
             ):
-                output = await self._attempts(node, arguments)
+                output = await self.attempts(tool, arguments, (node,), (record,))
             else:  # the common case, kept short: one attempt, nothing to wait for first
                 record.attempts = 1
                 if self.direct and tool.is_async:
@@ -855,8 +866,8 @@ class _Run:
                 else:
                     output = await self.executor.call(tool, arguments)
             if key is not None and not record.cached and record.served_by is None:
-                await self._store(node, key, output)  # (a deduplicated call's leader stores)
-        except _Closing:
+                await dispatch.store(key, tool, output)  # (a deduplicated call's leader stores)
+        except Closing:
             self._cancelled(node)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
@@ -869,18 +880,6 @@ class _Run:
         else:
             self._done(node, output)
 
-    async def _cached(self, key: str) -> Any:
-        """The cached output of a call, or ``MISSING``."""
-        cache = self.fusion.cache
-        assert cache is not None
-        return await cache.get_tool(key)
-
-    async def _store(self, node: _Node, key: str, output: Any) -> None:
-        """Keep a call's output in the cache (the tool's policy says for how long)."""
-        cache = self.fusion.cache
-        assert cache is not None
-        await cache.put_tool(key, node.tool, output)
-
     def _arguments(self, node: _Node) -> dict[str, Any]:
         """The task's arguments with references resolved, validated by the tool."""
         task, values = node.task, self.values
@@ -890,29 +889,41 @@ class _Run:
             return node.tool.bind(args, kwargs)
         return node.tool.bind(args)
 
-    async def _attempts(self, node: _Node, arguments: dict[str, Any]) -> Any:
-        """Call the tool under its rate limit and timeout, retrying retryable errors."""
-        tool, record = node.tool, node.record
+    async def attempts(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        nodes: Sequence[_Node],
+        counts: Sequence[TaskRecord | Batch],
+        called: Tool | None = None,
+    ) -> Any:
+        """Call the tool (or ``called``, its batch tool) under its rate limit and timeout,
+        retrying retryable errors; each attempt counts in ``counts``, each retry is told
+        for ``nodes``."""
         timeout = tool.timeout if tool.timeout is not None else self.timeout
-        attempts = 1 + tool.retries
-        limiter: RateLimiter | None = tool.rate_limit
-        while True:
+        limiter = tool.rate_limit
+        target = called or tool
+
+        async def attempt(number: int) -> Any:
             if limiter is not None:
-                await limiter.acquire()
                 release(limiter)  # the call starts now: it is its own server
             if self.closing:  # woke from a wait just as the run began to close
-                raise _Closing
-            record.attempts += 1
-            try:
-                if timeout is None:
-                    return await self.executor.call(tool, arguments)
-                return await self._call_with_limit(tool, arguments, timeout)
-            except Exception as exc:
-                if record.attempts >= attempts or not isinstance(exc, tool.retry_on):
-                    raise
-                delay = self.backoff.delay(record.attempts)
-                self._retrying(node, exc, delay)
-            await asyncio.sleep(delay)
+                raise Closing
+            for count in counts:
+                count.attempts += 1
+            if timeout is None:
+                return await self.executor.call(target, arguments)
+            return await self._call_with_limit(target, arguments, timeout)
+
+        def after_failure(error: Exception, number: int) -> float | None:
+            if number > tool.retries or not isinstance(error, tool.retry_on):
+                return None
+            delay = self.backoff.delay(number)
+            for node in nodes:
+                self.tell_retry(node, error, delay)
+            return delay
+
+        return await retrying(attempt, after_failure, limiter=limiter)
 
     async def _call_with_limit(self, tool: Tool, arguments: dict[str, Any], seconds: float) -> Any:
         scope = asyncio.timeout(seconds)
@@ -927,154 +938,10 @@ class _Run:
                 ) from None
             raise  # the tool's own TimeoutError
 
-    # -- fusion at dispatch ------------------------------------------------------------------
-
-    def _leader(self, node: _Node, arguments: dict[str, Any]) -> _Node | None:
-        """The task that made (or makes) this very call earlier in the run, if any;
-        else register this task as the one that makes it."""
-        key = call_key(node.tool.name, arguments)
-        if key is None:
-            return None
-        leader = self.fusion.calls.setdefault(key, node)
-        if leader is node:
-            return None
-        node.record.served_by = leader.task.id
-        return leader
-
-    async def _follow(self, node: _Node, leader: _Node) -> Any:
-        """Wait for an identical call's task and take its outcome as this task's own."""
-        record = leader.record
-        if not record.status.is_final:
-            if leader.served is None:
-                leader.served = self.loop.create_future()
-            await leader.served
-        if record.status is _DONE:
-            return self.values[leader.task.id]
-        if record.status is _FAILED and record.error is not None:
-            raise record.error
-        raise _Closing  # the leader was cancelled: the run is closing
-
-    def _batcher(self, tool: Tool) -> Batcher:
-        batchers = self.fusion.batchers
-        batcher = batchers.get(tool.name)
-        if batcher is None:
-            batcher = batchers[tool.name] = Batcher(tool, self._fused_call)
-        return batcher
-
-    async def _batched(self, node: _Node, arguments: dict[str, Any]) -> Any:
-        """A batchable tool's call: join a batch; send an item again after a retryable error
-        of its own; make its own call when the batch failed and the tool falls back."""
-        tool, record = node.tool, node.record
-        batcher = self._batcher(tool)
-        while True:
-            outcome = await batcher.submit(node.task.id, arguments)
-            if outcome is FALLBACK:
-                earlier, record.attempts = record.attempts, 0
-                try:
-                    return await self._attempts(node, arguments)
-                finally:
-                    record.attempts += earlier
-            if not isinstance(outcome, BaseException):
-                return outcome
-            if (
-                record.attempts > tool.retries
-                or not isinstance(outcome, tool.retry_on)
-                or not isinstance(outcome, Exception)
-            ):
-                raise outcome
-            delay = self.backoff.delay(record.attempts)
-            self._retrying(node, outcome, delay)
-            await asyncio.sleep(delay)
-            if self.closing:
-                raise _Closing
-
-    async def _fused_call(self, tool: Tool, members: list[Member]) -> None:
-        """Make one fused call for a batch and hand each member its outcome."""
-        task_ids = tuple(member.task_id for member in members)
-        call = FusedCall(tool.name, task_ids, _now())
-        index = len(self.trace.fused_calls)
-        self.trace.fused_calls.append(call)
-        nodes = self.nodes
-        for task_id in task_ids:
-            nodes[task_id].record.fused_call = index
-        if self.on_event is not None:
-            self._emit(
-                FusedCallStarted(
-                    run_id=self.run_id,
-                    time=call.started,
-                    tool=tool.name,
-                    task_ids=task_ids,
-                    index=index,
-                )
-            )
-        outcomes: list[Any] = []
-        try:
-            defaults = tool.defaults()
-            calls = [{**defaults, **member.arguments} for member in members]
-            try:
-                outputs = await self._batch_attempts(tool, call, task_ids, calls)
-                outcomes = _batch_outputs(tool, outputs, len(members))
-            except (_Closing, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                call.error = exc
-                call.fallback = tool.batch_fallback and len(members) > 1
-                outcomes = [FALLBACK if call.fallback else exc] * len(members)
-            call.finished = _now()
-            if self.on_event is not None:
-                self._emit(
-                    FusedCallFinished(
-                        run_id=self.run_id,
-                        time=call.finished,
-                        tool=tool.name,
-                        task_ids=task_ids,
-                        index=index,
-                        duration=call.finished - call.started,
-                        error=call.error,
-                    )
-                )
-        finally:
-            if call.finished is None:
-                call.finished = _now()
-            outcomes += [_Closing()] * (len(members) - len(outcomes))  # not reached: closing
-            for member, outcome in zip(members, outcomes, strict=True):
-                if not member.future.done():
-                    member.future.set_result(outcome)
-
-    async def _batch_attempts(
-        self, tool: Tool, call: FusedCall, task_ids: tuple[int, ...], calls: list[Any]
-    ) -> Any:
-        """Call a batch function under the tool's rate limit and timeout, with retries."""
-        batch_tool = tool.batch_tool
-        assert batch_tool is not None
-        timeout = tool.timeout if tool.timeout is not None else self.timeout
-        limiter: RateLimiter | None = tool.rate_limit
-        arguments = {batch_tool.parameters[0]: calls}
-        nodes = self.nodes
-        while True:
-            if limiter is not None:
-                await limiter.acquire()
-                release(limiter)
-            if self.closing:
-                raise _Closing
-            call.attempts += 1
-            for task_id in task_ids:
-                nodes[task_id].record.attempts += 1
-            try:
-                if timeout is None:
-                    return await self.executor.call(batch_tool, arguments)
-                return await self._call_with_limit(batch_tool, arguments, timeout)
-            except Exception as exc:
-                if call.attempts > tool.retries or not isinstance(exc, tool.retry_on):
-                    raise
-                delay = self.backoff.delay(call.attempts)
-                for task_id in task_ids:
-                    self._retrying(nodes[task_id], exc, delay)
-            await asyncio.sleep(delay)
-
     # -- a task ends -------------------------------------------------------------------------
 
-    def _retrying(self, node: _Node, error: Exception, delay: float) -> None:
+    def tell_retry(self, node: _Node, error: Exception, delay: float) -> None:
+        """Tell the events and the log that ``node``'s call is tried again after ``delay``."""
         if self.on_event is not None:
             self._emit_task(
                 TaskRetrying, node, attempt=node.record.attempts, error=error, delay=delay
@@ -1203,22 +1070,3 @@ def _wake(future: asyncio.Future[None]) -> None:
     """Tell the tasks waiting for an identical call that it ended."""
     if not future.done():
         future.set_result(None)
-
-
-def _batch_outputs(tool: Tool, outputs: Any, size: int) -> list[Any]:
-    """A batch function's outputs as a list of one per call.
-
-    Raises:
-        TypeError: it returned something else than a sequence of ``size`` items.
-    """
-    if isinstance(outputs, str | bytes) or not isinstance(outputs, Sequence):
-        raise TypeError(
-            f"{tool.name}: its batch function returned {type(outputs).__name__}; it must "
-            f"return a list with one output per call ({size})"
-        )
-    if len(outputs) != size:
-        raise TypeError(
-            f"{tool.name}: its batch function returned {len(outputs)} outputs for {size} "
-            "calls; it must return one per call, in order (an exception for a failed one)"
-        )
-    return list(outputs)

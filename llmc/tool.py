@@ -16,18 +16,18 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 
 import pydantic
 
 from .errors import RetryableToolError, ToolArgumentError, ToolDefinitionError
 from .executors.placement import Placement
-from .limits import RateLimiter, as_rate_limiter
+from .limits import RateLimiter, rate_limiter
 
 if TYPE_CHECKING:
     from .grammar import Choices
 
-__all__ = ["Tool", "tool"]
+__all__ = ["Tool", "ToolOptions", "tool"]
 
 #: Errors retried by default when a tool allows retries: the tool asked for it, or the
 #: failure looks transient (network, timeouts).
@@ -130,40 +130,21 @@ class Tool:
     Create tools with :func:`tool`; call one like the function it wraps (arguments are
     validated and coerced first). ``tool.__wrapped__`` is the original function.
 
+    The options (``timeout``, ``retries``, ``pure``, ``max_batch``, ``cache``...) are the
+    fields of the same name, as :class:`ToolOptions` describes them; these differ:
+
     Attributes:
         name: the name plans use.
         description: one line shown to the planner.
         fn: the original function.
-        timeout: seconds a call may take before it is cancelled (None: no limit).
-        retries: extra attempts for errors in ``retry_on`` (exponential backoff with jitter).
-        retry_on: exception types worth a retry.
-        max_concurrency: most calls of this tool running at once within one run.
-        rate_limit: a shared :class:`~llmc.limits.RateLimiter`; every run using the tool obeys it.
+        rate_limit: the :class:`~llmc.limits.RateLimiter` every run using the tool obeys.
         version: identifies the tool's behaviour (for caches); defaults to a signature hash.
-        pure: the output depends only on the arguments and a call changes nothing, so
-            identical calls in one run may share one execution (see ``dedupe`` in
-            :class:`~llmc.scheduler.RunOptions`). False unless the tool says so: llmc cannot
-            tell a lookup from a tool that writes, sends or draws random numbers, and a wrong
-            guess would silently change results, while a missed one only costs a call.
         batch_fn: the batch implementation, if the tool is batchable: it takes a list of
             calls (each a dict of one call's arguments, defaults filled in) and returns a
             list of as many outputs, in order; an item that is an exception instance fails
-            only its call. Calls that become ready together go out as one fused call.
-        max_batch: the most calls in one fused call; a full batch goes out at once.
-        batch_window: seconds a batch waits for more calls after its first one.
-        batch_fallback: when a whole fused call fails, run its calls one by one instead of
-            failing them all.
-        cache: whether a :class:`~llmc.cache.Cache` keeps this tool's outputs: True, False,
-            or None (the default: pure tools and tools with a ``cache_ttl`` are cached).
-        cache_ttl: seconds a cached output lives (None: until evicted).
-        observation_tokens: the most tokens of this tool's output that a joiner prompt
-            shows (longer outputs are reduced; see :mod:`llmc.budget`); None: a fair share.
-        placement: what a call needs on a cluster (a
-            :class:`~llmc.executors.placement.Placement`), read only by executors that place
-            calls (Ray); None: the executor's default.
-        choices: the values some parameters may take, by name (see
-            :data:`llmc.grammar.Choices`): plan grammars and :meth:`json_schema` offer only
-            those. Calls are not checked against them: they guide a model's writing.
+            only its call.
+        placement: the :class:`~llmc.executors.placement.Placement` of a call, or None.
+        choices: the values some parameters may take, by name.
     """
 
     name: str
@@ -518,67 +499,15 @@ def _only_item(outputs: Any, name: str) -> Any:
     return outputs[0]
 
 
-@overload
-def tool(fn: Callable[..., Any], /) -> Tool: ...
+class ToolOptions(TypedDict, total=False):
+    """Options of a tool, the keyword arguments of :func:`tool`.
 
-
-@overload
-def tool(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    retries: int = 0,
-    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
-    max_concurrency: int | None = None,
-    rate_limit: float | RateLimiter | None = None,
-    rate_period: float = 1.0,
-    version: str | None = None,
-    pure: bool = False,
-    batch: bool | Callable[[list[dict[str, Any]]], Any] = False,
-    max_batch: int = 32,
-    batch_window: float = 0.005,
-    batch_fallback: bool = False,
-    cache: bool | None = None,
-    cache_ttl: float | None = None,
-    observation_tokens: int | None = None,
-    placement: Placement | Mapping[str, Any] | None = None,
-    choices: Mapping[str, Choices] | None = None,
-) -> Callable[[Callable[..., Any]], Tool]: ...
-
-
-def tool(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    retries: int = 0,
-    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
-    max_concurrency: int | None = None,
-    rate_limit: float | RateLimiter | None = None,
-    rate_period: float = 1.0,
-    version: str | None = None,
-    pure: bool = False,
-    batch: bool | Callable[[list[dict[str, Any]]], Any] = False,
-    max_batch: int = 32,
-    batch_window: float = 0.005,
-    batch_fallback: bool = False,
-    cache: bool | None = None,
-    cache_ttl: float | None = None,
-    observation_tokens: int | None = None,
-    placement: Placement | Mapping[str, Any] | None = None,
-    choices: Mapping[str, Choices] | None = None,
-) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
-
-    Args:
-        fn: the function, when used bare as ``@llmc.tool``.
+    Attributes:
         name: the name plans use; defaults to the function's name.
         description: one line for the planner; defaults to the docstring's summary.
-        timeout: seconds a call may run before it is cancelled.
-        retries: extra attempts after an error listed in ``retry_on``.
+        timeout: seconds a call may run before it is cancelled (None: no limit).
+        retries: extra attempts after an error listed in ``retry_on`` (exponential backoff
+            with jitter).
         retry_on: exception types worth retrying.
         max_concurrency: most calls of this tool at once within one run.
         rate_limit: calls per ``rate_period`` seconds, shared by every run; or any
@@ -588,36 +517,89 @@ def tool(
         version: a version string for caches; defaults to a hash of the signature.
         pure: True for tools whose output depends only on their arguments and whose calls
             change nothing (lookups, maths): identical calls in one run then share one
-            execution. Off by default, because a tool that writes, sends or draws random
-            numbers must run every time.
+            execution (see ``dedupe`` in :class:`~llmc.scheduler.RunOptions`). Off by
+            default: llmc cannot tell a lookup from a tool that writes, sends or draws
+            random numbers, and a wrong guess would silently change results, while a missed
+            one only costs a call.
         batch: make the tool batchable. ``True``: the decorated function takes one list per
             parameter (every parameter ``list[T]``, all of one length, no defaults) and
             returns a list of outputs; planners see the one-call signature (``T`` for each
             parameter, the item type of the returned list). A function: the decorated
             function is the one-call tool and ``batch`` its batch form, taking a list of
             calls (dicts of arguments) and returning a list of outputs. Either way an
-            output that is an exception instance fails only its own call. A fused call
-            counts as one call for ``timeout``, ``retries``, ``rate_limit`` and
-            ``max_concurrency``; a retryable error of one item sends that item again.
-        max_batch: the most calls in one fused call.
+            output that is an exception instance fails only its own call. Calls that become
+            ready together go out as one batch, which counts as one call for
+            ``timeout``, ``retries``, ``rate_limit`` and ``max_concurrency``; a retryable
+            error of one item sends that item again.
+        max_batch: the most calls in one batch; a full batch goes out at once.
         batch_window: seconds to wait for more calls after the first one of a batch.
-        batch_fallback: when a fused call fails as a whole, run its calls one by one.
+        batch_fallback: when a batch fails as a whole, run its calls one by one instead
+            of failing them all.
         cache: whether a :class:`~llmc.cache.Cache` given to the run keeps this tool's
             outputs. None (default): pure tools are cached, forever, and so is a tool with a
             ``cache_ttl``; True: cached even if not pure (a search, for ``cache_ttl``
             seconds); False: never (a tool that sends, writes or reads the clock).
         cache_ttl: seconds a cached output lives (None: until the cache evicts it).
         observation_tokens: the most tokens of one output a joiner prompt shows; longer
-            outputs are reduced (head and tail by default). A run's
-            ``llmc.Budget(observation_tokens={...})`` overrides it.
+            outputs are reduced (head and tail by default; see :mod:`llmc.budget`). A run's
+            ``llmc.Budget(observation_tokens={...})`` overrides it. None: a fair share.
         placement: what one call needs on a cluster, for executors that place calls
             (``{"num_cpus": 1, "num_gpus": 0, "resources": {...}, "actor": True}``; see
             :class:`~llmc.executors.placement.Placement`); other executors ignore it.
-        choices: the values parameters may take, by name: a list, a function that lists
-            them when a plan is written (e.g. the files under a root), or
-            :data:`llmc.grammar.QUESTION_SPANS` (runs of words of the question). Grammars
-            and JSON schemas offer only those, which keeps small models from inventing
-            file names.
+        choices: the values parameters may take, by name (see :data:`llmc.grammar.Choices`):
+            a list, a function that lists them when a plan is written (e.g. the files under
+            a root), or :data:`llmc.grammar.QUESTION_SPANS` (runs of words of the question).
+            Grammars and :meth:`Tool.json_schema` offer only those, which keeps small models
+            from inventing file names. Calls are not checked against them.
+    """
+
+    name: str | None
+    description: str | None
+    timeout: float | None
+    retries: int
+    retry_on: tuple[type[BaseException], ...]
+    max_concurrency: int | None
+    rate_limit: float | RateLimiter | None
+    rate_period: float
+    version: str | None
+    pure: bool
+    batch: bool | Callable[[list[dict[str, Any]]], Any]
+    max_batch: int
+    batch_window: float
+    batch_fallback: bool
+    cache: bool | None
+    cache_ttl: float | None
+    observation_tokens: int | None
+    placement: Placement | Mapping[str, Any] | None
+    choices: Mapping[str, Choices] | None
+
+
+#: The options that :func:`tool` turns into fields of another shape (the rest are copied).
+_CONVERTED = frozenset(
+    {"name", "description", "rate_limit", "rate_period", "version", "batch", "placement"}
+)
+_OPTIONS = frozenset(ToolOptions.__annotations__)
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(**options: Unpack[ToolOptions]) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None, /, **options: Unpack[ToolOptions]
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
+
+    Args:
+        fn: the function, when used bare as ``@llmc.tool``.
+        **options: see :class:`ToolOptions`.
+
+    Raises:
+        ToolDefinitionError: an unknown option, or an option's value that cannot be.
 
     Example:
         >>> @tool(batch=True, max_batch=50, description="Latest price of a stock.")
@@ -626,44 +608,44 @@ def tool(
         >>> price.signature_line()
         'price(symbol: str) -> float  # Latest price of a stock.'
     """
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise ToolDefinitionError(
+            f"unknown tool option(s): {', '.join(unknown)}; the options are those of "
+            f"llmc.ToolOptions: {', '.join(sorted(_OPTIONS))}"
+        )
 
     def wrap(function: Callable[..., Any]) -> Tool:
         if isinstance(function, Tool):
             function = function.fn
         if not callable(function):
             raise ToolDefinitionError(f"@llmc.tool needs a function, got {function!r}")
-        limiter = (
-            None
-            if rate_limit is None
-            else as_rate_limiter(rate_limit, rate_period, error=ToolDefinitionError)
+        name = options.get("name") or function.__name__
+        limiter = rate_limiter(
+            options.get("rate_limit"), options.get("rate_period", 1.0), error=ToolDefinitionError
         )
+        batch = options.get("batch", False)
         batch_fn: Callable[[list[dict[str, Any]]], Any] | None = None
         if batch is True:
-            function, batch_fn = columnar(function, name or function.__name__)
+            function, batch_fn = columnar(function, name)
         elif callable(batch):
             batch_fn = batch
         elif batch is not False:
             raise ToolDefinitionError(f"batch must be True, False or a function, got {batch!r}")
+        copied: dict[str, Any] = {k: v for k, v in options.items() if k not in _CONVERTED}
+        if "retry_on" in copied:
+            copied["retry_on"] = tuple(copied["retry_on"])
+        if "choices" in copied:
+            copied["choices"] = dict(copied["choices"] or {})
         return Tool(
-            name=name or function.__name__,
-            description=description or "",
+            name=name,
+            description=options.get("description") or "",
             fn=function,
-            timeout=timeout,
-            retries=retries,
-            retry_on=tuple(retry_on),
-            max_concurrency=max_concurrency,
             rate_limit=limiter,
-            version=version or "",
-            pure=pure,
+            version=options.get("version") or "",
             batch_fn=batch_fn,
-            max_batch=max_batch,
-            batch_window=batch_window,
-            batch_fallback=batch_fallback,
-            cache=cache,
-            cache_ttl=cache_ttl,
-            observation_tokens=observation_tokens,
-            placement=Placement.of(placement),
-            choices=dict(choices or {}),
+            placement=Placement.of(options.get("placement")),
+            **copied,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -7,8 +7,8 @@ every timestamp in this module); task events also carry the ``task_id`` and the 
     Event
     ├── RunStarted
     ├── RunFinished          the last event of a run: its Result, and the error that ended it
-    ├── FusedCallStarted     a batch of one tool's calls went out as one call
-    ├── FusedCallFinished    ... and came back (each member's own outcome follows)
+    ├── BatchStarted         a batch of one tool's calls went out as one call
+    ├── BatchFinished        ... and came back (each member's own outcome follows)
     └── TaskEvent
         ├── TaskQueued       the scheduler received the task (from a plan or a stream)
         ├── TaskStarted      its dependencies are done and a slot was free: it is running now
@@ -20,8 +20,8 @@ every timestamp in this module); task events also carry the ``task_id`` and the 
 
 A :class:`Trace` keeps one :class:`TaskRecord` per task: when it was queued, became ready,
 started and finished, its status, attempts and error. Timelines and benchmarks read it.
-What the fuser did is there too: each batch as a :class:`FusedCall` in ``Trace.fused_calls``
-(with ``TaskRecord.fused_call`` pointing at it), and each deduplicated task's
+What the fuser did is there too: each batch as a :class:`Batch` in ``Trace.batches``
+(with ``TaskRecord.batch`` pointing at it), and each deduplicated task's
 ``TaskRecord.served_by``: the task whose call served it.
 
 :meth:`Trace.to_json` saves a finished run (times relative to its start, errors as their type
@@ -53,10 +53,10 @@ if TYPE_CHECKING:
     from .task import Task
 
 __all__ = [
+    "Batch",
+    "BatchFinished",
+    "BatchStarted",
     "Event",
-    "FusedCall",
-    "FusedCallFinished",
-    "FusedCallStarted",
     "RunFinished",
     "RunStarted",
     "Span",
@@ -212,13 +212,13 @@ class TaskCancelled(TaskEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FusedCallStarted(Event):
-    """Several calls of a batchable tool went out as one fused call.
+class BatchStarted(Event):
+    """Several calls of a batchable tool went out as one call, a batch.
 
     Attributes:
         tool: the tool's name.
         task_ids: the member tasks, in the order of the batch.
-        index: the call's place in ``Trace.fused_calls``.
+        index: the call's place in ``Trace.batches``.
     """
 
     tool: str
@@ -227,13 +227,13 @@ class FusedCallStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FusedCallFinished(Event):
-    """A fused call came back; each member's TaskFinished or TaskFailed follows.
+class BatchFinished(Event):
+    """A batch came back; each member's TaskFinished or TaskFailed follows.
 
     Attributes:
         tool: the tool's name.
         task_ids: the member tasks.
-        index: the call's place in ``Trace.fused_calls``.
+        index: the call's place in ``Trace.batches``.
         duration: seconds from start to end, retries included.
         error: why the call failed as a whole, or None.
     """
@@ -266,8 +266,8 @@ class TaskRecord:
         blocked_by: for a skipped task, the id of the failed task at the root of the skip.
         served_by: for a deduplicated task, the id of the identical task whose call served
             it (it made no call of its own).
-        fused_call: for a member of a batch, its (last) fused call's index in
-            ``Trace.fused_calls``.
+        batch: for a member of a batch, its (last) batch's index in
+            ``Trace.batches``.
         cached: its output came from a cache (:class:`llmc.cache.Cache`); no call was made.
     """
 
@@ -283,7 +283,7 @@ class TaskRecord:
     error: BaseException | None = None
     blocked_by: int | None = None
     served_by: int | None = None
-    fused_call: int | None = None
+    batch: int | None = None
     cached: bool = False
 
     @property
@@ -333,7 +333,7 @@ class Span:
 
 
 @dataclass(slots=True, eq=False)
-class FusedCall:
+class Batch:
     """One call that served several tasks: a batch of a batchable tool's calls.
 
     Attributes:
@@ -370,7 +370,7 @@ class Trace:
         finished: when it finished; None while it runs.
         tasks: one record per task id, in the order the tasks arrived.
         spans: what else the run did, in order: LLM calls of the planner and the joiner.
-        fused_calls: every batch that went out as one call, in order.
+        batches: every batch that went out as one call, in order.
         wall_started: when the run started on the wall clock (:func:`time.time`), which
             places its :func:`~time.perf_counter` times in the world (telemetry, saved runs).
     """
@@ -380,7 +380,7 @@ class Trace:
     finished: float | None = None
     tasks: dict[int, TaskRecord] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
-    fused_calls: list[FusedCall] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
     wall_started: float = field(default_factory=time.time)
 
     @property
@@ -438,7 +438,7 @@ class Trace:
         that shared one execution (``"same call: search $3"``, the serving task first).
         """
         groups: dict[str, tuple[int, ...]] = {}
-        for number, call in enumerate(self.fused_calls, 1):
+        for number, call in enumerate(self.batches, 1):
             groups[f"batch {number}: {call.tool}"] = call.task_ids
         served: dict[int, list[int]] = {}
         for record in self.tasks.values():
@@ -481,8 +481,8 @@ class Trace:
     def __repr__(self) -> str:
         tasks = self.summary()
         spans = f"; {len(self.spans)} spans" if self.spans else ""
-        fused = f"; {len(self.fused_calls)} fused calls" if self.fused_calls else ""
-        return f"<Trace {self.run_id}: {tasks}{spans}{fused} in {self.makespan:.3f}s>"
+        batches = f"; {len(self.batches)} batches" if self.batches else ""
+        return f"<Trace {self.run_id}: {tasks}{spans}{batches} in {self.makespan:.3f}s>"
 
     def to_json(
         self,
@@ -491,7 +491,7 @@ class Trace:
         plan: Plan | None = None,
         indent: int | None = None,
     ) -> str:
-        """The run as JSON text: every record, span and fused call, to save, diff or draw.
+        """The run as JSON text: every record, span and batch, to save, diff or draw.
 
         Times are seconds from the run's start (``wall_started`` places them on the wall
         clock); errors are kept as their type's name and message, outputs not at all (they
@@ -528,7 +528,7 @@ class Trace:
                     "error": _error_to_json(r.error),
                     "blocked_by": r.blocked_by,
                     "served_by": r.served_by,
-                    "fused_call": r.fused_call,
+                    "batch": r.batch,
                     "cached": r.cached,
                 }
                 for r in self.tasks.values()
@@ -546,7 +546,7 @@ class Trace:
                 }
                 for s in self.spans
             ],
-            "fused_calls": [
+            "batches": [
                 {
                     "tool": c.tool,
                     "task_ids": list(c.task_ids),
@@ -556,7 +556,7 @@ class Trace:
                     "error": _error_to_json(c.error),
                     "fallback": c.fallback,
                 }
-                for c in self.fused_calls
+                for c in self.batches
             ],
         }
         if plan is not None:
@@ -598,7 +598,7 @@ class Trace:
 
 #: The ``"format"`` of a saved run's JSON, and the version this llmc writes and reads.
 TRACE_FORMAT = "llmc-trace"
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2: batches and each record's batch (were fused_calls, fused_call)
 
 
 _recorded_types: dict[str, type[RecordedError]] = {}
@@ -650,7 +650,7 @@ def _trace_from_json(data: Mapping[str, Any]) -> Trace:
             error=_error_from_json(r["error"]),
             blocked_by=r["blocked_by"],
             served_by=r["served_by"],
-            fused_call=r["fused_call"],
+            batch=r["batch"],
             cached=bool(r["cached"]),
         )
         trace.tasks[record.task_id] = record
@@ -668,9 +668,9 @@ def _trace_from_json(data: Mapping[str, Any]) -> Trace:
                 model=s.get("model"),
             )
         )
-    for c in data["fused_calls"]:
-        trace.fused_calls.append(
-            FusedCall(
+    for c in data["batches"]:
+        trace.batches.append(
+            Batch(
                 tool=str(c["tool"]),
                 task_ids=tuple(int(i) for i in c["task_ids"]),
                 started=float(c["started"]),

@@ -1,4 +1,4 @@
-"""Fusion at dispatch: batchable tools go out as fused calls; identical calls run once."""
+"""Fusion at dispatch: batchable tools go out as batches; identical calls run once."""
 
 from __future__ import annotations
 
@@ -68,18 +68,18 @@ async def test_a_direct_call_is_a_batch_of_one() -> None:
     assert calls.batches == [[21], [-1]]
 
 
-async def test_parallel_calls_go_out_as_one_fused_call() -> None:
+async def test_parallel_calls_go_out_as_one_batch() -> None:
     calls = Calls()
     tool = doubler(calls)
     result = await llmc.run_plan(tasks_of("double", list(range(10))), tools=[tool])
     assert result.ok
     assert result.outputs == {i + 1: 2 * i for i in range(10)}
     assert calls.batches == [list(range(10))]
-    (call,) = result.trace.fused_calls
+    (call,) = result.trace.batches
     assert call.tool == "double" and call.task_ids == tuple(range(1, 11))
     assert call.attempts == 1 and call.error is None and call.duration is not None
     for record in result.trace.tasks.values():
-        assert record.fused_call == 0 and record.attempts == 1
+        assert record.batch == 0 and record.attempts == 1
     assert result.trace.fused_groups() == {"batch 1: double": tuple(range(1, 11))}
 
 
@@ -207,7 +207,7 @@ async def test_a_failed_batch_fails_every_member_without_fallback() -> None:
     result = await llmc.run_plan(tasks_of("triple", [1, 2, 3]), tools=[tool])
     assert set(result.statuses.values()) == {TaskStatus.FAILED}
     assert all(isinstance(e, ConnectionError) for e in result.errors.values())
-    (call,) = result.trace.fused_calls
+    (call,) = result.trace.batches
     assert isinstance(call.error, ConnectionError) and not call.fallback
     assert calls.singles == []
 
@@ -219,7 +219,7 @@ async def test_a_failed_batch_falls_back_to_one_call_per_item() -> None:
     assert result.outputs == {1: 3, 3: 9}
     assert isinstance(result.errors[2], ValueError)  # its own call failed, alone
     assert sorted(calls.singles) == [1, 3, 13] and calls.batches == [[1, 13, 3]]
-    (call,) = result.trace.fused_calls
+    (call,) = result.trace.batches
     assert call.fallback and isinstance(call.error, ConnectionError)
     assert result.trace.tasks[1].attempts == 2  # the batch, then its own call
 
@@ -255,7 +255,7 @@ async def test_calls_ready_within_the_window_share_a_batch_and_later_ones_do_not
 
     result = await llmc.run_plan(stream(), tools=[tool])
     assert result.ok and calls.batches == [[1, 2], [3]]
-    first = result.trace.fused_calls[0]
+    first = result.trace.batches[0]
     record = result.trace.tasks[1]
     assert record.started is not None and first.started - record.started >= 0.025
 
@@ -267,7 +267,7 @@ async def test_a_full_batch_goes_out_at_once_without_waiting_for_the_window() ->
     result = await llmc.run_plan(tasks_of("double", list(range(10))), tools=[tool])
     assert result.ok
     assert [len(b) for b in calls.batches] == [4, 4, 2]
-    offsets = [call.started - start for call in result.trace.fused_calls]
+    offsets = [call.started - start for call in result.trace.batches]
     assert offsets[0] < 0.1 and offsets[1] < 0.1, offsets  # full: sent at once
     assert offsets[2] >= 0.29, offsets  # the rest waited for the window
 
@@ -275,7 +275,7 @@ async def test_a_full_batch_goes_out_at_once_without_waiting_for_the_window() ->
 # -- limits, retries, timeouts -----------------------------------------------------------------
 
 
-async def test_max_concurrency_counts_fused_calls() -> None:
+async def test_max_concurrency_counts_batches() -> None:
     running = Counter[str]()
     peak = 0
 
@@ -295,11 +295,11 @@ async def test_max_concurrency_counts_fused_calls() -> None:
 
     result = await llmc.run_plan(tasks_of("slow", list(range(6))), tools=[slow])
     assert result.ok and peak == 1
-    assert len(result.trace.fused_calls) <= 4  # waiting batches grow while one runs
-    assert sorted(i for c in result.trace.fused_calls for i in c.task_ids) == list(range(1, 7))
+    assert len(result.trace.batches) <= 4  # waiting batches grow while one runs
+    assert sorted(i for c in result.trace.batches for i in c.task_ids) == list(range(1, 7))
 
 
-async def test_the_rate_limit_is_taken_once_per_fused_call() -> None:
+async def test_the_rate_limit_is_taken_once_per_batch() -> None:
     class Limiter:
         def __init__(self) -> None:
             self.acquired = 0
@@ -339,7 +339,7 @@ async def test_a_retryable_batch_error_retries_the_whole_batch() -> None:
         on_event=events,
     )
     assert result.ok and attempts == 2
-    (call,) = result.trace.fused_calls
+    (call,) = result.trace.batches
     assert call.attempts == 2 and result.trace.tasks[1].attempts == 2
     assert len(events.of_type(llmc.TaskRetrying)) == 2  # one per member
 
@@ -363,10 +363,10 @@ async def test_a_retryable_item_error_sends_that_item_again() -> None:
     )
     assert result.outputs == {1: 1, 2: 7}
     assert batches == [[1, 7], [7]]
-    assert result.trace.tasks[2].attempts == 2 and result.trace.tasks[2].fused_call == 1
+    assert result.trace.tasks[2].attempts == 2 and result.trace.tasks[2].batch == 1
 
 
-async def test_the_timeout_applies_to_each_fused_call() -> None:
+async def test_the_timeout_applies_to_each_batch() -> None:
     calls = Calls()
     tool = doubler(calls, delay=1.0, timeout=0.05)
     start = time.perf_counter()
@@ -376,17 +376,17 @@ async def test_the_timeout_applies_to_each_fused_call() -> None:
     assert len(result.errors) == 2
 
 
-async def test_fused_calls_have_events() -> None:
+async def test_batches_have_events() -> None:
     events = EventRecorder()
     result = await llmc.run_plan(
         tasks_of("double", [1, 2]), tools=[doubler(Calls())], on_event=events
     )
     assert result.ok
-    (started,) = events.of_type(llmc.FusedCallStarted)
-    (finished,) = events.of_type(llmc.FusedCallFinished)
+    (started,) = events.of_type(llmc.BatchStarted)
+    (finished,) = events.of_type(llmc.BatchFinished)
     assert started.task_ids == finished.task_ids == (1, 2) and finished.error is None
     kinds = events.types()
-    assert kinds.index("FusedCallFinished") < kinds.index("TaskFinished")
+    assert kinds.index("BatchFinished") < kinds.index("TaskFinished")
 
 
 # -- deduplication -----------------------------------------------------------------------------
@@ -531,7 +531,7 @@ def test_a_registered_batch_function_takes_one_argument() -> None:
         llmc.tool(batch=pairwise)(single)  # type: ignore[arg-type]
 
 
-async def test_fail_fast_cancels_a_waiting_batch_and_a_running_fused_call() -> None:
+async def test_fail_fast_cancels_a_waiting_batch_and_a_running_batch() -> None:
     waiting, running = Calls(), Calls()
     patient = doubler(waiting, batch_window=5.0, name="patient")
     slow = doubler(running, delay=5.0, name="slow")
@@ -554,7 +554,7 @@ async def test_fail_fast_cancels_a_waiting_batch_and_a_running_fused_call() -> N
     assert waiting.batches == [] and running.batches == [[2]]
 
 
-async def test_cancelling_a_run_cancels_its_fused_calls() -> None:
+async def test_cancelling_a_run_cancels_its_batches() -> None:
     calls = Calls()
     tool = doubler(calls, delay=5.0)
     run = asyncio.ensure_future(llmc.run_plan(tasks_of("double", [1, 2]), tools=[tool]))

@@ -140,7 +140,7 @@ def test_fusion_at_dispatch_changes_no_output_and_loses_or_repeats_no_call(spec:
     for key, count in fused_runs.items():
         assert count == (calls[key] if key[0] == "h" else 1), key
 
-    # Dependencies held, and each batch member has its own record in its fused call.
+    # Dependencies held, and each batch member has its own record in its batch.
     trace = fused.trace
     for i, deps in enumerate(spec.deps, 1):
         record = trace.tasks[i]
@@ -149,9 +149,9 @@ def test_fusion_at_dispatch_changes_no_output_and_loses_or_repeats_no_call(spec:
             for d in deps:
                 finished = trace.tasks[d].finished
                 assert finished is not None and finished <= record.started
-    members = [i for call in trace.fused_calls for i in call.task_ids]
+    members = [i for call in trace.batches for i in call.task_ids]
     assert len(members) == len(set(members))  # nobody in two batches (no retries here)
-    assert all(len(call.task_ids) <= spec.max_batch for call in trace.fused_calls)
+    assert all(len(call.task_ids) <= spec.max_batch for call in trace.batches)
     for i in members:
         assert trace.tasks[i].tool == "f" and trace.tasks[i].served_by is None
     for record in trace.tasks.values():

@@ -76,7 +76,7 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
-async def test_a_question_is_one_trace_with_llm_calls_tasks_and_fused_calls(
+async def test_a_question_is_one_trace_with_llm_calls_tasks_and_batches(
     exporter: InMemorySpanExporter,
 ) -> None:
     attempts.clear()
@@ -122,8 +122,8 @@ async def test_a_question_is_one_trace_with_llm_calls_tasks_and_fused_calls(
     assert attrs(tasks[5])["llmc.task.status"] == "skipped"
     assert attrs(tasks[5])["llmc.task.blocked_by"] == 4
     assert tasks[1].status.status_code is StatusCode.OK
-    (batch,) = by_name(spans, "llmc.fused_call lengths")
-    assert attrs(batch)["llmc.fused_call.task_ids"] == (6, 7)
+    (batch,) = by_name(spans, "llmc.batch lengths")
+    assert attrs(batch)["llmc.batch.task_ids"] == (6, 7)
     for member in (6, 7):
         assert [link.context.span_id for link in tasks[member].links] == [batch.context.span_id]
     # spans sit where the run's own records put them, in order

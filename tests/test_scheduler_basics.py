@@ -435,3 +435,11 @@ async def test_a_shared_asyncio_executor_serves_several_runs() -> None:
             assert result[1] == 2 * n
     with pytest.raises(RuntimeError, match="closed"):
         await executor.call(llmc.tool(double), {"x": 1})
+
+
+def test_a_run_keeps_no_instance_dict() -> None:
+    # The hot path reads the run's attributes for every task; past 30 attributes CPython
+    # stops sharing instance-dict keys and every read slows down. Slots cannot grow silently.
+    from llmc.scheduler import _Run
+
+    assert "__dict__" not in vars(_Run)

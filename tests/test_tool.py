@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -145,7 +148,7 @@ async def test_sync_tool_runs_in_a_thread_without_blocking_the_loop() -> None:
         (lambda: llmc.tool(name="f", timeout=0)(lambda: None), "timeout"),
         (lambda: llmc.tool(name="f", retries=-1)(lambda: None), "retries"),
         (lambda: llmc.tool(rate_limit=0)(lambda: None), "rate_limit"),
-        (lambda: llmc.tool(rate_limit="4/s")(lambda: None), "acquire"),  # type: ignore[arg-type]
+        (lambda: llmc.tool(rate_limit="4/s")(lambda: None), "acquire"),  # type: ignore[call-overload]
         (lambda: llmc.tool(rate_limit=SyncLimiter())(lambda: None), "async acquire"),
         (lambda: llmc.tool(42), "needs a function"),
     ],
@@ -211,3 +214,35 @@ def test_docstring_parsing() -> None:
     )
     assert doc.summary == "Summary line continues here."
     assert doc.params == {"first": "one.", "second": "two, wrapped."}
+
+
+def test_unknown_options_are_refused() -> None:
+    with pytest.raises(llmc.ToolDefinitionError, match=r"unknown tool option.*timout"):
+        llmc.tool(timout=3)  # type: ignore[call-overload]
+
+
+@pytest.mark.timeout(900)  # mypy reads llmc; a cold cache on a loaded machine takes minutes
+def test_type_checkers_check_the_options(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    program = tmp_path / "options.py"
+    program.write_text(
+        "import llmc\n"
+        "@llmc.tool(timeout='soon')\n"
+        "def late() -> None: ...\n"
+        "@llmc.tool(timout=1)\n"
+        "def typo() -> None: ...\n"
+        "@llmc.tool(timeout=1.5, retries=2, rate_limit=4, batch_fallback=True)\n"
+        "def fine() -> None: ...\n"
+        "options: llmc.ToolOptions = {'retries': 1, 'pure': True}\n"
+        "bad: llmc.ToolOptions = {'retries': 'many'}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(program)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    lines = result.stdout.splitlines()
+    errors = {int(line.split(":")[1]) for line in lines if ": error:" in line}
+    assert errors == {2, 4, 9}, result.stdout
+    assert any(":4:" in line and '"timout"' in line for line in lines), result.stdout

@@ -1,4 +1,4 @@
-"""Saved runs: Trace.to_json and Trace.from_json keep every record, span and fused call."""
+"""Saved runs: Trace.to_json and Trace.from_json keep every record, span and batch."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from llmc.errors import RecordedError, TraceFormatError
 from llmc.llm.base import Usage
 from llmc.result import error_text
 from llmc.testing import ScriptedLLM
-from llmc.trace import FusedCall, Span, TaskRecord, TaskStatus, Trace
+from llmc.trace import Batch, Span, TaskRecord, TaskStatus, Trace
 
 
 @llmc.tool(pure=True)
@@ -57,10 +57,10 @@ def _same(a: Trace, b: Trace) -> None:
             old.status,
             old.attempts,
         )
-        assert (new.blocked_by, new.served_by, new.fused_call, new.cached) == (
+        assert (new.blocked_by, new.served_by, new.batch, new.cached) == (
             old.blocked_by,
             old.served_by,
-            old.fused_call,
+            old.batch,
             old.cached,
         )
         for name in ("queued", "ready", "started", "finished"):
@@ -73,8 +73,8 @@ def _same(a: Trace, b: Trace) -> None:
     assert [(s.kind, s.label, s.usage, s.cost, s.model) for s in b.spans] == [
         (s.kind, s.label, s.usage, s.cost, s.model) for s in a.spans
     ]
-    assert [(c.tool, c.task_ids, c.attempts, c.fallback) for c in b.fused_calls] == [
-        (c.tool, c.task_ids, c.attempts, c.fallback) for c in a.fused_calls
+    assert [(c.tool, c.task_ids, c.attempts, c.fallback) for c in b.batches] == [
+        (c.tool, c.task_ids, c.attempts, c.fallback) for c in a.batches
     ]
 
 
@@ -88,7 +88,7 @@ async def test_a_run_with_failures_skips_batches_and_shared_calls_round_trips(
     )
     result = await llmc.run_plan(plan)
     trace = result.trace
-    assert trace.tasks[2].served_by == 1 and trace.fused_calls  # the run has what we check
+    assert trace.tasks[2].served_by == 1 and trace.batches  # the run has what we check
     text = trace.to_json(tmp_path / "run.json", plan=plan, indent=2)
     assert (tmp_path / "run.json").read_text(encoding="utf-8") == text
     back = Trace.from_json(text)
@@ -150,7 +150,7 @@ def test_any_trace_round_trips(
     for kind, finished, tokens in spans:
         usage = Usage(tokens, tokens // 2, 0, 1)
         trace.spans.append(Span(kind, kind, 100.0, finished, usage=usage, cost=tokens * 1e-6))
-    trace.fused_calls.append(FusedCall("t", (1, 2), 101.0, None, 1, KeyError("k")))
+    trace.batches.append(Batch("t", (1, 2), 101.0, None, 1, KeyError("k")))
     _same(trace, Trace.from_json(trace.to_json()))
 
 
@@ -162,7 +162,7 @@ def test_text_that_is_not_a_saved_run_says_what_it_is() -> None:
     with pytest.raises(TraceFormatError, match="version 99"):
         Trace.from_json('{"format": "llmc-trace", "version": 99}')
     with pytest.raises(TraceFormatError, match="broken record"):
-        Trace.from_json('{"format": "llmc-trace", "version": 1, "run_id": "x"}')
+        Trace.from_json('{"format": "llmc-trace", "version": 2, "run_id": "x"}')
 
 
 def test_llmc_exec_saves_a_run_that_llmc_viz_draws(

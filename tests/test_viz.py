@@ -17,7 +17,7 @@ from viz_helpers import NS, boxes, check_plan_picture, edges, find, findtext, pa
 import llmc
 from llmc import Plan, Ref
 from llmc.cli import main
-from llmc.trace import FusedCall
+from llmc.trace import Batch
 from llmc.viz import STATUS_STYLES, Direction, plan_dot, plan_mermaid, plan_svg
 from llmc.viz._plan import PER_ROW, wrapped_ranks
 
@@ -313,13 +313,13 @@ def test_groups_default_to_the_plans_fused_groups(qa: Plan) -> None:
     assert 'subgraph g1["searches"]' in qa.to_mermaid()
 
 
-def test_groups_default_to_the_runs_fused_calls() -> None:
+def test_groups_default_to_the_runs_batches() -> None:
     plan, result = failing_run()
-    result.trace.fused_calls.append(FusedCall("fetch", (1, 2), started=0.0, finished=0.1))
+    result.trace.batches.append(Batch("fetch", (1, 2), started=0.0, finished=0.1))
     root = parse(plan.to_svg(trace=result))
     names = [g.attrib["data-group"] for g in root.iterfind(".//svg:g[@class='group']", NS)]
-    assert names == ["fused call 1: fetch, 2 tasks"]
-    assert 'subgraph g1["fused call 1: fetch, 2 tasks"]' in plan.to_mermaid(trace=result)
+    assert names == ["batch 1: fetch, 2 tasks"]
+    assert 'subgraph g1["batch 1: fetch, 2 tasks"]' in plan.to_mermaid(trace=result)
     assert plan.to_svg(trace=result, groups={}).count('class="group"') == 0
 
 

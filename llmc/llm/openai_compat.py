@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import structlog
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
-from ..limits import Backoff, RateLimiter, as_rate_limiter, release
+from ..limits import Backoff, RateLimiter, rate_limiter, release, retrying
 from .base import Chunk, GenerateOptions, Message, Usage
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class OpenAI:
         self.max_retry_wait = max_retry_wait
         self.default_options = default_options
         self.max_tokens_param = max_tokens_param
-        self.rate_limiter = None if rate_limit is None else as_rate_limiter(rate_limit, rate_period)
+        self.rate_limiter = rate_limiter(rate_limit, rate_period)
         self._given_client = client.with_options(max_retries=0) if client is not None else None
         # Built now, not on the first request (50-200 ms, mostly TLS certificates): it binds
         # to the event loop that first uses it; another loop gets a client of its own.
@@ -237,36 +237,54 @@ class OpenAI:
         request = self._request(messages, self._merged(options))
         client = self._client_for_this_loop()
         started = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            progress = _Progress(limiter=self.rate_limiter)
-            if progress.limiter is not None:
-                await progress.limiter.acquire()
+        progress = _Progress()
+        attempts = 0
+
+        async def first_text(number: int) -> tuple[AsyncGenerator[str], str | None]:
+            # Only an attempt whose reply has not started is retried: the loop of attempts
+            # covers the request up to its first text, the rest streams outside it.
+            nonlocal progress, attempts
+            attempts = number
+            progress = _Progress(limiter=self.rate_limiter)  # acquired by the loop
+            texts = self._attempt(client, request, progress)
             try:
-                async with aclosing(self._attempt(client, request, progress)) as texts:
-                    async for text in texts:
-                        yield Chunk(text)
-            except (openai.OpenAIError, ValueError) as exc:
-                delay = self._after_failure(exc, attempt, progress)
-                await asyncio.sleep(delay)
-                continue
+                return texts, await anext(texts, None)
+            except BaseException:
+                await texts.aclose()
+                raise
             finally:
                 progress.reached_server()  # (a failed or cancelled attempt frees its slot too)
-            self._log(
-                "llm call finished",
-                attempts=attempt,
-                prompt_tokens=progress.usage.prompt_tokens,
-                completion_tokens=progress.usage.completion_tokens,
-                cached_tokens=progress.usage.cached_tokens,
-                finish_reason=progress.finish,
-                time_to_first_token=(
-                    None if progress.first_text is None else round(progress.first_text - started, 4)
-                ),
-                latency=round(time.perf_counter() - started, 4),
-            )
-            yield Chunk("", progress.usage, progress.finish)
-            return
+
+        def after_failure(exc: Exception, number: int) -> float | None:
+            if not isinstance(exc, openai.OpenAIError | ValueError):
+                return None
+            return self._after_failure(exc, number)
+
+        texts, text = await retrying(first_text, after_failure, limiter=self.rate_limiter)
+        async with aclosing(texts):
+            try:
+                while text is not None:
+                    yield Chunk(text)
+                    text = await anext(texts, None)
+            except (openai.OpenAIError, ValueError) as exc:
+                error = self._broken(
+                    self._failure(exc), "".join(progress.received), len(progress.received)
+                )
+                self._log("llm call failed", attempts=attempts, error=str(error))
+                raise error from self._cause(exc)
+        self._log(
+            "llm call finished",
+            attempts=attempts,
+            prompt_tokens=progress.usage.prompt_tokens,
+            completion_tokens=progress.usage.completion_tokens,
+            cached_tokens=progress.usage.cached_tokens,
+            finish_reason=progress.finish,
+            time_to_first_token=(
+                None if progress.first_text is None else round(progress.first_text - started, 4)
+            ),
+            latency=round(time.perf_counter() - started, 4),
+        )
+        yield Chunk("", progress.usage, progress.finish)
 
     async def _attempt(
         self, client: openai.AsyncOpenAI, request: dict[str, Any], progress: _Progress
@@ -293,16 +311,12 @@ class OpenAI:
                 request=response.response.request,
             )
 
-    def _after_failure(self, exc: Exception, attempt: int, progress: _Progress) -> float:
+    def _after_failure(self, exc: Exception, attempt: int) -> float:
         """Seconds to wait before trying again, or raise the error that ends the call."""
         failure = self._failure(exc)
-        if progress.received:
-            error = self._broken(failure, "".join(progress.received), len(progress.received))
-            delay = None
-        else:
-            delay = self._retry_delay(failure, attempt)
-            error = self._error(failure, attempt)
+        delay = self._retry_delay(failure, attempt)
         if delay is None:
+            error = self._error(failure, attempt)
             self._log("llm call failed", attempts=attempt, error=str(error))
             raise error from self._cause(exc)
         self._log(

@@ -57,7 +57,7 @@ def plan_mermaid(
         trace: a run of the plan; each task gets its status as a class (with colours).
         statuses: a status per task id, over those the trace gives.
         groups: fused groups as subgraphs (default: the plan's ``fused_groups``, else the
-            trace's fused calls).
+            trace's batches).
 
     Returns:
         the flowchart's text, ending with a newline.
@@ -118,7 +118,7 @@ def plan_dot(
         trace: a run of the plan; boxes take their status's colours.
         statuses: a status per task id, over those the trace gives.
         groups: fused groups as ``cluster_`` subgraphs (default: the plan's
-            ``fused_groups``, else the trace's fused calls).
+            ``fused_groups``, else the trace's batches).
 
     Returns:
         the graph's text, ending with a newline.

@@ -103,8 +103,8 @@ def plan_svg(
             critical path's arrows are marked.
         statuses: a status per task id (``"done"``, ``"cached"``, ...; see
             :data:`STATUS_STYLES`), over those the trace gives.
-        groups: outlined groups of tasks (fused calls), by name. Defaults to the plan's own
-            ``fused_groups`` when it has some, else to the trace's fused calls. Each group's
+        groups: outlined groups of tasks (batches), by name. Defaults to the plan's own
+            ``fused_groups`` when it has some, else to the trace's batches. Each group's
             tasks on one level are placed side by side; a task belongs to one group.
         budgets: a token budget (a number, shown as ``"≤ N tok"``) or any short label per
             task id.

@@ -57,13 +57,13 @@ def resolve_statuses(
 def resolve_groups(
     plan: Plan, groups: Mapping[str, Iterable[int]] | None, trace: Trace | None = None
 ) -> dict[str, list[int]]:
-    """The groups to outline: those given, else the plan's ``fused_groups``, else the fused
-    calls of the run; a task in several keeps its first."""
+    """The groups to outline: those given, else the plan's ``fused_groups``, else the
+    batches of the run; a task in several keeps its first."""
     source = groups if groups is not None else getattr(plan, "fused_groups", None)
     if groups is None and not source and trace is not None:
-        calls = getattr(trace, "fused_calls", None) or ()
+        calls = getattr(trace, "batches", None) or ()
         source = {
-            f"fused call {i}: {call.tool}, {len(call.task_ids)} tasks": call.task_ids
+            f"batch {i}: {call.tool}, {len(call.task_ids)} tasks": call.task_ids
             for i, call in enumerate(calls, 1)
         }
     if not source:
