@@ -24,18 +24,17 @@ import ast
 import dataclasses
 import json
 import re
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame
+from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame, metered_stream
 from .grammar import joiner_grammar
-from .llm.base import LLM, GenerateOptions, Message, open_stream
+from .llm.base import LLM, GenerateOptions, Message
 from .plan import Task
 from .templates import Templates
-from .trace import Span, Trace
+from .trace import Trace
 
 __all__ = [
     "DECISION_SCHEMA",
@@ -316,29 +315,16 @@ class Joiner:
                 focused=self.focus,
             )
             options = dataclasses.replace(options, grammar=copy)
-        options = meter.before_llm_call(self.llm, messages, options, kind="joiner")
-        span = Span("joiner", label, time.perf_counter())
-        if trace is not None:
-            trace.spans.append(span)
-        reply: list[str] = []
         stream = _AnswerStream(on_answer) if on_answer is not None and not self.json else None
-        try:
-            async with open_stream(self.llm, messages, options) as chunks:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        span.usage = chunk.usage
-                    if chunk.text:
-                        if span.first_output is None:
-                            span.first_output = time.perf_counter()
-                        reply.append(chunk.text)
-                        if on_text is not None:
-                            on_text(chunk.text)
-                        if stream is not None:
-                            stream.feed(chunk.text)
-        finally:
-            span.finished = time.perf_counter()
-            meter.after_llm_call(self.llm, messages, "".join(reply), span, kind="joiner")
-        text = "".join(reply)
+        async with metered_stream(
+            self.llm, messages, options, kind="joiner", label=label, trace=trace, meter=meter
+        ) as reply:
+            async for piece in reply:
+                if on_text is not None:
+                    on_text(piece)
+                if stream is not None:
+                    stream.feed(piece)
+        text = reply.text
         decision = _parse_json_decision(text) if self.json else parse_decision(text)
         if decision.action == "replan" and self.mode != "decide":  # these modes always answer
             decision = Decision("finish", decision.text, decision.thought)

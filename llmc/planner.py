@@ -17,16 +17,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from .budget import Meter
+from .budget import Meter, metered_stream
 from .errors import PlanError
 from .grammar import SMALL_MODEL_PLANS, PlanGrammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
-from .llm.base import LLM, GenerateOptions, Message, open_stream
+from .llm.base import LLM, GenerateOptions, Message
 from .parse import END_OF_PLAN, PlanParser
 from .plan import Finish, Task
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Span, Trace
+from .trace import Trace
 
 __all__ = ["GrammarFactory", "Planner", "Repeats", "Round", "Verdict", "Veto"]
 
@@ -275,25 +275,16 @@ class Planner:
         options = self._constrained(self.options, max(known, default=0) + 1, state.question)
         if meter is not None:
             options = meter.with_output(options, "planner")
-            options = meter.before_llm_call(self.llm, messages, options, kind="planner")
-        span = Span("planner", f"{kind} {round_.number}", time.perf_counter())
-        if trace is not None:
-            trace.spans.append(span)
-        text: list[str] = []
         stopped = False
-        try:
-            async with open_stream(self.llm, messages, options) as chunks:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        span.usage = chunk.usage
-                    if not chunk.text or parser_done(parser):
-                        continue  # after join(), read on only for the usage at the end
-                    if span.first_output is None:
-                        span.first_output = time.perf_counter()
-                    text.append(chunk.text)
+        label = f"{kind} {round_.number}"
+        async with metered_stream(
+            self.llm, messages, options, kind="planner", label=label, trace=trace, meter=meter
+        ) as reply:
+            try:
+                async for text in reply:
                     if on_text is not None:
-                        on_text(chunk.text)
-                    for task in parser.feed(chunk.text):
+                        on_text(text)
+                    for task in parser.feed(text):
                         verdict = self._judge(round_, task, state)
                         if verdict == "stop":
                             stopped = True
@@ -304,15 +295,14 @@ class Planner:
                         break  # leaving the stream stops the generation
                     if parser_done(parser):  # the answer may be rendered as soon as it can
                         round_.finish = _kept_finish(parser.finish, round_)
-            for task in () if stopped else parser.close():
-                if self._judge(round_, task, state) == "keep":
-                    yield self._record(round_, task)
-            round_.finish = None if stopped else _kept_finish(parser.finish, round_)
-        finally:
-            span.finished = time.perf_counter()
-            round_.text += "".join(text)
-            if meter is not None:
-                meter.after_llm_call(self.llm, messages, "".join(text), span, kind="planner")
+                        await reply.drain()  # after join(), read on only for the usage
+                        break
+                for task in () if stopped else parser.close():
+                    if self._judge(round_, task, state) == "keep":
+                        yield self._record(round_, task)
+                round_.finish = None if stopped else _kept_finish(parser.finish, round_)
+            finally:
+                round_.text += reply.text
         if not parser.tasks:
             raise PlanError("the planner wrote no tasks; write at least one task before join()")
 
