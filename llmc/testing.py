@@ -42,10 +42,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .llm.base import Chunk, GenerateOptions, Message, Usage
 from .trace import Event
+
+if TYPE_CHECKING:
+    from .budget import Price
 
 __all__ = [
     "EventRecorder",
@@ -221,6 +224,7 @@ class ScriptedLLM:
 
     Attributes:
         model: the model name it reports, "scripted" by default.
+        price: what its tokens cost (:class:`llmc.budget.Price`), or None.
         calls: every call received, in order: messages and options.
     """
 
@@ -229,6 +233,7 @@ class ScriptedLLM:
         script: Sequence[str | Reply | BaseException] | ScriptFunction,
         *,
         model: str = "scripted",
+        price: Price | None = None,
         chunk_size: ChunkSpec = 8,
         chunk_delay: float = 0.0,
         first_chunk_delay: float = 0.0,
@@ -238,11 +243,13 @@ class ScriptedLLM:
         Args:
             script: the replies in order, or a function from the messages to a reply.
             model: the model name to report.
+            price: what its tokens cost (None: the price table decides by ``model``).
             chunk_size: characters per chunk, or the positions at which to cut each reply.
             chunk_delay: seconds to wait before every chunk after the first.
             first_chunk_delay: seconds to wait before the first chunk (time to first token).
         """
         self.model = model
+        self.price = price
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.first_chunk_delay = first_chunk_delay

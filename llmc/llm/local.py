@@ -64,6 +64,7 @@ from typing import Any, Self
 import structlog
 
 from .._extras import install_hint
+from ..budget._prices import FREE, Price
 from ..errors import LLMError, ModelLoadError
 from .base import Chunk, GenerateOptions, Message, Usage
 
@@ -134,6 +135,8 @@ class Local:
 
     supports_grammar = True
     supports_json_schema = True
+    #: A model run in-process costs nothing per token.
+    price: Price = FREE
 
     def __init__(
         self,
