@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .budget import Meter, metered_stream
 from .errors import PlanError
@@ -28,7 +28,7 @@ from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Trace
 
-__all__ = ["GrammarFactory", "Planner", "Repeats", "Round", "Verdict", "Veto"]
+__all__ = ["GrammarFactory", "PlanReader", "Planner", "Repeats", "Round", "Verdict", "Veto"]
 
 #: What a veto says of a task as it streams: keep it, drop it (and the tasks that use it),
 #: or stop the plan before it.
@@ -39,6 +39,29 @@ Veto = Callable[[Task, Sequence[Task]], Verdict | None]
 GrammarFactory = Callable[[Toolbox, int, str], str]
 #: What happens to a task identical (same tool, same arguments) to an earlier one.
 Repeats = Literal["allow", "drop", "stop"]
+
+
+class PlanReader(Protocol):
+    """What the planner needs of a plan's parser: :class:`~llmc.parse.PlanParser` for plan
+    text, :class:`~llmc.json_plan.JsonPlanParser` for JSON.
+
+    Attributes:
+        tasks: every task read so far.
+        finish: the plan's own answer, once it was read.
+        ended: the plan has ended (``join()``, ``finish(...)``): what follows is not read.
+    """
+
+    tasks: list[Task]
+    finish: Finish | None
+    ended: bool
+
+    def feed(self, chunk: str) -> list[Task]:
+        """Add text; the tasks it completed."""
+        ...
+
+    def close(self) -> list[Task]:
+        """The text is complete: the last tasks."""
+        ...
 
 
 @dataclass(slots=True, eq=False)
@@ -184,7 +207,7 @@ class Planner:
 
     def read(self, text: str) -> tuple[list[Task], Finish | None] | None:
         """Like :meth:`reread`, with the plan's own answer (its ``finish``, or None)."""
-        parser = JsonPlanParser(tools=self.tools) if self.json else PlanParser(tools=self.tools)
+        parser = self._parser(())
         try:
             tasks = [*parser.feed(text), *parser.close()]
         except PlanError:
@@ -267,11 +290,7 @@ class Planner:
         state: _Streaming,
     ) -> AsyncIterator[Task]:
         """One LLM call whose output is parsed as it streams."""
-        parser: PlanParser | JsonPlanParser
-        if self.json:
-            parser = JsonPlanParser(tools=self.tools, earlier=known)
-        else:
-            parser = PlanParser(tools=self.tools, earlier=known)
+        parser = self._parser(known)
         options = self._constrained(self.options, max(known, default=0) + 1, state.question)
         if meter is not None:
             options = meter.with_output(options, "planner")
@@ -293,7 +312,7 @@ class Planner:
                             yield self._record(round_, task)
                     if stopped:
                         break  # leaving the stream stops the generation
-                    if parser_done(parser):  # the answer may be rendered as soon as it can
+                    if parser.ended:  # the answer may be rendered as soon as it can
                         round_.finish = _kept_finish(parser.finish, round_)
                         await reply.drain()  # after join(), read on only for the usage
                         break
@@ -305,6 +324,12 @@ class Planner:
                 round_.text += reply.text
         if not parser.tasks:
             raise PlanError("the planner wrote no tasks; write at least one task before join()")
+
+    def _parser(self, known: Sequence[int]) -> PlanReader:
+        """A parser of this planner's plan format; ``known`` task ids came before."""
+        if self.json:
+            return JsonPlanParser(tools=self.tools, earlier=known)
+        return PlanParser(tools=self.tools, earlier=known)
 
     def _judge(self, round_: Round, task: Task, state: _Streaming) -> Verdict:
         """The repeat rule and the veto on a new task; a dropped or stopping task is noted
@@ -365,11 +390,6 @@ def _kept_finish(finish: Finish | None, round_: Round) -> Finish | None:
 def _same_call(a: Task, b: Task) -> bool:
     """Whether two tasks call the same tool with the same arguments."""
     return a.tool == b.tool and a.args == b.args and a.kwargs == b.kwargs
-
-
-def parser_done(parser: PlanParser | JsonPlanParser) -> bool:
-    """Whether a parser has seen the end of the plan (join() or <END_OF_PLAN>)."""
-    return isinstance(parser, PlanParser) and parser.ended
 
 
 def _next_id(rounds: Sequence[Round]) -> int:
