@@ -1,7 +1,8 @@
 """The planner: renders the prompt, streams the LLM's plan through the parser, task by task.
 
-Tasks come out of :meth:`Planner.stream` while the LLM is still writing, so the scheduler
-starts the first tool call long before the plan is complete. The system prompt depends only on
+Tasks come out of :meth:`Planner.stream` (a :class:`PlanStream`, which also says what was
+written) while the LLM is still writing, so the scheduler starts the first tool call long
+before the plan is complete. The system prompt depends only on
 the tools and is rendered once: it stays byte-identical across calls, so servers' prompt (KV
 prefix) caches hit. Output that does not parse gets one repair round (the error, with its line
 and column, goes back to the LLM); a second failure is a :class:`~llmc.errors.PlanError`.
