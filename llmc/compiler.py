@@ -29,15 +29,16 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 from . import observe
 from ._sync import run_sync
 from .budget import Budget, Meter, estimate_budget
+from .context import RunContext
 from .errors import BudgetExceeded
 from .fuser import FusedTool, Fuser
-from .joiner import Joiner
+from .joiner import AnswerText, Joiner, JoinerText
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .llm.openai_compat import OpenAI
 from .mapping import Outcome, answer_all, outcome_of
 from .plan import Plan
-from .planner import Planner, Round
+from .planner import Planner, PlanStream, PlanText
 from .result import Result, error_text, text_form
 from .scheduler import RunOptions, Scheduler, resolve_references
 from .task import Finish, Task, fill_question
@@ -57,21 +58,9 @@ __all__ = [
     "Joining",
     "PlanText",
     "Replanning",
+    "Round",
     "render_finish",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlanText(Event):
-    """A piece of the planner's output, as it streams.
-
-    Attributes:
-        round: which plan (1 for the first).
-        text: the new text.
-    """
-
-    round: int
-    text: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,33 +88,6 @@ class Joining(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JoinerText(Event):
-    """A piece of the joiner's reply as it streams, thought and action included.
-
-    Attributes:
-        round: the plan's number.
-        text: the new text.
-    """
-
-    round: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnswerText(Event):
-    """A piece of the answer as it is written (``Answer.text`` is the final word).
-
-    Attributes:
-        text: the new text.
-        by: ``"joiner"`` (as the joiner streams it) or ``"plan"`` (the plan's ``finish``,
-            all of it at once, the moment the outputs it needs are done).
-    """
-
-    text: str
-    by: str = "joiner"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Answered(Event):
     """The last event of a compiler run.
 
@@ -134,6 +96,42 @@ class Answered(Event):
     """
 
     answer: Answer
+
+
+@dataclass(slots=True, eq=False)
+class Round:
+    """One plan of a question and what became of it: the compiler's record, from what the
+    planner wrote (its :class:`~llmc.planner.PlanStream`), what the tasks observed and what
+    the joiner said (the memory later plans and the joiner read).
+
+    Attributes:
+        number: 1 for the first plan, 2 for the first replan, ...
+        tasks: the tasks the planner wrote, in order.
+        text: the planner's raw output (repair rounds included).
+        parsed_at: when each task's line was complete (:func:`time.perf_counter`).
+        observations: each task's observation text, once the plan ran.
+        reason: the joiner's reason for asking for another plan, if it did.
+        ran: the tasks as they went to the scheduler: ``tasks`` with each call of a fused
+            tool replaced by its members (see :mod:`llmc.fuser`).
+        cached: the plan came from a cache (:class:`llmc.cache.Cache`), not from the LLM.
+        dropped: tasks the planner wrote that did not run, each with the reason (a repeat,
+            a veto); a plan stopped early names the task it stopped at.
+        finish: the plan's own answer (``finish(...)``), when it ended with one.
+        answered_by: who answered after this round: ``"plan"`` (its ``finish``, no joiner
+            call), ``"joiner"``, or None (the joiner asked for a new plan, or the run stopped).
+    """
+
+    number: int
+    tasks: list[Task] = field(default_factory=list)
+    text: str = ""
+    parsed_at: dict[int, float] = field(default_factory=dict)
+    observations: dict[int, str] = field(default_factory=dict)
+    reason: str | None = None
+    ran: list[Task] = field(default_factory=list)
+    cached: bool = False
+    dropped: list[tuple[Task, str]] = field(default_factory=list)
+    finish: Finish | None = None
+    answered_by: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -460,10 +458,11 @@ class _Session:
     ) -> None:
         self.compiler = compiler
         self.question = question
-        self.on_event = on_event
         self.run_id = uuid.uuid4().hex[:12]
         self.meter = Meter(budget, run_id=self.run_id, on_event=on_event, tools=compiler.run_tools)
         self.trace = Trace(self.run_id, time.perf_counter())
+        self.context = RunContext(self.run_id, self.trace, self.meter, on_event)
+        self.emit = self.context.emit
         self.rounds: list[Round] = []
         self.results: list[Result] = []
         self.values: dict[int, Any] = {}  # what later plans' references receive
@@ -471,10 +470,6 @@ class _Session:
         self.fuser = Fuser(compiler.fused) if compiler.fused else None
         self.done: dict[int, Any] = {}  # outputs of the tasks that finished, every round
         self.plan_answer: str | None = None  # the current plan's finish(...), rendered
-
-    def emit(self, event: Event) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
 
     async def run(self) -> Answer:
         try:
@@ -504,7 +499,7 @@ class _Session:
             round_ = Round(number)
             self.plan_answer = None
             await self._execute(round_)
-            self._answer_from_plan(round_)
+            self._answer_from_plan(round_, round_.finish)
             if self.plan_answer is not None:
                 round_.answered_by = "plan"
                 await self._keep_plan(finished=True)
@@ -516,14 +511,9 @@ class _Session:
                 [task for r in self.rounds for task in r.tasks],
                 self.observations,
                 final=final,
-                trace=self.trace,
-                label=f"join {number}",
-                on_answer=lambda text: self.emit(
-                    AnswerText(run_id=self.run_id, time=time.perf_counter(), text=text)
-                ),
-                meter=self.meter,
                 current={task.id for task in round_.tasks},
-                on_text=self._joiner_text(number),
+                number=number,
+                run=self.context,
             )
             if decision.action == "finish" or final:
                 round_.answered_by = "joiner"
@@ -539,16 +529,6 @@ class _Session:
                 )
             )
         raise AssertionError("unreachable: the last round always answers")
-
-    def _joiner_text(self, number: int) -> Callable[[str], None]:
-        """Emits the joiner's reply of round ``number`` as it streams."""
-
-        def emit(text: str) -> None:
-            self.emit(
-                JoinerText(run_id=self.run_id, time=time.perf_counter(), round=number, text=text)
-            )
-
-        return emit
 
     async def _prepare(self) -> None:
         """Load models that count tokens themselves; estimate the TALE output budget."""
@@ -600,7 +580,7 @@ class _Session:
         tools = planner.tools.values()
         return cache.plan_scope(planner.llm.model, tools, planner.system_prompt, json=planner.json)
 
-    async def _cached_plan(self, round_: Round) -> AsyncGenerator[Task, None] | None:
+    async def _cached_plan(self, round_: Round) -> PlanStream | None:
         """The first round's plan from the cache, re-read against the current tools; None
         when the cache has none that fits (the planner then writes one)."""
         cache = self.compiler.cache
@@ -610,16 +590,15 @@ class _Session:
         match = await cache.find_plan(self.question, self._plan_scope())
         if match is None or not isinstance(match.value, str):
             return None
-        read = self.compiler.planner.read(match.value)
-        if read is None:
+        plan = self.compiler.planner.replay(match.value)
+        if plan is None:
             return None  # the tools changed under it: the planner writes a new plan
-        tasks, round_.finish = read
-        round_.text, round_.cached = match.value, True
+        round_.cached = True
         label = f"plan 1 from cache ({match.score:.2f})"
         span = Span("cache", label, started, time.perf_counter(), usage=Usage())  # no call
         self.trace.spans.append(span)
         self.emit(PlanText(run_id=self.run_id, time=time.perf_counter(), round=1, text=match.value))
-        return _replayed(tasks, round_)
+        return plan
 
     async def _keep_plan(self, *, finished: bool) -> None:
         """Cache the plan of a question that one plan answered."""
@@ -635,31 +614,25 @@ class _Session:
         """Stream a plan into the scheduler and record what it observed."""
         compiler = self.compiler
         cached = await self._cached_plan(round_)
-        tasks = cached or compiler.planner.stream(
-            self.question,
-            round_,
-            earlier=await self._history(),
-            trace=self.trace,
-            on_text=lambda text: self.emit(
-                PlanText(
-                    run_id=self.run_id, time=time.perf_counter(), round=round_.number, text=text
-                )
-            ),
-            meter=self.meter,
+        plan = cached or compiler.planner.stream(
+            self.question, earlier=await self._history(), number=round_.number, run=self.context
         )
 
         def on_event(event: Event) -> None:
-            if self.on_event is not None:
-                self.on_event(event)
+            self.emit(event)
             if isinstance(event, TaskFinished):
                 self.done[event.task_id] = event.output
-                if round_.finish is not None:
-                    self._answer_from_plan(round_)
+                if plan.finish is not None:
+                    self._answer_from_plan(round_, plan.finish)
 
         try:
             result = await compiler.scheduler.run(
                 _tasks_of(
-                    tasks, round_, self.fuser, self.question, lambda: self._answer_from_plan(round_)
+                    plan,
+                    round_,
+                    self.fuser,
+                    self.question,
+                    lambda: self._answer_from_plan(round_, plan.finish),
                 ),
                 run_id=self.run_id,
                 prior=self.values,
@@ -671,13 +644,15 @@ class _Session:
             if exc.result is not None:  # keep what the round did before it stopped
                 self._record(round_, exc.result)
             raise
+        finally:
+            round_.text, round_.finish = plan.text, plan.finish
+            round_.dropped = list(plan.dropped)
         self._record(round_, result)
 
-    def _answer_from_plan(self, round_: Round) -> None:
+    def _answer_from_plan(self, round_: Round, finish: Finish | None) -> None:
         """Render the plan's ``finish(...)`` once every output it needs is there, and emit
         it; nothing when the compiler leaves answers to the joiner, or when it cannot yet
         (or, for a failed or empty output, ever) be rendered."""
-        finish = round_.finish
         if finish is None or self.plan_answer is not None or not self.compiler.plan_answers:
             return
         if not finish.dependencies <= self.done.keys():
@@ -768,26 +743,29 @@ def _with_question(task: Task, question: str) -> Task:
 
 
 async def _tasks_of(
-    tasks: AsyncGenerator[Task, None],
+    plan: PlanStream,
     round_: Round,
     fuser: Fuser | None,
     question: str,
     on_end: Callable[[], object],
 ) -> AsyncGenerator[Task, None]:
-    """The planner's tasks, ``$question`` filled in and calls of fused tools expanded into
-    their members, as they come; ``on_end`` is called when the plan is complete. The
-    planner's stream is closed when the scheduler stops early."""
+    """The planner's tasks, recorded in ``round_`` and on their way to the scheduler with
+    ``$question`` filled in and calls of fused tools expanded into their members, as they
+    come; ``on_end`` is called when the plan is complete. The plan is closed when the
+    scheduler stops early."""
     try:
-        async for planned in tasks:
+        async for planned in plan:
+            round_.tasks.append(planned)
+            round_.parsed_at[planned.id] = parsed = plan.parsed_at[planned.id]
             task = _with_question(planned, question)
             for item in fuser.expand(task) if fuser is not None else (task,):
                 if item is not task:  # a member: its line is the fused call's
-                    round_.parsed_at[item.id] = round_.parsed_at[task.id]
+                    round_.parsed_at[item.id] = parsed
                 round_.ran.append(item)
                 yield item
         on_end()
     finally:
-        await tasks.aclose()
+        await plan.aclose()
 
 
 def _with_observations(rounds: list[Round], shown: Mapping[int, str]) -> list[Round]:
@@ -818,14 +796,6 @@ def _http_backends(*llms: LLM) -> list[OpenAI]:
 
 
 _LLM_KINDS = frozenset({"planner", "joiner", "estimator", "summarizer"})
-
-
-async def _replayed(tasks: list[Task], round_: Round) -> AsyncGenerator[Task, None]:
-    """A cached plan's tasks, recorded in its round as if the planner had just written them."""
-    for task in tasks:
-        round_.parsed_at[task.id] = time.perf_counter()
-        round_.tasks.append(task)
-        yield task
 
 
 def _ran(round_: Round) -> list[Task]:

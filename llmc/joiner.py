@@ -30,17 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame
+from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame, metered_stream
+from .context import RunContext
 from .grammar import joiner_grammar
-from .llm.base import LLM, GenerateOptions, Message, open_stream
+from .llm.base import LLM, GenerateOptions, Message
 from .task import Task
 from .templates import Templates
-from .trace import Span, Trace
+from .trace import Event
 
 __all__ = [
     "DECISION_SCHEMA",
+    "AnswerText",
     "Decision",
     "Joiner",
+    "JoinerText",
     "JoinerMode",
     "leaf_observations",
     "parse_decision",
@@ -69,6 +72,33 @@ DECISION_SCHEMA: dict[str, Any] = {
 
 _ACTION = re.compile(r"\b(Finish|Replan)\s*\(", re.IGNORECASE)
 _THOUGHT = re.compile(r"^\s*Thought\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinerText(Event):
+    """A piece of the joiner's reply as it streams, thought and action included.
+
+    Attributes:
+        round: the plan's number.
+        text: the new text.
+    """
+
+    round: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerText(Event):
+    """A piece of the answer as it is written (``Answer.text`` is the final word).
+
+    Attributes:
+        text: the new text.
+        by: ``"joiner"`` (as the joiner streams it) or ``"plan"`` (the plan's ``finish``,
+            all of it at once, the moment the outputs it needs are done).
+    """
+
+    text: str
+    by: str = "joiner"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +268,9 @@ class Joiner:
         observations: Mapping[int, str],
         *,
         final: bool = False,
-        trace: Trace | None = None,
-        label: str = "join",
-        on_answer: Callable[[str], Any] | None = None,
-        meter: Meter | None = None,
         current: Collection[int] | None = None,
-        on_text: Callable[[str], Any] | None = None,
+        number: int = 1,
+        run: RunContext | None = None,
     ) -> Decision:
         """Ask the LLM; return its decision.
 
@@ -255,23 +282,23 @@ class Joiner:
             tasks: every task so far, in order.
             observations: each task's observation text.
             final: no replan is left; the joiner is told to answer.
-            trace: where the call is recorded as a span.
-            label: the span's label.
-            on_answer: called with the answer's text as it streams (text replies only).
-            meter: the run's meter: its budget, counts and limits (default: a fresh one
-                for this joiner's ``budget``).
             current: ids of the tasks of the plan that just ran; the others are earlier
                 plans' (the ``history`` share). None: all are current.
-            on_text: called with every chunk of the reply as it streams (thought included).
+            number: the plan's number (the span is ``join N``; events carry it).
+            run: the run's trace (the call as a span), meter (its budget, counts and
+                limits; default: a fresh one for this joiner's ``budget``) and events
+                (:class:`JoinerText` as the reply streams, :class:`AnswerText` as the
+                answer does, for text replies).
 
         Raises:
             LLMError: the LLM call failed.
             BudgetExceeded: the call would cross the run's budget.
         """
+        run = run or RunContext()
         if self.mode == "skip":
-            return self._last_observation(tasks, observations, current, on_answer)
+            return self._last_observation(tasks, observations, current, run)
         final = final or self.mode != "decide"
-        meter = meter or Meter(self.budget)
+        meter = run.meter or Meter(self.budget)
         options = meter.with_output(self.options, "joiner")
         grammar = (
             not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False)
@@ -302,7 +329,7 @@ class Joiner:
             current=current,
             reserve=options.max_tokens,
             input_limit=meter.budget.joiner_input,
-            trace=trace,
+            trace=run.trace,
         )
         messages = render(shown)
         if grammar and self.mode == "copy":  # the answer: words of the observations or calls
@@ -316,29 +343,24 @@ class Joiner:
                 focused=self.focus,
             )
             options = dataclasses.replace(options, grammar=copy)
-        options = meter.before_llm_call(self.llm, messages, options, kind="joiner")
-        span = Span("joiner", label, time.perf_counter())
-        if trace is not None:
-            trace.spans.append(span)
-        reply: list[str] = []
-        stream = _AnswerStream(on_answer) if on_answer is not None and not self.json else None
-        try:
-            async with open_stream(self.llm, messages, options) as chunks:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        span.usage = chunk.usage
-                    if chunk.text:
-                        if span.first_output is None:
-                            span.first_output = time.perf_counter()
-                        reply.append(chunk.text)
-                        if on_text is not None:
-                            on_text(chunk.text)
-                        if stream is not None:
-                            stream.feed(chunk.text)
-        finally:
-            span.finished = time.perf_counter()
-            meter.after_llm_call(self.llm, messages, "".join(reply), span, kind="joiner")
-        text = "".join(reply)
+        listening = run.on_event is not None
+        stream = _AnswerStream(_answer_text(run)) if listening and not self.json else None
+        async with metered_stream(
+            self.llm,
+            messages,
+            options,
+            kind="joiner",
+            label=f"join {number}",
+            trace=run.trace,
+            meter=meter,
+        ) as reply:
+            async for piece in reply:
+                if listening:
+                    now = time.perf_counter()
+                    run.emit(JoinerText(run_id=run.run_id, time=now, round=number, text=piece))
+                if stream is not None:
+                    stream.feed(piece)
+        text = reply.text
         decision = _parse_json_decision(text) if self.json else parse_decision(text)
         if decision.action == "replan" and self.mode != "decide":  # these modes always answer
             decision = Decision("finish", decision.text, decision.thought)
@@ -378,15 +400,24 @@ class Joiner:
         tasks: Sequence[Task],
         observations: Mapping[int, str],
         current: Collection[int] | None,
-        on_answer: Callable[[str], Any] | None,
+        run: RunContext,
     ) -> Decision:
         """The ``"skip"`` mode's answer: the observation of the plan's last task."""
         ran = [task.id for task in tasks if task.id in observations]
         latest = [i for i in ran if current is None or i in current] or ran
         text = observations[latest[-1]] if latest else ""
-        if on_answer is not None and text:
-            on_answer(text)
+        if text:
+            _answer_text(run)(text)
         return Decision("finish", text, "the last task's output is the answer")
+
+
+def _answer_text(run: RunContext) -> Callable[[str], None]:
+    """Emits a piece of the answer as an :class:`AnswerText` event of ``run``."""
+
+    def emit(text: str) -> None:
+        run.emit(AnswerText(run_id=run.run_id, time=time.perf_counter(), text=text))
+
+    return emit
 
 
 def _parse_json_decision(text: str) -> Decision:

@@ -79,6 +79,8 @@ class JsonPlanParser:
         self.tasks: list[Task] = []
         #: The plan's own answer (its ``"finish"``), once :meth:`close` has read it.
         self.finish: Finish | None = None
+        #: Whether the plan has ended: only :meth:`close` knows (the object must parse whole).
+        self.ended = False
         self._text: list[str] = []
         self._object: list[str] = []
         self._depth = 0
@@ -142,6 +144,7 @@ class JsonPlanParser:
         if finish is not None:
             check_finish(finish, self.checker.ids)
             self.finish = finish
+        self.ended = True
         return []
 
     def _task(self, text: str) -> Task:

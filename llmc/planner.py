@@ -1,7 +1,8 @@
 """The planner: renders the prompt, streams the LLM's plan through the parser, task by task.
 
-Tasks come out of :meth:`Planner.stream` while the LLM is still writing, so the scheduler
-starts the first tool call long before the plan is complete. The system prompt depends only on
+Tasks come out of :meth:`Planner.stream` (a :class:`PlanStream`, which also says what was
+written) while the LLM is still writing, so the scheduler starts the first tool call long
+before the plan is complete. The system prompt depends only on
 the tools and is rendered once: it stays byte-identical across calls, so servers' prompt (KV
 prefix) caches hit. Output that does not parse gets one repair round (the error, with its line
 and column, goes back to the LLM); a second failure is a :class:`~llmc.errors.PlanError`.
@@ -11,24 +12,35 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 
-from .budget import Meter
+from .budget import metered_stream
+from .context import RunContext
 from .errors import PlanError
 from .grammar import SMALL_MODEL_PLANS, PlanGrammar
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
-from .llm.base import LLM, GenerateOptions, Message, open_stream
+from .llm.base import LLM, GenerateOptions, Message
 from .parse import END_OF_PLAN, PlanParser
 from .task import Finish, Task
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Span, Trace
+from .trace import Event
 
-__all__ = ["GrammarFactory", "Planner", "Repeats", "Round", "Verdict", "Veto"]
+__all__ = [
+    "EarlierPlan",
+    "GrammarFactory",
+    "PlanReader",
+    "PlanStream",
+    "PlanText",
+    "Planner",
+    "Repeats",
+    "Verdict",
+    "Veto",
+]
 
 #: What a veto says of a task as it streams: keep it, drop it (and the tasks that use it),
 #: or stop the plan before it.
@@ -41,38 +53,97 @@ GrammarFactory = Callable[[Toolbox, int, str], str]
 Repeats = Literal["allow", "drop", "stop"]
 
 
-@dataclass(slots=True, eq=False)
-class Round:
-    """One plan of a question and what became of it (the planner's and joiner's memory).
+class PlanReader(Protocol):
+    """What the planner needs of a plan's parser: :class:`~llmc.parse.PlanParser` for plan
+    text, :class:`~llmc.json_plan.JsonPlanParser` for JSON.
 
     Attributes:
-        number: 1 for the first plan, 2 for the first replan, ...
-        tasks: the tasks the planner wrote, in order.
-        text: the planner's raw output (repair rounds included).
-        parsed_at: when each task's line was complete (:func:`time.perf_counter`).
-        observations: each task's observation text, once the plan ran.
-        reason: the joiner's reason for asking for another plan, if it did.
-        ran: the tasks as they went to the scheduler: ``tasks`` with each call of a fused
-            tool replaced by its members (see :mod:`llmc.fuser`).
-        cached: the plan came from a cache (:class:`llmc.cache.Cache`), not from the LLM.
-        dropped: tasks the planner wrote that did not run, each with the reason (a repeat,
-            a veto); a plan stopped early names the task it stopped at.
-        finish: the plan's own answer (``finish(...)``), when it ended with one.
-        answered_by: who answered after this round: ``"plan"`` (its ``finish``, no joiner
-            call), ``"joiner"``, or None (the joiner asked for a new plan, or the run stopped).
+        tasks: every task read so far.
+        finish: the plan's own answer, once it was read.
+        ended: the plan has ended (``join()``, ``finish(...)``): what follows is not read.
     """
 
-    number: int
-    tasks: list[Task] = field(default_factory=list)
-    text: str = ""
-    parsed_at: dict[int, float] = field(default_factory=dict)
-    observations: dict[int, str] = field(default_factory=dict)
-    reason: str | None = None
-    ran: list[Task] = field(default_factory=list)
-    cached: bool = False
-    dropped: list[tuple[Task, str]] = field(default_factory=list)
-    finish: Finish | None = None
-    answered_by: str | None = None
+    tasks: list[Task]
+    finish: Finish | None
+    ended: bool
+
+    def feed(self, chunk: str) -> list[Task]:
+        """Add text; the tasks it completed."""
+        ...
+
+    def close(self) -> list[Task]:
+        """The text is complete: the last tasks."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanText(Event):
+    """A piece of the planner's output, as it streams.
+
+    Attributes:
+        round: which plan (1 for the first).
+        text: the new text.
+    """
+
+    round: int
+    text: str
+
+
+class EarlierPlan(Protocol):
+    """What the planner reads of an earlier plan of the question (a compiler's
+    :class:`~llmc.compiler.Round` is one): its tasks, what they observed, and why another
+    plan is needed."""
+
+    @property
+    def tasks(self) -> Sequence[Task]:
+        """The plan's tasks, in order."""
+        ...
+
+    @property
+    def observations(self) -> Mapping[int, str]:
+        """Each task's observation text."""
+        ...
+
+    @property
+    def reason(self) -> str | None:
+        """The joiner's reason for asking for another plan."""
+        ...
+
+
+class PlanStream:
+    """One plan as the planner writes it: ``async for task in plan`` yields each task the
+    moment its line is complete, and the attributes say what was written so far.
+
+    Attributes:
+        number: which plan of the question (1 for the first).
+        tasks: the tasks kept so far, in order.
+        parsed_at: when each task's line was complete (:func:`time.perf_counter`).
+        text: the LLM's raw output (repair round included), as each call ends.
+        dropped: tasks written that do not run, each with the reason (a repeat, a veto); a
+            plan stopped early names the task it stopped at.
+        finish: the plan's own answer (``finish(...)``), as soon as the plan's end was read
+            (None: the plan ended with ``join()``, or its answer uses a dropped task).
+    """
+
+    __slots__ = ("_tasks", "dropped", "finish", "number", "parsed_at", "tasks", "text")
+
+    def __init__(
+        self, number: int, write: Callable[[PlanStream], AsyncGenerator[Task, None]]
+    ) -> None:
+        self.number = number
+        self.tasks: list[Task] = []
+        self.parsed_at: dict[int, float] = {}
+        self.text = ""
+        self.dropped: list[tuple[Task, str]] = []
+        self.finish: Finish | None = None
+        self._tasks = write(self)
+
+    def __aiter__(self) -> AsyncGenerator[Task, None]:
+        return self._tasks
+
+    async def aclose(self) -> None:
+        """Stop the plan where it is (an LLM call in progress is closed)."""
+        await self._tasks.aclose()
 
 
 class Planner:
@@ -94,7 +165,7 @@ class Planner:
             aids (``llm.small_model_aids``, as the default local model does).
         repeats: a task identical to an earlier one (same tool and arguments, this plan or
             an earlier one): ``"allow"`` it, ``"drop"`` it (with the tasks that use it;
-            ``Round.dropped`` says so), or ``"stop"`` the plan there (generation stops
+            ``PlanStream.dropped`` says so), or ``"stop"`` the plan there (generation stops
             too). Default: ``"stop"`` on grammar backends, where a small model that repeats
             a task goes on repeating it; ``"allow"`` elsewhere, where pure tools' repeats
             already share one call.
@@ -160,7 +231,7 @@ class Planner:
             brief=self.brief,
         )
 
-    def messages(self, question: str, rounds: Sequence[Round] = ()) -> list[Message]:
+    def messages(self, question: str, rounds: Sequence[EarlierPlan] = ()) -> list[Message]:
         """The chat messages of a planner call: the static system prompt, then the question
         with what earlier plans did and why a new one is needed."""
         user = self.templates.render(
@@ -179,57 +250,83 @@ class Planner:
         """The tasks of a whole plan written earlier (a cached one), read as this planner
         reads its LLM, against the current tools; None if it no longer reads (a tool is gone
         or changed) or has no task."""
-        read = self.read(text)
+        read = self._read(text)
         return read[0] if read is not None else None
 
-    def read(self, text: str) -> tuple[list[Task], Finish | None] | None:
-        """Like :meth:`reread`, with the plan's own answer (its ``finish``, or None)."""
-        parser = JsonPlanParser(tools=self.tools) if self.json else PlanParser(tools=self.tools)
+    def replay(self, text: str, *, number: int = 1) -> PlanStream | None:
+        """A whole plan written earlier (a cached one) as a :class:`PlanStream` whose tasks
+        come at once, read as :meth:`reread` reads it; None where that finds nothing."""
+        read = self._read(text)
+        if read is None:
+            return None
+        tasks, finish = read
+
+        async def replayed(plan: PlanStream) -> AsyncGenerator[Task, None]:
+            for task in tasks:
+                yield self._record(plan, task)
+
+        plan = PlanStream(number, replayed)
+        plan.text, plan.finish = text, finish
+        return plan
+
+    def _read(self, text: str) -> tuple[list[Task], Finish | None] | None:
+        """A whole plan's tasks and its own answer; None if it does not read or is empty."""
+        parser = self._parser(())
         try:
             tasks = [*parser.feed(text), *parser.close()]
         except PlanError:
             return None
         return (tasks, parser.finish) if tasks else None
 
-    async def stream(
+    def stream(
         self,
         question: str,
-        round_: Round,
         *,
-        earlier: Sequence[Round] = (),
-        trace: Trace | None = None,
-        on_text: Callable[[str], Any] | None = None,
-        meter: Meter | None = None,
-    ) -> AsyncGenerator[Task, None]:
-        """Write a plan and yield each task as soon as it is complete.
+        earlier: Sequence[EarlierPlan] = (),
+        number: int | None = None,
+        run: RunContext | None = None,
+    ) -> PlanStream:
+        """Write a plan: ``async for task in planner.stream(question)`` yields each task as
+        soon as it is complete; the stream's attributes say what was written.
 
         Args:
             question: the user's question.
-            round_: where this plan's tasks, text and parse times are recorded.
-            earlier: the rounds before this one (a replan); their task ids continue.
-            trace: where the LLM calls are recorded as spans.
-            on_text: called with every chunk of the LLM's output.
-            meter: the run's budget meter: each call is checked and recorded there.
+            earlier: the plans before this one (a replan), with what they observed; their
+                task ids continue.
+            number: which plan of the question this is (default: the one after
+                ``earlier``), for span labels and events.
+            run: the run's trace (each LLM call a span), meter (each call checked and
+                recorded) and events (:class:`PlanText` as the output streams).
 
-        Raises:
+        Iterating raises:
             PlanError: the output did not parse, even after the repair round.
             LLMError: the LLM call failed.
             BudgetExceeded: a call would cross the run's budget.
         """
+        number = len(earlier) + 1 if number is None else number
+        context = run or RunContext()
+        return PlanStream(number, lambda plan: self._write(question, earlier, plan, context))
+
+    async def _write(
+        self,
+        question: str,
+        earlier: Sequence[EarlierPlan],
+        plan: PlanStream,
+        run: RunContext,
+    ) -> AsyncGenerator[Task, None]:
+        """The tasks of one plan: the LLM's, then the repair round's if it needs one."""
         messages = self.messages(question, earlier)
         known = [task.id for r in earlier for task in r.tasks]
         state = _Streaming(question, [task for r in earlier for task in r.tasks])
         try:
-            async for task in self._attempt(
-                messages, round_, known, trace, on_text, "plan", meter, state
-            ):
+            async for task in self._attempt(messages, plan, known, "plan", run, state):
                 yield task
             return
         except PlanError as error:
             if not self.repair:
                 raise
             first_error = error
-        accepted = [task.id for task in round_.tasks]
+        accepted = [task.id for task in plan.tasks]
         repair = self.templates.render(
             "repair.jinja",
             error=str(first_error),
@@ -238,12 +335,12 @@ class Planner:
         )
         messages = [
             *messages,
-            {"role": "assistant", "content": round_.text},
+            {"role": "assistant", "content": plan.text},
             {"role": "user", "content": repair},
         ]
         try:
             async for task in self._attempt(
-                messages, round_, [*known, *accepted], trace, on_text, "repair", meter, state
+                messages, plan, [*known, *accepted], "repair", run, state
             ):
                 yield task
         except PlanError as error:
@@ -258,68 +355,62 @@ class Planner:
     async def _attempt(
         self,
         messages: list[Message],
-        round_: Round,
+        plan: PlanStream,
         known: list[int],
-        trace: Trace | None,
-        on_text: Callable[[str], Any] | None,
         kind: str,
-        meter: Meter | None,
+        run: RunContext,
         state: _Streaming,
     ) -> AsyncIterator[Task]:
         """One LLM call whose output is parsed as it streams."""
-        parser: PlanParser | JsonPlanParser
-        if self.json:
-            parser = JsonPlanParser(tools=self.tools, earlier=known)
-        else:
-            parser = PlanParser(tools=self.tools, earlier=known)
+        parser = self._parser(known)
         options = self._constrained(self.options, max(known, default=0) + 1, state.question)
+        meter = run.meter
         if meter is not None:
             options = meter.with_output(options, "planner")
-            options = meter.before_llm_call(self.llm, messages, options, kind="planner")
-        span = Span("planner", f"{kind} {round_.number}", time.perf_counter())
-        if trace is not None:
-            trace.spans.append(span)
-        text: list[str] = []
         stopped = False
-        try:
-            async with open_stream(self.llm, messages, options) as chunks:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        span.usage = chunk.usage
-                    if not chunk.text or parser_done(parser):
-                        continue  # after join(), read on only for the usage at the end
-                    if span.first_output is None:
-                        span.first_output = time.perf_counter()
-                    text.append(chunk.text)
-                    if on_text is not None:
-                        on_text(chunk.text)
-                    for task in parser.feed(chunk.text):
-                        verdict = self._judge(round_, task, state)
+        label = f"{kind} {plan.number}"
+        async with metered_stream(
+            self.llm, messages, options, kind="planner", label=label, trace=run.trace, meter=meter
+        ) as reply:
+            try:
+                async for text in reply:
+                    if run.on_event is not None:
+                        now = time.perf_counter()
+                        run.emit(
+                            PlanText(run_id=run.run_id, time=now, round=plan.number, text=text)
+                        )
+                    for task in parser.feed(text):
+                        verdict = self._judge(plan, task, state)
                         if verdict == "stop":
                             stopped = True
                             break
                         if verdict == "keep":
-                            yield self._record(round_, task)
+                            yield self._record(plan, task)
                     if stopped:
                         break  # leaving the stream stops the generation
-                    if parser_done(parser):  # the answer may be rendered as soon as it can
-                        round_.finish = _kept_finish(parser.finish, round_)
-            for task in () if stopped else parser.close():
-                if self._judge(round_, task, state) == "keep":
-                    yield self._record(round_, task)
-            round_.finish = None if stopped else _kept_finish(parser.finish, round_)
-        finally:
-            span.finished = time.perf_counter()
-            round_.text += "".join(text)
-            if meter is not None:
-                meter.after_llm_call(self.llm, messages, "".join(text), span, kind="planner")
+                    if parser.ended:  # the answer may be rendered as soon as it can
+                        plan.finish = _kept_finish(parser.finish, plan)
+                        await reply.drain()  # after join(), read on only for the usage
+                        break
+                for task in () if stopped else parser.close():
+                    if self._judge(plan, task, state) == "keep":
+                        yield self._record(plan, task)
+                plan.finish = None if stopped else _kept_finish(parser.finish, plan)
+            finally:
+                plan.text += reply.text
         if not parser.tasks:
             raise PlanError("the planner wrote no tasks; write at least one task before join()")
 
-    def _judge(self, round_: Round, task: Task, state: _Streaming) -> Verdict:
+    def _parser(self, known: Sequence[int]) -> PlanReader:
+        """A parser of this planner's plan format; ``known`` task ids came before."""
+        if self.json:
+            return JsonPlanParser(tools=self.tools, earlier=known)
+        return PlanParser(tools=self.tools, earlier=known)
+
+    def _judge(self, plan: PlanStream, task: Task, state: _Streaming) -> Verdict:
         """The repeat rule and the veto on a new task; a dropped or stopping task is noted
-        in ``round_.dropped``, and a task that uses a dropped one is dropped too."""
-        dropped = {t.id for t, _ in round_.dropped}
+        in ``plan.dropped``, and a task that uses a dropped one is dropped too."""
+        dropped = {t.id for t, _ in plan.dropped}
         verdict: Verdict | None = None
         reason = ""
         if dropped & task.dependencies:
@@ -329,9 +420,9 @@ class Planner:
         elif self.veto is not None:
             verdict, reason = self.veto(task, tuple(state.kept)), "vetoed"
         if verdict == "stop":
-            round_.dropped.append((task, f"the plan stopped here: {reason}"))
+            plan.dropped.append((task, f"the plan stopped here: {reason}"))
         elif verdict == "drop":
-            round_.dropped.append((task, f"dropped: {reason}"))
+            plan.dropped.append((task, f"dropped: {reason}"))
         else:
             state.kept.append(task)
         return verdict or "keep"
@@ -352,9 +443,9 @@ class Planner:
         return dataclasses.replace(options, grammar=self.grammar(self.tools, first_id, question))
 
     @staticmethod
-    def _record(round_: Round, task: Task) -> Task:
-        round_.parsed_at[task.id] = time.perf_counter()
-        round_.tasks.append(task)
+    def _record(plan: PlanStream, task: Task) -> Task:
+        plan.parsed_at[task.id] = time.perf_counter()
+        plan.tasks.append(task)
         return task
 
 
@@ -366,9 +457,9 @@ class _Streaming:
     kept: list[Task]
 
 
-def _kept_finish(finish: Finish | None, round_: Round) -> Finish | None:
+def _kept_finish(finish: Finish | None, plan: PlanStream) -> Finish | None:
     """The plan's own answer, unless it uses a task that was dropped (the joiner answers)."""
-    dropped = {task.id for task, _ in round_.dropped}
+    dropped = {task.id for task, _ in plan.dropped}
     return None if finish is None or finish.dependencies & dropped else finish
 
 
@@ -377,12 +468,7 @@ def _same_call(a: Task, b: Task) -> bool:
     return a.tool == b.tool and a.args == b.args and a.kwargs == b.kwargs
 
 
-def parser_done(parser: PlanParser | JsonPlanParser) -> bool:
-    """Whether a parser has seen the end of the plan (join() or <END_OF_PLAN>)."""
-    return isinstance(parser, PlanParser) and parser.ended
-
-
-def _next_id(rounds: Sequence[Round]) -> int:
+def _next_id(rounds: Sequence[EarlierPlan]) -> int:
     return max((task.id for r in rounds for task in r.tasks), default=0) + 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
+from pathlib import Path
 
 import pytest
 
@@ -288,6 +289,26 @@ def test_prices_count_cached_tokens_at_their_own_price() -> None:
     assert Price(1.0, 4.0).cost(usage) == pytest.approx(1.0 + 2.0)
     with pytest.raises(ValueError):
         Price(-1, 0)
+
+
+def test_a_model_says_its_own_price_and_wrappers_pass_it_on(tmp_path: Path) -> None:
+    from llmc.cache import Cache, CachedLLM
+    from llmc.llm import Local, OpenAI
+
+    own = Price(3.0, 7.0)
+    meter = Meter(Budget(prices={"gpt-4o-mini": Price(9.0, 9.0)}))
+    scripted = ScriptedLLM(["x"], model="gpt-4o-mini", price=own)
+    assert meter.price(scripted) == own  # its own price over the table's
+    assert meter.price(ScriptedLLM(["x"], model="gpt-4o-mini")) == Price(9.0, 9.0)
+    assert meter.price(ScriptedLLM(["x"], model="unknown")) is None
+    cache = Cache(tmp_path / "cache.sqlite")
+    assert meter.price(CachedLLM(CachedLLM(scripted, cache), cache)) == own
+    assert meter.price(CachedLLM(ScriptedLLM(["x"]), cache)) is None
+    local = Local(n_ctx=512)  # nothing is loaded until a call
+    assert meter.price(CachedLLM(local, cache)) == meter.price(local) == Price(0, 0, 0)
+    endpoint = OpenAI("gpt-4o-mini", base_url="http://127.0.0.1:9/v1", price=own)
+    assert meter.price(endpoint) == own
+    assert meter.price(OpenAI("gpt-4o-mini", base_url="http://127.0.0.1:9/v1")) == Price(9, 9)
 
 
 def test_the_price_table_matches_the_longest_prefix() -> None:

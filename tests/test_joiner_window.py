@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from llmc import Budget, Task
 from llmc.budget import Meter, count_messages
+from llmc.context import RunContext
 from llmc.joiner import Joiner
 from llmc.testing import ScriptedLLM
 
@@ -36,7 +37,7 @@ async def joiner_prompt(
     llm = ScriptedLLM(["Thought: done.\nAction: Finish(x)"])
     meter = Meter(Budget(context_window=window))
     joiner = Joiner(llm)
-    await joiner.decide(question, tasks, observations, meter=meter, current=current)
+    await joiner.decide(question, tasks, observations, current=current, run=RunContext(meter=meter))
     (call,) = llm.calls
     prompt = count_messages(meter.counter(llm), call.messages)
     # the window, less what the reply keeps (its max_tokens, else the split's output share)

@@ -34,7 +34,7 @@ from llmc.grammar import (
 )
 from llmc.joiner import Joiner
 from llmc.llm import Local
-from llmc.planner import Planner, Round
+from llmc.planner import Planner, PlanStream
 from llmc.progress import Progress, phase_times
 from llmc.testing import ScriptedLLM
 from llmc.trace import Span, TaskRecord, TaskStatus, Trace
@@ -185,11 +185,11 @@ def test_llama_cpp_admits_only_copied_answers(model: Local) -> None:
 # -- the planner: repeats, vetoes, grammars, exemplars -----------------------------------------
 
 
-async def plan_tasks(planner: Planner, question: str = "How long is the Nile?") -> Round:
-    round_ = Round(1)
-    async for _ in planner.stream(question, round_):
+async def plan_tasks(planner: Planner, question: str = "How long is the Nile?") -> PlanStream:
+    plan = planner.stream(question)
+    async for _ in plan:
         pass
-    return round_
+    return plan
 
 
 REPEATING = '1. length("Nile")\n2. length("Nile")\n3. length("Amazon")\njoin()\n'

@@ -23,11 +23,14 @@ The parts, one module each:
   measured :data:`TALE_SLACK`;
 - ``_frame``: :func:`fit_frame`, which fits a joiner prompt's question and task lines to
   their part of the window before observations are shared out;
-- ``_meter``: :class:`Budget`, :class:`Split`, :class:`Meter` and the :class:`LLMUsage` event.
+- ``_meter``: :class:`Budget`, :class:`Split`, :class:`Meter` and the :class:`LLMUsage` event;
+- ``_call``: :func:`metered_stream`, the one way a run's LLM call is checked, streamed and
+  recorded, and the :class:`LLMMeter` protocol it needs of a meter.
 
 docs/budgets.md is the user guide.
 """
 
+from ._call import LLMMeter, MeteredStream, metered_stream
 from ._count import (
     DEFAULT_CONTEXT_WINDOW,
     ESTIMATE,
@@ -71,8 +74,10 @@ __all__ = [
     "CachedCounter",
     "Estimate",
     "Frame",
+    "LLMMeter",
     "LLMUsage",
     "Meter",
+    "MeteredStream",
     "Price",
     "PriceTable",
     "ReduceContext",
@@ -85,6 +90,7 @@ __all__ = [
     "Truncate",
     "allocate",
     "fit_frame",
+    "metered_stream",
     "context_window_of",
     "count_messages",
     "count_upto",

@@ -33,7 +33,7 @@ from ._count import (
     count_upto,
     counter_for,
 )
-from ._prices import DEFAULT_PRICES, FREE, Price
+from ._prices import DEFAULT_PRICES, Price
 from ._reduce import ReduceContext, Reducer, Truncate, allocate
 from ._tale import DEFAULT_RANGE, FALLBACK_BUDGET, TALE_SLACK, output_cap
 
@@ -295,14 +295,11 @@ class Meter:
         return context_window_of(llm)
 
     def price(self, llm: Any) -> Price | None:
-        """What ``llm``'s tokens cost, if known (a model run in-process is free)."""
-        from ..llm.local import Local
-
-        inner = llm
-        for _ in range(4):  # through wrappers (a cache) around the model
-            if isinstance(inner, Local):
-                return FREE
-            inner = getattr(inner, "llm", None)
+        """What ``llm``'s tokens cost, if known: the price it says itself (``llm.price``; a
+        model run in-process is free), else the price table's for its model name."""
+        own = getattr(llm, "price", None)
+        if isinstance(own, Price):
+            return own
         return self.prices.find(str(getattr(llm, "model", "")))
 
     # -- per-node output budgets ---------------------------------------------------------------

@@ -9,18 +9,17 @@ within the share, a node with a budget of its own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..llm.base import LLM, GenerateOptions, Message, open_stream
-from ..trace import Span, Trace
+from ..llm.base import LLM, GenerateOptions, Message
+from ..trace import Trace
+from ._call import LLMMeter, metered_stream
 from ._count import TokenCounter, count_upto
 
 if TYPE_CHECKING:
     from ..task import Task
-    from ._meter import Meter
 
 __all__ = ["ReduceContext", "Reducer", "Summarize", "Truncate", "allocate", "truncate"]
 
@@ -175,7 +174,7 @@ class ReduceContext:
     question: str
     counter: TokenCounter
     task: Task | None = None
-    meter: Meter | None = None
+    meter: LLMMeter | None = None
     trace: Trace | None = None
 
 
@@ -235,25 +234,14 @@ class Summarize:
         messages: list[Message] = [{"role": "user", "content": content}]
         options = GenerateOptions(max_tokens=max(limit, 1), temperature=0.0)
         label = f"summarize ${context.task.id}" if context.task is not None else "summarize"
-        span = Span("summarizer", label, time.perf_counter())
-        if context.trace is not None:
-            context.trace.spans.append(span)
-        if context.meter is not None:
-            options = context.meter.before_llm_call(self.llm, messages, options, kind="summarizer")
-        parts: list[str] = []
-        try:
-            async with open_stream(self.llm, messages, options) as chunks:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        span.usage = chunk.usage
-                    if chunk.text:
-                        span.first_output = span.first_output or time.perf_counter()
-                        parts.append(chunk.text)
-        finally:
-            span.finished = time.perf_counter()
-            if context.meter is not None:
-                context.meter.after_llm_call(
-                    self.llm, messages, "".join(parts), span, kind="summarizer"
-                )
-        summary = "".join(parts).strip()
+        async with metered_stream(
+            self.llm,
+            messages,
+            options,
+            kind="summarizer",
+            label=label,
+            trace=context.trace,
+            meter=context.meter,
+        ) as reply:
+            summary = (await reply.read()).strip()
         return truncate(summary, limit, context.counter)

@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import math
 import re
-import time
-from typing import TYPE_CHECKING
 
-from ..llm.base import LLM, GenerateOptions, Message, open_stream
+from ..llm.base import LLM, GenerateOptions, Message
 from ..templates import Templates
-from ..trace import Span, Trace
-
-if TYPE_CHECKING:
-    from ._meter import Meter
+from ..trace import Trace
+from ._call import LLMMeter, metered_stream
 
 __all__ = [
     "DEFAULT_RANGE",
@@ -91,7 +87,7 @@ async def estimate_budget(
     question: str,
     *,
     templates: Templates | None = None,
-    meter: Meter | None = None,
+    meter: LLMMeter | None = None,
     trace: Trace | None = None,
     low: int = DEFAULT_RANGE[0],
     high: int = DEFAULT_RANGE[1],
@@ -109,22 +105,8 @@ async def estimate_budget(
     content = templates.render("estimator.jinja", question=question)
     messages: list[Message] = [{"role": "user", "content": content}]
     options = GenerateOptions(max_tokens=32, temperature=0.0)
-    span = Span("estimator", "estimate", time.perf_counter())
-    if trace is not None:
-        trace.spans.append(span)
-    if meter is not None:
-        options = meter.before_llm_call(llm, messages, options, kind="estimator")
-    parts: list[str] = []
-    try:
-        async with open_stream(llm, messages, options) as chunks:
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    span.usage = chunk.usage
-                if chunk.text:
-                    span.first_output = span.first_output or time.perf_counter()
-                    parts.append(chunk.text)
-    finally:
-        span.finished = time.perf_counter()
-        if meter is not None:
-            meter.after_llm_call(llm, messages, "".join(parts), span, kind="estimator")
-    return parse_budget("".join(parts), low=low, high=high, fallback=fallback)
+    async with metered_stream(
+        llm, messages, options, kind="estimator", label="estimate", trace=trace, meter=meter
+    ) as reply:
+        text = await reply.read()
+    return parse_budget(text, low=low, high=high, fallback=fallback)

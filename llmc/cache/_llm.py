@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from ..budget import Price
 from ..llm.base import LLM, Chunk, GenerateOptions, Message, Usage, open_stream
 from ._cache import MISSING, Cache
 
@@ -67,6 +68,12 @@ class CachedLLM:
                 "usage": [spent.prompt_tokens, spent.completion_tokens, spent.cached_tokens],
             }
             await self.cache.aset(key, record, ttl=self.cache.ttl, kind="llm")
+
+    @property
+    def price(self) -> Price | None:
+        """The wrapped model's price (None: the price table decides by its name)."""
+        own = getattr(self.llm, "price", None)
+        return own if isinstance(own, Price) else None
 
     def __getattr__(self, name: str) -> Any:
         """Everything else is the wrapped model's (its tokenizer, ``aload``, ...)."""

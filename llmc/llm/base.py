@@ -112,6 +112,11 @@ class LLM(Protocol):
 
     Attributes:
         model: the model's name (part of cache keys and traces).
+
+    A backend may also say what its tokens cost with a ``price`` attribute (a
+    :class:`llmc.budget.Price`; the local model's is free). Without one, or with None, the
+    run's price table decides by ``model`` (see :class:`llmc.budget.PriceTable`). A wrapper
+    around another LLM passes the wrapped one's price on.
     """
 
     model: str

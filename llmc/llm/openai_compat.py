@@ -51,7 +51,9 @@ from ..limits import Backoff, RateLimiter, rate_limiter, release, retrying
 from .base import Chunk, GenerateOptions, Message, Usage
 
 if TYPE_CHECKING:
-    import openai  # imported when first used: ``import openai`` takes most of a second
+    import openai
+
+    from ..budget import Price  # imported when first used: ``import openai`` takes most of a second
 
 
 __all__ = ["PLACEHOLDER_API_KEY", "OpenAI"]
@@ -139,6 +141,7 @@ class OpenAI:
         backoff: the delays between attempts when the server does not say how long to wait.
         max_retry_wait: the longest ``Retry-After`` llmc waits for; a longer one fails at once.
         default_options: options for every call; a call's own options override them.
+        price: what the model's tokens cost, or None (the price table decides).
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class OpenAI:
         default_options: GenerateOptions | None = None,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
         client: openai.AsyncOpenAI | None = None,
+        price: Price | None = None,
     ) -> None:
         """Configure the endpoint and build its HTTP client; nothing is sent until the
         first call, which finds the client ready (for a plain ``http://`` endpoint without
@@ -182,6 +186,8 @@ class OpenAI:
             client: an ``AsyncOpenAI`` client to use as it is configured (e.g. for Azure or a
                 proxy), instead of one built from the arguments above; its own retries are
                 turned off.
+            price: what the model's tokens cost, when the run's price table should not
+                decide by the model's name (:class:`llmc.budget.Price`).
 
         Raises:
             ValueError: no model was given and ``OPENAI_MODEL`` is not set, or a limit is
@@ -193,6 +199,7 @@ class OpenAI:
         if max_retries < 0 or timeout <= 0 or connect_timeout <= 0:
             raise ValueError("max_retries must be >= 0 and timeouts must be positive")
         self.model = model
+        self.price = price
         if client is not None:
             base_url = str(client.base_url)
             api_key = client.api_key

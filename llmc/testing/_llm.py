@@ -6,9 +6,13 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..llm.base import Chunk, GenerateOptions, Message
 from ._script import ChunkSpec, Reply, Script, as_reply, cut, reply_usage, shape
+
+if TYPE_CHECKING:
+    from ..budget import Price
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class ScriptedLLM:
 
     Attributes:
         model: the model name it reports, "scripted" by default.
+        price: what its tokens cost (:class:`llmc.budget.Price`), or None.
         calls: every call received, in order: messages and options.
     """
 
@@ -53,6 +58,7 @@ class ScriptedLLM:
         script: Sequence[str | Reply | BaseException] | ScriptFunction,
         *,
         model: str = "scripted",
+        price: Price | None = None,
         chunk_size: ChunkSpec = 8,
         chunk_delay: float = 0.0,
         first_chunk_delay: float = 0.0,
@@ -62,11 +68,13 @@ class ScriptedLLM:
         Args:
             script: the replies in order, or a function from the messages to a reply.
             model: the model name to report.
+            price: what its tokens cost (None: the price table decides by ``model``).
             chunk_size: characters per chunk, or the positions at which to cut each reply.
             chunk_delay: seconds to wait before every chunk after the first.
             first_chunk_delay: seconds to wait before the first chunk (time to first token).
         """
         self.model = model
+        self.price = price
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.first_chunk_delay = first_chunk_delay

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import structlog
 
+from ...budget._prices import FREE, Price
 from ...errors import LLMError, ModelLoadError
 from ..base import Chunk, GenerateOptions, Message, Usage
 from . import _cpp, _files
@@ -75,6 +76,8 @@ class Local:
 
     supports_grammar = True
     supports_json_schema = True
+    #: A model run in-process costs nothing per token.
+    price: Price = FREE
 
     def __init__(
         self,
