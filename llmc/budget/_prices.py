@@ -9,45 +9,10 @@ is priced as ``gpt-4o-mini``. A model that runs in-process (:class:`~llmc.llm.Lo
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
-from ..llm.base import Usage
+from ..llm.base import FREE, Price
 
 __all__ = ["DEFAULT_PRICES", "FREE", "Price", "PriceTable"]
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """US dollars per million tokens.
-
-    Attributes:
-        prompt: per million prompt tokens read (not from the prompt cache).
-        completion: per million tokens written.
-        cached: per million prompt tokens served from the provider's prompt cache
-            (None: the prompt price).
-    """
-
-    prompt: float
-    completion: float
-    cached: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.prompt < 0 or self.completion < 0 or (self.cached or 0) < 0:
-            raise ValueError("prices must be 0 or more")
-
-    def cost(self, usage: Usage) -> float:
-        """US dollars for ``usage``: cached prompt tokens at the cached price."""
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
-        cached_price = self.prompt if self.cached is None else self.cached
-        return (
-            (usage.prompt_tokens - cached) * self.prompt
-            + cached * cached_price
-            + usage.completion_tokens * self.completion
-        ) / 1e6
-
-
-#: What a model running on your own machine costs per token.
-FREE = Price(0.0, 0.0, 0.0)
 
 
 class PriceTable(Mapping[str, Price]):

@@ -19,6 +19,7 @@ __all__ = [
     "Completion",
     "GenerateOptions",
     "Message",
+    "Price",
     "Usage",
     "generate",
     "open_stream",
@@ -60,6 +61,40 @@ class Usage:
             self.cached_tokens + other.cached_tokens,
             self.calls + other.calls,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens.
+
+    Attributes:
+        prompt: per million prompt tokens read (not from the prompt cache).
+        completion: per million tokens written.
+        cached: per million prompt tokens served from the provider's prompt cache
+            (None: the prompt price).
+    """
+
+    prompt: float
+    completion: float
+    cached: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt < 0 or self.completion < 0 or (self.cached or 0) < 0:
+            raise ValueError("prices must be 0 or more")
+
+    def cost(self, usage: Usage) -> float:
+        """US dollars for ``usage``: cached prompt tokens at the cached price."""
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_price = self.prompt if self.cached is None else self.cached
+        return (
+            (usage.prompt_tokens - cached) * self.prompt
+            + cached * cached_price
+            + usage.completion_tokens * self.completion
+        ) / 1e6
+
+
+#: What a model running on your own machine costs per token (an LLM's ``price``).
+FREE = Price(0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,12 +48,10 @@ import structlog
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
 from ..limits import Backoff, RateLimiter, rate_limiter, release, retrying
-from .base import Chunk, GenerateOptions, Message, Usage
+from .base import Chunk, GenerateOptions, Message, Price, Usage
 
 if TYPE_CHECKING:
     import openai
-
-    from ..budget import Price  # imported when first used: ``import openai`` takes most of a second
 
 
 __all__ = ["PLACEHOLDER_API_KEY", "OpenAI"]

@@ -16,9 +16,8 @@ from typing import Any, Self
 
 import structlog
 
-from ...budget._prices import FREE, Price
 from ...errors import LLMError, ModelLoadError
-from ..base import Chunk, GenerateOptions, Message, Usage
+from ..base import FREE, Chunk, GenerateOptions, Message, Price, Usage
 from . import _cpp, _files
 from ._decode import common_prefix, decode
 from ._prefix import PrefixStore
