@@ -328,9 +328,7 @@ class Joiner:
             trace=trace,
         )
         messages = render(shown) + list(repair)
-        if (
-            grammar and self.mode == "copy" and output is None
-        ):  # the answer: words of the observations or calls
+        if grammar and self.mode == "copy" and output is None:  # words of observations, calls
             texts = [shown[task.id] for task in tasks if task.id in shown]
             texts += [arg for task in tasks for arg in task.args if isinstance(arg, str)]
             copy = joiner_grammar(
