@@ -4,7 +4,9 @@ The public API, all importable from ``llmc``:
 
 - the compiler: :class:`Compiler` answers a question (an :class:`Answer`) by planning with an
   :class:`LLM` (:class:`OpenAI` for any OpenAI-compatible endpoint, or the embedded
-  :class:`Local` model), running the plan and joining the results;
+  :class:`Local` model), running the plan and joining the results; with ``output_type=`` the
+  answer is a validated object of that type (``Answer.output``, see :mod:`llmc.typed`), or
+  :class:`OutputValidationError`;
 - tools: :func:`tool` (decorator), :class:`Tool`, :class:`Toolbox`, :func:`load_tools`;
 - plans: :class:`Plan`, :class:`Task`, :class:`Ref`, :class:`PlanParser`;
 - running plans: :func:`run_plan`, :func:`run_plan_sync`, :func:`stream_plan`,
@@ -55,6 +57,8 @@ from .errors import (
     MCPError,
     MCPToolError,
     ModelLoadError,
+    OutputTypeError,
+    OutputValidationError,
     PlanError,
     PlanSyntaxError,
     RecordedError,
@@ -129,6 +133,8 @@ __all__ = [
     "MCPToolError",
     "ModelLoadError",
     "OpenAI",
+    "OutputTypeError",
+    "OutputValidationError",
     "Plan",
     "PlanError",
     "PlanParser",

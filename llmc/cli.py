@@ -7,9 +7,11 @@
                                           plan, run and answer a question with an LLM
     llmc run --batch FILE [--concurrency N] ...
                                           answer a file of questions, one per line
-    llmc tools [PACK ...]                 list tools with their signatures
+    llmc tools [PACK ...] [--mcp "COMMAND ARGS"] [--mcp-url URL]
+                                          list tools with their signatures
     llmc check PLAN [--tools PACK ...]    parse and validate a plan; show its levels
-    llmc exec PLAN [--tools PACK ...]     run a plan with real tools, printing progress
+    llmc exec PLAN [--tools PACK ...] [--mcp "COMMAND ARGS"] [--mcp-url URL]
+                                          run a plan with real tools, printing progress
                                           (--trace FILE saves the run, for llmc viz)
     llmc viz PLAN [-o FILE]               draw a plan: SVG (or Mermaid, DOT) text
     llmc viz RUN.json [-o FILE]           draw a saved run (Trace.to_json) as a timeline
@@ -18,7 +20,10 @@
 PLAN is a file of plan text (or ``.json``), plan text itself (in quotes), or ``-`` for standard
 input; ``llmc viz`` also draws a run saved with ``Trace.to_json`` (a ``.json`` file). PACK is a
 ready-made pack's name (``files``, ``math``, ``text``) or the path of a ``.py`` file of
-``@llmc.tool`` functions; by default every ready-made pack is loaded.
+``@llmc.tool`` functions; by default every ready-made pack is loaded. ``--mcp`` (a command
+line that starts an MCP server on stdio) and ``--mcp-url`` (a server on streamable HTTP) add
+a server's tools, each repeatable; ``llmc tools`` with servers and no PACK lists only the
+servers' tools.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -46,6 +51,7 @@ from .plan import Plan
 from .progress import Progress
 from .result import Result, error_text, text_form
 from .scheduler import stream_plan
+from .tool import Tool
 from .toolbox import Toolbox
 from .trace import (
     TRACE_FORMAT,
@@ -85,7 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(commands)
 
     tools = commands.add_parser("tools", help="list tools and their signatures")
-    tools.add_argument("packs", nargs="*", metavar="PACK", help="packs to list (default: all)")
+    tools.add_argument(
+        "packs",
+        nargs="*",
+        metavar="PACK",
+        help="packs to list (default: all, or none when MCP servers are given)",
+    )
+    _add_mcp_options(tools)
     tools.set_defaults(command=_tools, usage_of=tools)
 
     for name, handler, text in (
@@ -126,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     exec_.add_argument(
         "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
     )
+    _add_mcp_options(exec_)
     viz = commands.choices["viz"]
     viz.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     viz.add_argument("--format", choices=("svg", "mermaid", "dot"), default="svg")
@@ -174,22 +187,27 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
     )
-    run.add_argument(
+    _add_mcp_options(run)
+    run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.set_defaults(command=_run, usage_of=run)
+
+
+def _add_mcp_options(command: argparse.ArgumentParser) -> None:
+    """``--mcp`` and ``--mcp-url``, alike on every command that takes tools from servers."""
+    command.add_argument(
         "--mcp",
         action="append",
         default=[],
         metavar='"COMMAND ARGS"',
         help="add the tools of an MCP server run on stdio (a command line in quotes; repeatable)",
     )
-    run.add_argument(
+    command.add_argument(
         "--mcp-url",
         action="append",
         default=[],
         metavar="URL",
         help="add the tools of an MCP server on streamable HTTP (repeatable)",
     )
-    run.add_argument("--quiet", action="store_true", help="print only the answer")
-    run.set_defaults(command=_run, usage_of=run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -210,10 +228,9 @@ def _run(args: argparse.Namespace) -> int:
     out = None if args.quiet else sys.stderr
 
     async def answer_with_servers() -> Answer | int:
-        async with AsyncExitStack() as servers:  # MCP servers live as long as the run
+        async with _mcp_tools(args) as servers:  # MCP servers live as long as the run
             tools = list(_toolbox(args.tools).values())
-            for server in _mcp_servers(args.mcp, args.mcp_url, args.timeout):
-                tools.extend((await servers.enter_async_context(server)).tools)
+            tools += [tool for _, server_tools in servers for tool in server_tools]
             compiler = Compiler(
                 tools,
                 llm,
@@ -267,6 +284,18 @@ async def _answer_with_progress(compiler: Compiler, question: str, out: TextIO |
         if heartbeat is not None:
             heartbeat.cancel()
     raise PlanError("the run ended without an answer")
+
+
+@asynccontextmanager
+async def _mcp_tools(args: argparse.Namespace) -> AsyncIterator[list[tuple[str, list[Tool]]]]:
+    """The servers of ``--mcp`` and ``--mcp-url``, connected for as long as the block runs:
+    each one's label and tools, in the order given."""
+    async with AsyncExitStack() as stack:
+        found: list[tuple[str, list[Tool]]] = []
+        for server in _mcp_servers(args.mcp, args.mcp_url, getattr(args, "timeout", None)):
+            connected = await stack.enter_async_context(server)
+            found.append((connected.label, list(connected.tools)))
+        yield found
 
 
 def _mcp_servers(
@@ -355,8 +384,17 @@ def _looks_like_plan(source: str) -> bool:
 
 
 def _tools(args: argparse.Namespace) -> int:
-    packs = [(name, catalog.load_pack(name)) for name in args.packs or catalog.tool_packs()]
-    for name, found in packs:  # every pack loaded first: an error comes alone
+    """List the tools of packs and MCP servers, each under its pack's name or server's label."""
+    servers_only = not args.packs and (args.mcp or args.mcp_url)
+    names = args.packs or ([] if servers_only else catalog.tool_packs())
+    packs = [(name, catalog.load_pack(name)) for name in names]
+
+    async def servers() -> list[tuple[str, list[Tool]]]:
+        async with _mcp_tools(args) as found:
+            return found
+
+    groups = [*packs, *asyncio.run(servers())]  # everything loaded first: an error comes alone
+    for name, found in groups:
         print(f"{name}:")
         for one in found:
             print(f"  {one.signature_line()}")
@@ -374,8 +412,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _exec(args: argparse.Namespace) -> int:
-    plan = _read_plan(args.plan, _toolbox(args.tools))
-    result = asyncio.run(_run_with_progress(plan, args, sys.stderr))
+    async def run_with_servers() -> tuple[Plan, Result]:
+        async with _mcp_tools(args) as servers:  # MCP servers live as long as the run
+            tools = _toolbox(args.tools)
+            for _, server_tools in servers:
+                for tool in server_tools:
+                    tools.add(tool)
+            plan = _read_plan(args.plan, tools)
+            return plan, await _run_with_progress(plan, args, sys.stderr)
+
+    plan, result = asyncio.run(run_with_servers())
     if args.svg:
         folder = Path(args.svg)
         folder.mkdir(parents=True, exist_ok=True)

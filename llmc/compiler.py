@@ -13,6 +13,10 @@ With a ``cache`` (:class:`llmc.cache.Cache`), LLM calls are replayed when they r
 calls as the cache's policy says, and the first plan of a question is taken from the cache
 when the same question, or a verified paraphrase of it, was answered before by one plan: it
 is re-read against the current tools and run again, and only the planner call is saved.
+
+With an ``output_type`` (see :mod:`llmc.typed`) the answer is an object of that type: a
+plan's ``finish(...)`` answers when its value fits, the joiner is asked for JSON of the
+type's schema otherwise, and an answer that does not fit gets one repair round.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from . import observe
 from ._sync import run_sync
 from .budget import Budget, Meter, estimate_budget
 from .context import RunContext
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, OutputValidationError
 from .fuser import FusedTool, Fuser
-from .joiner import AnswerText, Joiner, JoinerText
+from .joiner import AnswerText, Decision, Joiner, JoinerText
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .llm.openai_compat import OpenAI
@@ -45,6 +49,7 @@ from .task import Finish, Task, fill_question
 from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Event, Span, TaskFinished, Trace, stream_events
+from .typed import TypedOutput, typed_output
 
 if TYPE_CHECKING:
     from .redis_limits import RedisLedger
@@ -140,7 +145,8 @@ class Answer:
 
     Attributes:
         question: the question.
-        text: the answer.
+        text: the answer (with an ``output_type``: the output's text, compact JSON, or the
+            string itself for a ``str`` output).
         finished: True when the plan or the joiner answered; False when the joiner still
             wanted another plan but none was left (``text`` is then its last word).
         rounds: each plan with its tasks, raw text, observations and the joiner's reason.
@@ -149,6 +155,8 @@ class Answer:
         fused_groups: the members of each call of a fused tool (see :mod:`llmc.fuser`).
         meter: the run's budget meter: limits, counts, the TALE budget, observation shares
             (see :mod:`llmc.budget`).
+        output: with an ``output_type``, the validated answer (an instance of the type);
+            None without one, or when the run ended without an answer.
     """
 
     question: str
@@ -160,6 +168,7 @@ class Answer:
     tools: Toolbox = field(repr=False)
     fused_groups: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     meter: Meter | None = field(default=None, repr=False)
+    output: Any = field(default=None, repr=False)
 
     @property
     def plan(self) -> Plan:
@@ -303,6 +312,10 @@ class Compiler:
         joiner_observations: ``"leaves"`` (default): the joiner sees in full the outputs no
             other task used and a short head of the others; ``"all"``: every output in full
             (see :class:`~llmc.joiner.Joiner`).
+        output_type: the type every answer must be (a pydantic ``BaseModel``, a dataclass,
+            a ``TypedDict``, ``int``, ``list[str]``, ``Literal[...]``: whatever pydantic's
+            ``TypeAdapter`` validates); ``Answer.output`` holds it (see :mod:`llmc.typed`).
+            A run's own ``output_type=`` replaces it.
         **options: run options for the scheduler (``max_concurrency``, ``timeout``, ...,
             see :class:`~llmc.scheduler.RunOptions`).
 
@@ -326,10 +339,14 @@ class Compiler:
         joiner: Joiner | None = None,
         plan_answers: bool = True,
         joiner_observations: Literal["leaves", "all"] = "leaves",
+        output_type: Any = None,
         **options: Unpack[RunOptions],
     ) -> None:
         if max_replans < 0:
             raise ValueError("max_replans must be 0 or more")
+        if output_type is not None:
+            typed_output(output_type)  # a type pydantic cannot validate fails here, not later
+        self.output_type = output_type
         if llm is None:
             llm = default_llm()
         self.tools = Toolbox.of(tools)
@@ -363,6 +380,7 @@ class Compiler:
         *,
         on_event: Callable[[Event], object] | None = None,
         budget: Budget | None = None,
+        output_type: Any = None,
     ) -> Answer:
         """Plan, run and answer ``question``.
 
@@ -371,16 +389,25 @@ class Compiler:
             on_event: called with every event: planner text, task events, LLM usage
                 (:class:`llmc.budget.LLMUsage`), answer text.
             budget: this run's budget, instead of the compiler's.
+            output_type: this run's answer type, instead of the compiler's (see
+                :mod:`llmc.typed`).
 
         Raises:
             PlanError: the planner's output did not parse, even after a repair round.
             LLMError: an LLM call failed (after its retries).
             BudgetExceeded: the next call would have crossed the budget; the run stopped
                 and the error's ``answer`` holds what it had done.
+            OutputValidationError: with an output type, the joiner's answer did not fit it,
+                even after a repair round; the error's ``answer`` holds what the run did.
+            OutputTypeError: ``output_type`` is not a type pydantic can validate.
         """
-        return await _Session(self, question, on_event, budget or self.budget).run()
+        chosen = self.output_type if output_type is None else output_type
+        output = typed_output(chosen) if chosen is not None else None
+        return await _Session(self, question, on_event, budget or self.budget, output).run()
 
-    def run_sync(self, question: str, *, budget: Budget | None = None) -> Answer:
+    def run_sync(
+        self, question: str, *, budget: Budget | None = None, output_type: Any = None
+    ) -> Answer:
         """:meth:`run` for synchronous code; Ctrl-C cancels the run cleanly.
 
         Inside a running event loop (Jupyter) the run goes on a private loop in a worker
@@ -388,24 +415,33 @@ class Compiler:
         the run, so the connections :class:`~llmc.llm.OpenAI` backends opened on it are
         closed before this returns.
         """
-        return run_sync(lambda: self._run_then_close(question, budget))
+        return run_sync(lambda: self._run_then_close(question, budget, output_type))
 
-    async def _run_then_close(self, question: str, budget: Budget | None) -> Answer:
+    async def _run_then_close(
+        self, question: str, budget: Budget | None, output_type: Any
+    ) -> Answer:
         """Run on a loop that ends with the run, closing the HTTP connections opened on it."""
         try:
-            return await self.run(question, budget=budget)
+            return await self.run(question, budget=budget, output_type=output_type)
         finally:
             for backend in _http_backends(self.llm, self.joiner.llm):
                 await backend.aclose()
 
-    def stream(self, question: str, *, budget: Budget | None = None) -> AsyncGenerator[Event, None]:
+    def stream(
+        self, question: str, *, budget: Budget | None = None, output_type: Any = None
+    ) -> AsyncGenerator[Event, None]:
         """Run ``question`` and yield its events as they happen; the last is :class:`Answered`.
 
         Events: :class:`PlanText` as the plan streams, the scheduler's task events,
         :class:`Replanning`, :class:`AnswerText` as the answer streams, then :class:`Answered`.
-        Leaving the loop early cancels the run.
+        Leaving the loop early cancels the run. ``budget`` and ``output_type`` are as
+        :meth:`run` has them.
         """
-        return stream_events(lambda on_event: self.run(question, on_event=on_event, budget=budget))
+        return stream_events(
+            lambda on_event: self.run(
+                question, on_event=on_event, budget=budget, output_type=output_type
+            )
+        )
 
     async def map(
         self,
@@ -414,6 +450,7 @@ class Compiler:
         concurrency: int = 8,
         budget: Budget | None = None,
         ledger: RedisLedger | None = None,
+        output_type: Any = None,
     ) -> AsyncIterator[Outcome]:
         """Answer many questions, at most ``concurrency`` at once, yielding each
         :class:`~llmc.mapping.Outcome` as it finishes (``outcome.index`` says which).
@@ -430,11 +467,15 @@ class Compiler:
             budget: each question's budget, instead of the compiler's.
             ledger: a :class:`~llmc.redis_limits.RedisLedger` the batch's spending goes
                 into; a question starts only while the ledger is within its limits.
+            output_type: each answer's type, instead of the compiler's (see
+                :mod:`llmc.typed`).
         """
+        if output_type is not None:
+            typed_output(output_type)  # a bad type fails the call, not every question
 
         async def one(index: int, question: str) -> Outcome:
             try:
-                answer = await self.run(question, budget=budget)
+                answer = await self.run(question, budget=budget, output_type=output_type)
             except Exception as exc:
                 return outcome_of(index, question, None, exc)
             return outcome_of(index, question, answer, None)
@@ -455,8 +496,10 @@ class _Session:
         question: str,
         on_event: Callable[[Event], object] | None,
         budget: Budget,
+        output: TypedOutput | None = None,
     ) -> None:
         self.compiler = compiler
+        self.output = output  # the answer's type, if it has one
         self.question = question
         self.run_id = uuid.uuid4().hex[:12]
         self.meter = Meter(budget, run_id=self.run_id, on_event=on_event, tools=compiler.run_tools)
@@ -470,6 +513,7 @@ class _Session:
         self.fuser = Fuser(compiler.fused) if compiler.fused else None
         self.done: dict[int, Any] = {}  # outputs of the tasks that finished, every round
         self.plan_answer: str | None = None  # the current plan's finish(...), rendered
+        self.plan_output: Any = None  # ... and as the output type, when there is one
 
     async def run(self) -> Answer:
         try:
@@ -497,13 +541,13 @@ class _Session:
         await self._prepare()
         for number in range(1, compiler.max_replans + 2):
             round_ = Round(number)
-            self.plan_answer = None
+            self.plan_answer = self.plan_output = None
             await self._execute(round_)
             self._answer_from_plan(round_, round_.finish)
             if self.plan_answer is not None:
                 round_.answered_by = "plan"
                 await self._keep_plan(finished=True)
-                return self._answer(self.plan_answer, finished=True)
+                return self._answer(self.plan_answer, finished=True, output=self.plan_output)
             final = number == compiler.max_replans + 1
             self.emit(Joining(run_id=self.run_id, time=time.perf_counter(), round=number))
             decision = await compiler.joiner.decide(
@@ -514,11 +558,15 @@ class _Session:
                 current={task.id for task in round_.tasks},
                 number=number,
                 run=self.context,
+                output=self.output,
             )
             if decision.action == "finish" or final:
                 round_.answered_by = "joiner"
+                text, output = decision.text, None
+                if self.output is not None and decision.action == "finish":
+                    text, output = await self._typed_answer(self.output, decision, round_)
                 await self._keep_plan(finished=decision.action == "finish")
-                return self._answer(decision.text, finished=decision.action == "finish")
+                return self._answer(text, finished=decision.action == "finish", output=output)
             round_.reason = decision.text
             self.emit(
                 Replanning(
@@ -529,6 +577,38 @@ class _Session:
                 )
             )
         raise AssertionError("unreachable: the last round always answers")
+
+    async def _typed_answer(
+        self, output: TypedOutput, decision: Decision, round_: Round
+    ) -> tuple[str, Any]:
+        """The joiner's answer as the output type, and its text: validated, and asked once
+        more (the joiner told what did not fit) when it does not fit.
+
+        Raises:
+            OutputValidationError: the repaired answer does not fit either.
+        """
+        try:
+            value = output.validate_text(decision.text)
+        except OutputValidationError as error:
+            joiner = self.compiler.joiner
+            repaired = await joiner.decide(
+                self.question,
+                [task for r in self.rounds for task in r.tasks],
+                self.observations,
+                final=True,  # a repair answers: no new plan
+                current={task.id for task in round_.tasks},
+                number=round_.number,
+                run=self.context,
+                output=output,
+                repair=[output.repair(error, json_mode=joiner.json)],
+            )
+            try:
+                value = output.validate_text(repaired.text)
+            except OutputValidationError as again:  # nothing is lost: the run rides on it
+                failure = output.failed(again, repaired=True)
+                failure.answer = self._answer(repaired.text, finished=False, announce=False)
+                raise failure from again
+        return output.text_of(value), value
 
     async def _prepare(self) -> None:
         """Load models that count tokens themselves; estimate the TALE output budget."""
@@ -663,6 +743,11 @@ class _Session:
         text = render_finish(finish, self.done, self.question)
         if text is None:
             return
+        if self.output is not None:  # a typed answer: only a value that fits answers
+            typed = self.output.from_finish(finish, self.done, self.question)
+            if typed is None:
+                return  # the joiner answers
+            self.plan_output, text = typed
         self.plan_answer = text
         now = time.perf_counter()
         self.trace.spans.append(
@@ -700,7 +785,9 @@ class _Session:
                 error = record.error if record is not None else None
                 self.values[task.id] = error_text(error) if error else observation
 
-    def _answer(self, text: str, *, finished: bool, announce: bool = True) -> Answer:
+    def _answer(
+        self, text: str, *, finished: bool, announce: bool = True, output: Any = None
+    ) -> Answer:
         self.trace.finished = time.perf_counter()
         answer = Answer(
             self.question,
@@ -712,6 +799,7 @@ class _Session:
             self.compiler.run_tools,
             self.fuser.groups if self.fuser is not None else {},
             self.meter,
+            output,
         )
         if announce:
             self.emit(Answered(run_id=self.run_id, time=time.perf_counter(), answer=answer))

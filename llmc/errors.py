@@ -19,6 +19,9 @@
     │   ├── MCPConnectionError   the server cannot be started or reached, or died (also
     │   │                        ConnectionError)
     │   └── MCPToolError         the server's tool answered with an error
+    ├── OutputTypeError          an output_type pydantic cannot validate (also TypeError)
+    ├── OutputValidationError    a typed answer did not fit its output_type, even after a
+    │                            repair round (also ValueError); the last text is attached
     ├── TraceFormatError         text given to Trace.from_json is not a saved run (also
     │                            ValueError)
     ├── RecordedError            an error read back from a saved run, under its original's
@@ -51,6 +54,8 @@ __all__ = [
     "MCPError",
     "MCPToolError",
     "ModelLoadError",
+    "OutputTypeError",
+    "OutputValidationError",
     "PlanError",
     "PlanSyntaxError",
     "RecordedError",
@@ -177,6 +182,45 @@ class MCPConnectionError(MCPError, ConnectionError):
 
 class MCPToolError(MCPError):
     """An MCP server's tool answered with an error; the message is the server's text."""
+
+
+class OutputTypeError(LLMCError, TypeError):
+    """An ``output_type`` that pydantic cannot validate (see :mod:`llmc.typed`)."""
+
+
+class OutputValidationError(LLMCError, ValueError):
+    """A typed answer is not JSON, or its JSON does not fit the ``output_type``.
+
+    The compiler raises it when the joiner's answer still does not fit after one repair
+    round; nothing is lost: the last text, pydantic's errors and the partial answer ride on
+    the error.
+
+    Attributes:
+        text: the answer's text as the model wrote it (the last attempt).
+        errors: what did not fit, as pydantic lists it (``loc``, ``msg``, ``type``);
+            a text that holds no JSON has one entry of type ``"json_invalid"``.
+        output_type: the type the answer had to fit, when known.
+        answer: the partial :class:`~llmc.compiler.Answer` of a compiler run (its rounds,
+            trace and usage; ``output`` None, ``finished`` False), when one was running.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str,
+        errors: list[dict[str, Any]] | None = None,
+        output_type: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.text = text
+        self.errors: list[dict[str, Any]] = list(errors or [])
+        self.output_type = output_type
+        self.answer: Any = None
+
+    def __reduce__(self) -> Any:
+        # Keyword-only fields: pickle (a Ray actor's error, say) needs to be told them.
+        return (_rebuild, (type(self), self.args, {}, self.__dict__))
 
 
 class TraceFormatError(LLMCError, ValueError):

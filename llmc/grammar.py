@@ -42,6 +42,8 @@ docs/benchmarks.md):
 
 :func:`span_grammar` is the language of runs of words copied from given texts: the joiner's
 copy-constrained answer (:func:`joiner_grammar` with ``copy_from``) and question spans.
+:func:`typed_joiner_grammar` is a joiner reply whose answer is JSON of a schema (typed
+answers, :mod:`llmc.typed`), built on :func:`schema_grammar`.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ __all__ = [
     "joiner_grammar",
     "plan_grammar",
     "resolve_choices",
+    "schema_grammar",
     "span_grammar",
+    "typed_joiner_grammar",
 ]
 
 #: The most tasks one plan may have under :func:`plan_grammar` by default.
@@ -688,3 +692,59 @@ def _literal(text: str) -> str:
 def _rule_word(name: str) -> str:
     """A tool name as a GBNF rule-name fragment (letters, digits and dashes only)."""
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "tool"
+
+
+def schema_grammar(schema: Mapping[str, Any], *, prefix: str = "out-") -> str | None:
+    """The GBNF rules of JSON that fits ``schema`` (llama-cpp-python's converter), every
+    rule renamed with ``prefix`` so they can join another grammar; the value's rule is
+    ``{prefix}root``. None when the converter is not installed or refuses the schema."""
+    try:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+    except ImportError:
+        return None
+    try:
+        rules = json_schema_to_gbnf(json.dumps(schema))
+    except Exception:  # its errors are untyped; the prompt and validation still hold
+        return None
+    return _prefixed_rules(rules, prefix)
+
+
+def typed_joiner_grammar(
+    schema: Mapping[str, Any],
+    *,
+    thought_chars: int = 300,
+    answer_chars: int = 500,
+    replan: bool = True,
+) -> str | None:
+    """The GBNF grammar of a joiner reply whose answer is JSON fitting ``schema``: an
+    optional ``Thought: ...`` line, an optional ``Action: ``, then ``Finish(`` the JSON
+    ``)`` or (with ``replan``) ``Replan(`` a reason ``)``, as :func:`joiner_grammar` has it.
+
+    Returns:
+        The grammar's text, or None when ``schema`` has no GBNF form here (see
+        :func:`schema_grammar`).
+    """
+    value = schema_grammar(schema)
+    if value is None:
+        return None
+    lines = [
+        f'root ::= ("Thought: " [^\\n\\r]{{1,{thought_chars}}} "\\n")? "Action: "? action',
+        'action ::= "Finish(" out-root ")"' + (' | "Replan(" reason ")"' if replan else ""),
+        f"reason ::= reason-part{{1,{answer_chars}}}",
+        'reason-part ::= [^\\n\\r()] | "(" [^\\n\\r()]* ")"',
+    ]
+    return "\n".join(lines) + "\n" + value.rstrip("\n") + "\n"
+
+
+# A GBNF token: a string literal, a character class, a repetition count, a comment, a rule
+# name, or anything else (one character).
+_GBNF_TOKEN = re.compile(
+    r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[^}]*\}|#[^\n]*|([A-Za-z0-9_-]+)|\s+|.', re.DOTALL
+)
+
+
+def _prefixed_rules(grammar: str, prefix: str) -> str:
+    """``grammar`` with every rule name (defined or used) starting with ``prefix``."""
+    return _GBNF_TOKEN.sub(
+        lambda m: prefix + m.group(1) if m.group(1) is not None else m.group(0), grammar
+    )

@@ -4,7 +4,9 @@ The LLM replies ``Finish(answer)`` or ``Replan(reason)``, after an optional ``Th
 line and an optional ``Action:``. :func:`parse_decision` reads that robustly: the answer runs
 to the *last* closing parenthesis, so answers with parentheses, quotes and newlines survive
 (LLMCompiler cuts them at the first ``)``). With ``json=True`` the joiner asks for a
-structured reply instead.
+structured reply instead. With an ``output`` (a typed answer, :mod:`llmc.typed`) the answer
+is JSON of the output's schema: the prompt shows the schema, a JSON reply's schema embeds
+it, and the local model's grammar admits only such JSON inside ``Finish(...)``.
 
 The prompt is budgeted in tokens (see :mod:`llmc.budget`): the question and the task lines
 of every round take at most half of the room (long ones cut, the oldest tasks left out with a
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame, metered_stream
 from .context import RunContext
@@ -37,6 +39,9 @@ from .llm.base import LLM, GenerateOptions, Message
 from .task import Task
 from .templates import Templates
 from .trace import Event
+
+if TYPE_CHECKING:
+    from .typed import TypedOutput
 
 __all__ = [
     "DECISION_SCHEMA",
@@ -238,6 +243,7 @@ class Joiner:
         final: bool = False,
         output_budget: int | None = None,
         omitted: str | None = None,
+        output_schema: str | None = None,
     ) -> list[Message]:
         """The chat messages of a joiner call, with the observations as given.
 
@@ -248,6 +254,8 @@ class Joiner:
             final: no replan is left; the joiner is told to answer.
             output_budget: a TALE budget for the reply ("use less than N tokens"), if any.
             omitted: a note on the tasks left out to fit the window, if any.
+            output_schema: the schema a typed answer must fit, as the prompt shows it
+                (:attr:`llmc.typed.TypedOutput.prompt_schema`), if any.
         """
         user = self.templates.render(
             "joiner_user.jinja",
@@ -258,7 +266,12 @@ class Joiner:
             output_budget=output_budget,
             omitted=omitted,
         )
-        system = self.templates.render("joiner.jinja", json=self.json, copy=self.mode == "copy")
+        system = self.templates.render(
+            "joiner.jinja",
+            json=self.json,
+            copy=self.mode == "copy" and output_schema is None,  # a typed answer is JSON
+            output_schema=output_schema,
+        )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     async def decide(
@@ -271,6 +284,8 @@ class Joiner:
         current: Collection[int] | None = None,
         number: int = 1,
         run: RunContext | None = None,
+        output: TypedOutput | None = None,
+        repair: Sequence[Message] = (),
     ) -> Decision:
         """Ask the LLM; return its decision.
 
@@ -289,6 +304,10 @@ class Joiner:
                 limits; default: a fresh one for this joiner's ``budget``) and events
                 (:class:`JoinerText` as the reply streams, :class:`AnswerText` as the
                 answer does, for text replies).
+            output: the type a typed answer must fit (see :mod:`llmc.typed`): the prompt
+                shows its schema and the reply is constrained to it where the backend can;
+                the answer's ``text`` is its JSON text (the caller validates it).
+            repair: messages after the prompt (a typed answer's repair round).
 
         Raises:
             LLMError: the LLM call failed.
@@ -303,10 +322,13 @@ class Joiner:
         grammar = (
             not self.json and not options.grammar and getattr(self.llm, "supports_grammar", False)
         )
-        if grammar and self.mode != "copy":
+        if output is not None:  # the answer is JSON of its schema
+            options = _typed_options(options, output, json=self.json, grammar=grammar, final=final)
+        elif grammar and self.mode != "copy":
             options = dataclasses.replace(options, grammar=joiner_grammar(replan=not final))
         budget = meter.output_budget
-        frame = self._frame(meter, question, tasks, final, budget, options.max_tokens)
+        schema = output.prompt_schema if output is not None else None
+        frame = self._frame(meter, question, tasks, final, budget, options.max_tokens, schema)
 
         def render(shown: Mapping[int, str]) -> list[Message]:
             return self.messages(
@@ -316,6 +338,7 @@ class Joiner:
                 final=final,
                 output_budget=budget,
                 omitted=frame.omitted,
+                output_schema=schema,
             )
 
         if self.observations == "leaves":
@@ -331,8 +354,8 @@ class Joiner:
             input_limit=meter.budget.joiner_input,
             trace=run.trace,
         )
-        messages = render(shown)
-        if grammar and self.mode == "copy":  # the answer: words of the observations or calls
+        messages = render(shown) + list(repair)
+        if grammar and self.mode == "copy" and output is None:  # words of observations, calls
             texts = [shown[task.id] for task in tasks if task.id in shown]
             texts += [arg for task in tasks for arg in task.args if isinstance(arg, str)]
             copy = joiner_grammar(
@@ -350,7 +373,7 @@ class Joiner:
             messages,
             options,
             kind="joiner",
-            label=f"join {number}",
+            label=f"join {number} repair" if repair else f"join {number}",
             trace=run.trace,
             meter=meter,
         ) as reply:
@@ -361,7 +384,10 @@ class Joiner:
                 if stream is not None:
                     stream.feed(piece)
         text = reply.text
-        decision = _parse_json_decision(text) if self.json else parse_decision(text)
+        if output is not None:
+            decision = output.read_decision(text, json_mode=self.json)
+        else:
+            decision = _parse_json_decision(text) if self.json else parse_decision(text)
         if decision.action == "replan" and self.mode != "decide":  # these modes always answer
             decision = Decision("finish", decision.text, decision.thought)
         if stream is not None and decision.action == "finish":
@@ -376,6 +402,7 @@ class Joiner:
         final: bool,
         output_budget: int | None,
         reserve: int | None,
+        output_schema: str | None = None,
     ) -> Frame:
         """The question and task lines, within their share of the prompt (see
         :func:`~llmc.budget.fit_frame`): observations share out the rest."""
@@ -390,6 +417,7 @@ class Joiner:
                 final=final,
                 output_budget=output_budget,
                 omitted=omitted,
+                output_schema=output_schema,
             )
 
         counter = meter.counter(self.llm)
@@ -418,6 +446,17 @@ def _answer_text(run: RunContext) -> Callable[[str], None]:
         run.emit(AnswerText(run_id=run.run_id, time=time.perf_counter(), text=text))
 
     return emit
+
+
+def _typed_options(
+    options: GenerateOptions, output: TypedOutput, *, json: bool, grammar: bool, final: bool
+) -> GenerateOptions:
+    """A typed answer's constraint: the reply schema with the output's inside (JSON mode),
+    or the grammar of ``Finish(`` its JSON ``)`` (backends that decode under one)."""
+    if json:
+        return dataclasses.replace(options, json_schema=output.decision_schema())
+    typed = output.joiner_grammar(replan=not final) if grammar else None
+    return dataclasses.replace(options, grammar=typed) if typed is not None else options
 
 
 def _parse_json_decision(text: str) -> Decision:

@@ -4,6 +4,7 @@ started on stdio as a subprocess and on streamable HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -346,3 +347,67 @@ async def test_without_the_sdk_the_error_says_how_to_install_it(
     with pytest.raises(MCPConnectionError, match=r'pip install -e "\.\[mcp\]"'):
         async with test_server():
             pass
+
+
+@pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
+def test_llmc_tools_lists_an_mcp_servers_tools(
+    flag: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    unconfigured_structlog: None,
+) -> None:
+    from llmc.cli import main
+
+    where = (
+        f"{sys.executable} {SERVER}" if flag == "--mcp" else request.getfixturevalue("http_server")
+    )
+    assert main(["tools", flag, where]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"{where}:"  # the server's label heads its tools; no pack is listed
+    assert "  add(a: int, b: int) -> int  # Add two integers." in lines
+    assert any(line.startswith("  word_count(text: str) -> dict[str, int]") for line in lines)
+    assert "math:" not in lines
+
+    assert main(["tools", "math", flag, where]) == 0  # a pack named: it and the server
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "math:"
+    assert f"{where}:" in lines
+
+
+@pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
+def test_llmc_exec_runs_a_plan_over_an_mcp_servers_tools(
+    flag: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    unconfigured_structlog: None,
+    tmp_path: Path,
+) -> None:
+    from llmc.cli import main
+
+    where = (
+        f"{sys.executable} {SERVER}" if flag == "--mcp" else request.getfixturevalue("http_server")
+    )
+    plan = "1. add(19, 23)\n2. word_count('$1 is the answer')\n3. shout('it is $1', 2)"
+    trace = tmp_path / "run.json"
+    status = main(["exec", plan, "--tools", "math", flag, where, "--json", "--trace", str(trace)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    outputs = json.loads(captured.out)
+    assert outputs["1"] == 42
+    assert outputs["2"] == {"words": 4, "characters": 16}  # the server's own count
+    assert "done     $2 word_count" in captured.err
+    saved = llmc.Trace.from_json(trace.read_text(encoding="utf-8"))
+    assert [r.tool for r in saved.tasks.values()] == ["add", "word_count", "shout"]
+    assert outputs["3"] == "IT IS 42 IT IS 42"
+
+
+def test_llmc_exec_and_tools_say_when_an_mcp_server_cannot_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from llmc.cli import main
+
+    assert main(["tools", "--mcp", "no-such-mcp-server"]) == 2
+    assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
+    assert main(["exec", "1. add(1, 2)", "--mcp", "no-such-mcp-server"]) == 2
+    assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
