@@ -36,7 +36,7 @@ from .llm.base import Message
 from .scheduler import resolve_references
 from .task import Finish, fill_question
 
-__all__ = ["TypedOutput", "extract_json", "typed_output"]
+__all__ = ["SHOWN_ERRORS", "TypedOutput", "describe_errors", "extract_json", "typed_output"]
 
 #: The most validation errors a repair prompt or an error message lists.
 SHOWN_ERRORS = 5
