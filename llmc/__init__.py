@@ -6,12 +6,23 @@ The public API, all importable from ``llmc``:
   :class:`LLM` (:class:`OpenAI` for any OpenAI-compatible endpoint, or the embedded
   :class:`Local` model), running the plan and joining the results; with ``output_type=`` the
   answer is a validated object of that type (``Answer.output``, see :mod:`llmc.typed`), or
-  :class:`OutputValidationError`;
-- tools: :func:`tool` (decorator), :class:`Tool`, :class:`Toolbox`, :func:`load_tools`;
-- plans: :class:`Plan`, :class:`Task`, :class:`Ref`, :class:`PlanParser`;
+  :class:`OutputValidationError`; its parts, for those who shape them: :class:`Planner`,
+  :class:`Joiner` (a :class:`Decision`), each plan's :class:`Round`; its events
+  :class:`PlanText`, :class:`Joining`, :class:`JoinerText`, :class:`AnswerText`,
+  :class:`Replanning`, :class:`Answered`;
+- many questions: :meth:`Compiler.map` yields an :class:`Outcome` each (a
+  :class:`BatchSummary` sums them up); :class:`RayPool` spreads them over a Ray cluster;
+- tools: :func:`tool` (decorator, its options :class:`ToolOptions`), :class:`Tool`,
+  :class:`Toolbox` (from any :data:`Tools`), :func:`load_tools`;
+- plans: :class:`Plan`, :class:`Task`, :class:`Ref`, a plan's :class:`Finish`,
+  :class:`PlanParser` (arguments nest at most :data:`MAX_NESTING` deep);
 - running plans: :func:`run_plan`, :func:`run_plan_sync`, :func:`stream_plan`,
-  :class:`Scheduler`, giving a :class:`Result` with a :class:`Trace`; typed events
-  (:class:`Event` and its kinds) as a run goes;
+  :class:`Scheduler` (its options: :class:`RunOptions`), giving a :class:`Result` with a
+  :class:`Trace` (a :class:`TaskRecord` per task; :func:`text_form` is an output's text);
+  typed events (:class:`Event` and its kinds) as a run goes;
+- limits: :class:`RateLimit` (or any :class:`RateLimiter`; :func:`rate_limiter` builds one
+  from a number), :class:`Backoff`; across processes :class:`RedisRateLimiter`,
+  :class:`RedisSemaphore` and :class:`RedisLedger`;
 - fusion: :func:`fuse` declares a chain of tools the planner calls as one
   (a :class:`FusedTool`), which a :class:`Fuser` expands back before it runs;
   :func:`suggest_fusions` finds candidates in past plans; batchable tools
@@ -31,8 +42,11 @@ The public API, all importable from ``llmc``:
   :class:`Answer`, a :class:`Result`, a :class:`Trace` and a :class:`Plan` show as pictures;
 - errors: :class:`LLMCError` and its tree (see :mod:`llmc.errors`).
 
-Everything else lives in modules whose names say what they hold; what is not listed in
-``__all__`` may change without notice.
+What is public is what ``llmc`` and the topic namespaces (:mod:`llmc.budget`,
+:mod:`llmc.cache`, :mod:`llmc.llm`, :mod:`llmc.executors`, :mod:`llmc.grammar`,
+:mod:`llmc.testing`, :mod:`llmc.viz`, :mod:`llmc.mcp`, :mod:`llmc.otel`, :mod:`llmc.observe`,
+:mod:`llmc.typed`) list in ``__all__``, each name in one of them (docs/reference.md lists
+them all). Every other module is internal: its names may change without notice.
 """
 
 # Modules reached as attributes (llmc.mcp.stdio, llmc.otel.instrument); neither imports
@@ -42,7 +56,7 @@ from . import otel as otel
 from . import viz as viz  # ``llmc.viz`` works after ``import llmc``
 from .budget import Budget, LLMUsage
 from .cache import Cache
-from .compiler import Answer, Compiler
+from .compiler import Answer, Answered, Compiler, Joining, Replanning, Round
 from .errors import (
     BudgetExceeded,
     CycleError,
@@ -72,15 +86,20 @@ from .errors import (
     WorkerLostError,
 )
 from .fuser import FusedTool, Fuser, fuse, suggest_fusions
-from .limits import Backoff
+from .joiner import AnswerText, Decision, Joiner, JoinerText
+from .limits import Backoff, RateLimit, RateLimiter, rate_limiter
 from .llm import LLM, GenerateOptions, Local, OpenAI, Usage
+from .mapping import BatchSummary, Outcome
 from .parse import PlanParser
 from .plan import Plan
-from .result import Result
-from .scheduler import Scheduler, run_plan, run_plan_sync, stream_plan
-from .task import Ref, Task
+from .planner import Planner, PlanText
+from .ray_pool import RayPool
+from .redis_limits import RedisLedger, RedisRateLimiter, RedisSemaphore
+from .result import Result, text_form
+from .scheduler import RunOptions, Scheduler, run_plan, run_plan_sync, stream_plan
+from .task import MAX_NESTING, Finish, Ref, Task
 from .tool import Tool, ToolOptions, tool
-from .toolbox import Toolbox, load_tools
+from .toolbox import Toolbox, Tools, load_tools
 from .trace import (
     Batch,
     BatchFinished,
@@ -94,6 +113,7 @@ from .trace import (
     TaskFailed,
     TaskFinished,
     TaskQueued,
+    TaskRecord,
     TaskRetrying,
     TaskSkipped,
     TaskStarted,
@@ -101,25 +121,34 @@ from .trace import (
     Trace,
 )
 
+#: The version of llmc (``llmc --version`` prints it).
 __version__ = "0.1.0"
 
 __all__ = [
     "Answer",
+    "AnswerText",
+    "Answered",
     "Backoff",
     "Batch",
     "BatchFinished",
     "BatchStarted",
+    "BatchSummary",
     "Budget",
     "BudgetExceeded",
     "Cache",
     "Compiler",
     "CycleError",
+    "Decision",
     "DependencyError",
     "DuplicateToolError",
     "Event",
+    "Finish",
     "FusedTool",
     "Fuser",
     "GenerateOptions",
+    "Joiner",
+    "JoinerText",
+    "Joining",
     "LLM",
     "LLMCError",
     "LLMConnectionError",
@@ -128,22 +157,35 @@ __all__ = [
     "LLMResponseError",
     "LLMUsage",
     "Local",
+    "MAX_NESTING",
     "MCPConnectionError",
     "MCPError",
     "MCPToolError",
     "ModelLoadError",
     "OpenAI",
+    "Outcome",
     "OutputTypeError",
     "OutputValidationError",
     "Plan",
     "PlanError",
     "PlanParser",
     "PlanSyntaxError",
+    "PlanText",
+    "Planner",
+    "RateLimit",
+    "RateLimiter",
+    "RayPool",
     "RecordedError",
+    "RedisLedger",
+    "RedisRateLimiter",
+    "RedisSemaphore",
     "Ref",
+    "Replanning",
     "Result",
     "RetryableToolError",
+    "Round",
     "RunFinished",
+    "RunOptions",
     "RunStarted",
     "Scheduler",
     "Span",
@@ -153,6 +195,7 @@ __all__ = [
     "TaskFailed",
     "TaskFinished",
     "TaskQueued",
+    "TaskRecord",
     "TaskRetrying",
     "TaskSkipped",
     "TaskStarted",
@@ -164,6 +207,7 @@ __all__ = [
     "ToolOptions",
     "ToolTimeoutError",
     "Toolbox",
+    "Tools",
     "Trace",
     "TraceFormatError",
     "UnknownToolError",
@@ -172,9 +216,11 @@ __all__ = [
     "__version__",
     "fuse",
     "load_tools",
+    "rate_limiter",
     "run_plan",
     "run_plan_sync",
     "stream_plan",
     "suggest_fusions",
+    "text_form",
     "tool",
 ]

@@ -6,8 +6,6 @@ index), so messages name the command that works there rather than an index insta
 
 from __future__ import annotations
 
-__all__ = ["install_hint"]
-
 
 def install_hint(extra: str) -> str:
     """The command that adds ``extra``: ``pip install -e ".[semantic]"`` in llmc's source tree."""

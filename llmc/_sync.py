@@ -20,8 +20,6 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["run_sync"]
-
 T = TypeVar("T")
 
 

@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from .cache import Cache
     from .scheduler import _Node, _Run
 
-__all__ = ["FALLBACK", "Batcher", "Closing", "Dispatch", "Member", "call_key"]
-
 
 class Closing(BaseException):
     """Raised inside a task that is about to call its tool after the run began to close.

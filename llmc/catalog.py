@@ -14,8 +14,6 @@ from .errors import ToolLoadError
 from .tool import Tool
 from .toolbox import load_tools
 
-__all__ = ["catalog_dir", "load_pack", "pack_path", "planner_dir", "tool_packs"]
-
 _HERE = Path(__file__).resolve().parent
 
 

@@ -64,8 +64,6 @@ from .trace import (
     Trace,
 )
 
-__all__ = ["main"]
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 a task failed, 2 bad input)."""

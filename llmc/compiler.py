@@ -36,7 +36,7 @@ from .budget import Budget, Meter, estimate_budget
 from .context import RunContext
 from .errors import BudgetExceeded, OutputValidationError
 from .fuser import FusedTool, Fuser
-from .joiner import AnswerText, Decision, Joiner, JoinerText
+from .joiner import AnswerText, Decision, Joiner
 from .llm.base import LLM, Message, Usage
 from .llm.default import default_llm
 from .llm.openai_compat import OpenAI
@@ -53,19 +53,6 @@ from .typed import TypedOutput, typed_output
 
 if TYPE_CHECKING:
     from .redis_limits import RedisLedger
-
-__all__ = [
-    "Answer",
-    "AnswerText",
-    "Answered",
-    "Compiler",
-    "JoinerText",
-    "Joining",
-    "PlanText",
-    "Replanning",
-    "Round",
-    "render_finish",
-]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

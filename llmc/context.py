@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from .budget import Meter
 from .trace import Event, Trace
 
-__all__ = ["RunContext"]
-
 
 @dataclass(frozen=True, slots=True)
 class RunContext:

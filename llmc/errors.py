@@ -40,35 +40,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "BudgetExceeded",
-    "CycleError",
-    "DependencyError",
-    "DuplicateToolError",
-    "LLMCError",
-    "LLMConnectionError",
-    "LLMError",
-    "LLMRateLimitError",
-    "LLMResponseError",
-    "MCPConnectionError",
-    "MCPError",
-    "MCPToolError",
-    "ModelLoadError",
-    "OutputTypeError",
-    "OutputValidationError",
-    "PlanError",
-    "PlanSyntaxError",
-    "RecordedError",
-    "RetryableToolError",
-    "ToolArgumentError",
-    "ToolDefinitionError",
-    "ToolLoadError",
-    "ToolTimeoutError",
-    "TraceFormatError",
-    "UnknownToolError",
-    "WorkerLostError",
-]
-
 
 class LLMCError(Exception):
     """Root of every exception llmc raises on purpose."""

@@ -38,16 +38,6 @@ from .task import Ref, Task
 from .tool import Tool, tool
 from .toolbox import Toolbox, Tools
 
-__all__ = [
-    "FIRST_MEMBER_ID",
-    "FusedTool",
-    "Fuser",
-    "Step",
-    "Suggestion",
-    "fuse",
-    "suggest_fusions",
-]
-
 #: The first id a :class:`Fuser` gives to members of fused calls in a streamed plan; planners
 #: number their tasks from 1 and never come near it.
 FIRST_MEMBER_ID = 1_000_001

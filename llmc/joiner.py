@@ -43,17 +43,6 @@ from .trace import Event
 if TYPE_CHECKING:
     from .typed import TypedOutput
 
-__all__ = [
-    "DECISION_SCHEMA",
-    "AnswerText",
-    "Decision",
-    "Joiner",
-    "JoinerText",
-    "JoinerMode",
-    "leaf_observations",
-    "parse_decision",
-]
-
 #: How a joiner answers: ``"decide"`` Finish or Replan; ``"answer"`` always Finish;
 #: ``"copy"`` always Finish, with the answer copied from the observations or the question
 #: (on backends that decode under a grammar; elsewhere as ``"answer"``); ``"skip"`` no LLM

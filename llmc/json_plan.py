@@ -31,8 +31,6 @@ from .task import (
 )
 from .toolbox import Toolbox, Tools
 
-__all__ = ["PLAN_SCHEMA", "JsonPlanParser"]
-
 _VALUE: dict[str, Any] = {}  # any JSON value: arguments are checked against the tool later
 
 #: The JSON Schema given to models with structured outputs.

@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Backoff", "RateLimit", "RateLimiter", "rate_limiter", "release", "retrying"]
-
 T = TypeVar("T")
 
 

@@ -28,15 +28,6 @@ if TYPE_CHECKING:
     from .compiler import Answer
     from .redis_limits import RedisLedger
 
-__all__ = [
-    "BatchSummary",
-    "Outcome",
-    "answer_all",
-    "as_outcome_fields",
-    "failure_line",
-    "outcome_of",
-]
-
 
 @dataclass(slots=True)
 class Outcome:

@@ -45,8 +45,6 @@ from .task import (
 )
 from .toolbox import Toolbox, Tools
 
-__all__ = ["END_OF_PLAN", "PlanParser"]
-
 END_OF_PLAN = "<END_OF_PLAN>"
 
 _TASK = re.compile(r"\s*(\d+)\s*\.\s*")

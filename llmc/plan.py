@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
 
-__all__ = ["Plan", "PlanModel"]
-
 
 class PlanModel(pydantic.BaseModel):
     """JSON form of a plan: its tasks (in any order; they are sorted by dependency) and,

@@ -30,18 +30,6 @@ from .templates import Templates
 from .toolbox import Toolbox, Tools
 from .trace import Event
 
-__all__ = [
-    "EarlierPlan",
-    "GrammarFactory",
-    "PlanReader",
-    "PlanStream",
-    "PlanText",
-    "Planner",
-    "Repeats",
-    "Verdict",
-    "Veto",
-]
-
 #: What a veto says of a task as it streams: keep it, drop it (and the tasks that use it),
 #: or stop the plan before it.
 Verdict = Literal["keep", "drop", "stop"]

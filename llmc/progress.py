@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from .compiler import Answer, AnswerText, JoinerText, Joining, PlanText, Replanning
+from .compiler import Answer, Joining, Replanning
+from .joiner import AnswerText, JoinerText
+from .planner import PlanText
 from .result import error_text, text_form
 from .trace import Event, TaskEvent, TaskFailed, TaskFinished, TaskSkipped, TaskStarted, Trace
-
-__all__ = ["Progress", "phase_times"]
 
 #: Seconds without output after which a line says what is still going on.
 QUIET_SECONDS = 1.0

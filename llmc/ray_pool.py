@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from .compiler import Compiler
     from .redis_limits import RedisLedger
 
-__all__ = ["RayPool"]
-
 
 class RayPool:
     """A pool of Ray actors answering questions, each with a Compiler from ``factory``.

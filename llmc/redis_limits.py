@@ -31,8 +31,6 @@ from typing import Any
 
 from .errors import BudgetExceeded
 
-__all__ = ["LedgerTotals", "RedisLedger", "RedisRateLimiter", "RedisSemaphore"]
-
 # A token bucket: `capacity` tokens at most, refilled at `per_us` tokens per microsecond.
 # Returns 0 when a token was taken, else the microseconds until one will be there.
 _BUCKET = """

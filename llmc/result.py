@@ -15,8 +15,6 @@ import pydantic
 
 from .trace import TaskStatus, Trace
 
-__all__ = ["Result", "error_text", "text_form", "unshowable"]
-
 
 def text_form(value: Any) -> str:
     """How an output reads inside a string: ``"depth: $1"`` with ``$1`` -> this text.

@@ -93,16 +93,6 @@ from .trace import (
     stream_events,
 )
 
-__all__ = [
-    "PlanSource",
-    "RunOptions",
-    "Scheduler",
-    "resolve_references",
-    "run_plan",
-    "run_plan_sync",
-    "stream_plan",
-]
-
 #: What a run accepts as its plan: a built plan, tasks in order, or tasks as they arrive.
 PlanSource = Plan | Iterable[Task] | AsyncIterable[Task]
 

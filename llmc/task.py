@@ -32,30 +32,6 @@ from .errors import PlanError, ToolArgumentError, UnknownToolError
 from .tool import Tool
 from .toolbox import Toolbox
 
-__all__ = [
-    "JSON_ARGUMENT_DEPTH",
-    "MAX_NESTING",
-    "PLACEHOLDER",
-    "QUESTION",
-    "Finish",
-    "Ref",
-    "Task",
-    "TaskChecker",
-    "TaskModel",
-    "check_call",
-    "check_finish",
-    "check_json_nesting",
-    "fill_question",
-    "finish_from_json",
-    "nesting_error",
-    "references",
-    "render_value",
-    "string_references",
-    "task_from_model",
-    "text_position",
-    "to_json_value",
-]
-
 #: How deep task arguments may nest: a list (tuple, set, dict) in a list, and so on, this many
 #: levels down. Every reader of plans (the plan language, JSON plans, ``Plan.add``) refuses
 #: deeper arguments with a :class:`~llmc.errors.PlanError`, which keeps parsing, checking,

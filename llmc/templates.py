@@ -16,8 +16,6 @@ import jinja2
 
 from .catalog import planner_dir
 
-__all__ = ["Templates"]
-
 
 class Templates:
     """Renders the prompt templates of one folder (or llmc's default planner).

@@ -27,8 +27,6 @@ from .limits import RateLimiter, rate_limiter
 if TYPE_CHECKING:
     from .grammar import Choices
 
-__all__ = ["Tool", "ToolOptions", "tool"]
-
 #: Errors retried by default when a tool allows retries: the tool asked for it, or the
 #: failure looks transient (network, timeouts).
 DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (

@@ -30,8 +30,6 @@ from .tool import type_name
 if TYPE_CHECKING:
     from .tool import Tool
 
-__all__ = ["tool_doc"]
-
 _INDENT = "    "
 
 

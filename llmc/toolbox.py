@@ -13,8 +13,6 @@ from typing import Any, Union
 from .errors import DuplicateToolError, ToolLoadError, UnknownToolError
 from .tool import Tool, tool
 
-__all__ = ["ToolLike", "Toolbox", "Tools", "load_tools"]
-
 ToolLike = Tool | Callable[..., Any]
 #: Tools as users give them: a Toolbox, or any iterable of tools and plain functions.
 Tools = Union["Toolbox", Iterable[ToolLike]]

@@ -52,28 +52,6 @@ if TYPE_CHECKING:
     from .result import Result
     from .task import Task
 
-__all__ = [
-    "Batch",
-    "BatchFinished",
-    "BatchStarted",
-    "Event",
-    "RunFinished",
-    "RunStarted",
-    "Span",
-    "TaskCancelled",
-    "TaskEvent",
-    "TaskFailed",
-    "TaskFinished",
-    "TaskQueued",
-    "TaskRecord",
-    "TaskRetrying",
-    "TaskSkipped",
-    "TaskStarted",
-    "TaskStatus",
-    "Trace",
-    "stream_events",
-]
-
 
 class TaskStatus(enum.StrEnum):
     """Where a task stands. A finished run leaves every task in one of the last four."""

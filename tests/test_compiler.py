@@ -12,7 +12,7 @@ import time
 import pytest
 
 import llmc
-from llmc.compiler import Answered, AnswerText, Compiler, PlanText, Replanning
+from llmc import Answered, AnswerText, Compiler, PlanText, Replanning
 from llmc.llm import OpenAI
 from llmc.testing import ScriptedLLM, ScriptedOpenAIServer
 from llmc.trace import TaskStarted

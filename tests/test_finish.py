@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmc
-from llmc.compiler import AnswerText, Compiler, render_finish
+from llmc import AnswerText
+from llmc.compiler import Compiler, render_finish
 from llmc.grammar import joiner_grammar, plan_grammar
 from llmc.joiner import leaf_observations
 from llmc.json_plan import JsonPlanParser

@@ -121,7 +121,7 @@ def imports_of(source: str, path: Path) -> list[Import]:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.stmt):
                     visit([child], inner)
-                elif isinstance(child, ast.excepthandler):
+                elif isinstance(child, ast.ExceptHandler):
                     visit(child.body, inner)
 
     visit(ast.parse(path.read_text(encoding="utf-8")).body, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 import threading
@@ -70,9 +71,9 @@ def test_options_are_kept() -> None:
 
 
 def test_original_function_stays_reachable() -> None:
-    assert add.__wrapped__(1, 2) == 3
+    assert inspect.unwrap(add)(1, 2) == 3  # functools' __wrapped__
     assert add.__doc__ == "Add two numbers."
-    assert asyncio.run(search.__wrapped__("x")) == "3 results for x"
+    assert asyncio.run(inspect.unwrap(search)("x")) == "3 results for x"
 
 
 def test_call_validates_and_coerces() -> None:
@@ -149,8 +150,8 @@ async def test_sync_tool_runs_in_a_thread_without_blocking_the_loop() -> None:
         (lambda: llmc.tool(name="f", retries=-1)(lambda: None), "retries"),
         (lambda: llmc.tool(rate_limit=0)(lambda: None), "rate_limit"),
         (lambda: llmc.tool(rate_limit="4/s")(lambda: None), "acquire"),  # type: ignore[call-overload]
-        (lambda: llmc.tool(rate_limit=SyncLimiter())(lambda: None), "async acquire"),
-        (lambda: llmc.tool(42), "needs a function"),
+        (lambda: llmc.tool(rate_limit=SyncLimiter())(lambda: None), "async acquire"),  # type: ignore[call-overload]
+        (lambda: llmc.tool(42), "needs a function"),  # type: ignore[call-overload]
     ],
 )
 def test_bad_definitions_say_what_to_fix(definition, words) -> None:

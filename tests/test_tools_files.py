@@ -147,7 +147,7 @@ def test_paths_outside_the_root_are_refused(pack: ModuleType, tree: Path, path: 
     tools = {t.name: t for t in pack.__dict__.values() if isinstance(t, llmc.Tool)}
     for call in (
         lambda: tools["read_file"](path),
-        lambda: tools["count_file"].__wrapped__(path),
+        lambda: tools["count_file"].fn(path),
         lambda: tools["list_files"](folder=path),
         lambda: tools["grep"]("TODO", folder=path),
     ):
@@ -246,7 +246,7 @@ def test_read_file_through_the_tool_validates(pack: ModuleType) -> None:
         read("a.txt", start_line="two")
     with pytest.raises(llmc.ToolArgumentError, match="missing required argument 'path'"):
         read()
-    assert read.__wrapped__("a.txt", 1, 1) == "alpha\n"
+    assert read.fn("a.txt", 1, 1) == "alpha\n"
 
 
 def test_missing_file_names_the_relative_path(pack: ModuleType) -> None:

@@ -58,7 +58,7 @@ def test_load_tools_finds_every_tool() -> None:
 )
 def test_word_count(text: str, count: int) -> None:
     assert TEXT.word_count(text) == count
-    assert TEXT.word_count.__wrapped__(text) == count
+    assert TEXT.word_count.fn(text) == count
 
 
 def test_top_words() -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typing_extensions import TypedDict  # pydantic wants it before Python 3.12
 
 import llmc
-from llmc.compiler import Answered, AnswerText
+from llmc import Answered, AnswerText
 from llmc.errors import OutputTypeError, OutputValidationError
 from llmc.grammar import schema_grammar, typed_joiner_grammar
 from llmc.joiner import Joiner, parse_decision

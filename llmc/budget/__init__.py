@@ -30,6 +30,7 @@ The parts, one module each:
 docs/budgets.md is the user guide.
 """
 
+from ..llm.base import FREE, Price
 from ._call import LLMMeter, MeteredStream, metered_stream
 from ._count import (
     DEFAULT_CONTEXT_WINDOW,
@@ -46,8 +47,12 @@ from ._count import (
     counter_for,
 )
 from ._frame import FRAME_SHARE, Frame, ShownTask, fit_frame
-from ._meter import MIN_OUTPUT, Budget, LLMUsage, Meter, Split
-from ._prices import DEFAULT_PRICES, FREE, Price, PriceTable
+from ._meter import MIN_OUTPUT, Meter, Split
+
+# Exported from llmc, their one public home; importable here too.
+from ._meter import Budget as Budget
+from ._meter import LLMUsage as LLMUsage
+from ._prices import DEFAULT_PRICES, PriceTable
 from ._reduce import ReduceContext, Reducer, Summarize, Truncate, allocate, truncate
 from ._tale import (
     DEFAULT_RANGE,
@@ -70,12 +75,10 @@ __all__ = [
     "MIN_OUTPUT",
     "TALE_SLACK",
     "BackendCounter",
-    "Budget",
     "CachedCounter",
     "Estimate",
     "Frame",
     "LLMMeter",
-    "LLMUsage",
     "Meter",
     "MeteredStream",
     "Price",

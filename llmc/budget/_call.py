@@ -17,8 +17,6 @@ from typing import Protocol, runtime_checkable
 from ..llm.base import LLM, Chunk, GenerateOptions, Message, Usage, open_stream
 from ..trace import Span, Trace
 
-__all__ = ["LLMMeter", "MeteredStream", "metered_stream"]
-
 
 @runtime_checkable
 class LLMMeter(Protocol):

@@ -30,22 +30,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..llm.base import Message
 
-__all__ = [
-    "DEFAULT_CONTEXT_WINDOW",
-    "ESTIMATE",
-    "KNOWN_CONTEXT_WINDOWS",
-    "MESSAGE_OVERHEAD",
-    "BackendCounter",
-    "CachedCounter",
-    "Estimate",
-    "Tiktoken",
-    "TokenCounter",
-    "context_window_of",
-    "count_messages",
-    "count_upto",
-    "counter_for",
-]
-
 #: Tokens a chat message costs besides its content (role markers, separators). OpenAI
 #: documents 3 per message plus 3 priming the reply; ChatML templates (SmolLM2, Qwen) spend
 #: 5 per message. The larger is used, so counts err high.

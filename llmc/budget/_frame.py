@@ -21,8 +21,6 @@ from ..task import Task
 from ._count import TokenCounter, count_messages, count_upto
 from ._reduce import truncate
 
-__all__ = ["FRAME_SHARE", "Frame", "ShownTask", "fit_frame"]
-
 #: The part of a joiner prompt's room its frame may take; observations get at least the rest.
 FRAME_SHARE = 0.5
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from ..errors import BudgetExceeded
-from ..llm.base import LLM, GenerateOptions, Message, Usage
+from ..llm.base import LLM, GenerateOptions, Message, Price, Usage
 from ..trace import Event, Span, Trace
 from ._count import (
     CachedCounter,
@@ -33,7 +33,7 @@ from ._count import (
     count_upto,
     counter_for,
 )
-from ._prices import DEFAULT_PRICES, Price
+from ._prices import DEFAULT_PRICES
 from ._reduce import ReduceContext, Reducer, Truncate, allocate
 from ._tale import DEFAULT_RANGE, FALLBACK_BUDGET, TALE_SLACK, output_cap
 
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from ..task import Task
     from ..tool import Tool
     from ..toolbox import Toolbox
-
-__all__ = ["MIN_OUTPUT", "Budget", "LLMUsage", "Meter", "Split"]
 
 _logger = structlog.get_logger("llmc.budget")
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ..llm.base import FREE, Price
-
-__all__ = ["DEFAULT_PRICES", "FREE", "Price", "PriceTable"]
+from ..llm.base import Price
 
 
 class PriceTable(Mapping[str, Price]):

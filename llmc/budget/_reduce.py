@@ -21,8 +21,6 @@ from ._count import TokenCounter, count_upto
 if TYPE_CHECKING:
     from ..task import Task
 
-__all__ = ["ReduceContext", "Reducer", "Summarize", "Truncate", "allocate", "truncate"]
-
 #: Fewest tokens an observation is cut to: below this a marker is all that is left.
 MIN_SHARE = 16
 

@@ -20,15 +20,6 @@ from ..templates import Templates
 from ..trace import Trace
 from ._call import LLMMeter, metered_stream
 
-__all__ = [
-    "DEFAULT_RANGE",
-    "FALLBACK_BUDGET",
-    "TALE_SLACK",
-    "estimate_budget",
-    "output_cap",
-    "parse_budget",
-]
-
 #: The smallest and largest budget an estimate may set.
 DEFAULT_RANGE = (16, 1024)
 #: The budget when the estimator's reply holds no number.

@@ -21,7 +21,8 @@
 The user guide is docs/caching.md.
 """
 
-from ._cache import DEFAULT_THRESHOLD, MISSING, Cache, CacheStats, Match, normalize_text
+from ._cache import DEFAULT_THRESHOLD, MISSING, CacheStats, Match, normalize_text
+from ._cache import Cache as Cache  # exported from llmc, its one public home
 from ._calibrate import Calibration, Pair, calibrate, read_pairs
 from ._codec import Codec
 from ._embed import Embedder, HashingEmbedder, MiniLM, OpenAIEmbedder
@@ -35,7 +36,6 @@ from ._verify import Features, agree, features
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MISSING",
-    "Cache",
     "CacheStats",
     "CacheWarning",
     "CachedLLM",

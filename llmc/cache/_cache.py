@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from ..llm.base import LLM, GenerateOptions, Message
     from ..tool import Tool
 
-__all__ = ["DEFAULT_THRESHOLD", "MISSING", "Cache", "CacheStats", "Match"]
-
 T = TypeVar("T")
 
 #: The similarity a semantic match needs (all-MiniLM-L6-v2, cosine), besides passing

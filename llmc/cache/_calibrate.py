@@ -10,8 +10,6 @@ from pathlib import Path
 from ._embed import Embedder
 from ._verify import agree
 
-__all__ = ["Calibration", "Pair", "calibrate", "read_pairs"]
-
 
 @dataclass(frozen=True, slots=True)
 class Pair:

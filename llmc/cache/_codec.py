@@ -14,8 +14,6 @@ import math
 import pickle
 from typing import Any, Literal
 
-__all__ = ["Codec", "Unencodable"]
-
 _JSON = b"j"
 _PICKLE = b"p"
 

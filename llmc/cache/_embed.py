@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
     Vectors = npt.NDArray[np.float32]
 
-__all__ = ["Embedder", "HashingEmbedder", "MiniLM", "OpenAIEmbedder", "normalize"]
-
 
 @runtime_checkable
 class Embedder(Protocol):

@@ -18,8 +18,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["KEY_VERSION", "Unkeyable", "canonical", "digest"]
-
 #: Part of every key: a change to how keys are made changes every key, so old entries miss.
 KEY_VERSION = "llmc-cache-1"
 

@@ -9,8 +9,6 @@ from ..budget import Price
 from ..llm.base import LLM, Chunk, GenerateOptions, Message, Usage, open_stream
 from ._cache import MISSING, Cache
 
-__all__ = ["CachedLLM"]
-
 #: The usage a replayed completion reports: no call was made, no token spent.
 REPLAYED = Usage()
 

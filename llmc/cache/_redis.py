@@ -24,8 +24,6 @@ from ._store import Entry, StoreUnavailable, VectorBatch
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["RedisStore"]
-
 # KEYS: entry, lru, sequence, scope index (or "" for exact entries)
 # ARGV: member, value, checksum, text, vector, created, ttl_ms (0: none), now, max_entries,
 #       prefix, key

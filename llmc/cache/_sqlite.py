@@ -30,8 +30,6 @@ from typing import TypeVar
 
 from ._store import CacheWarning, Entry, StoreUnavailable, VectorBatch
 
-__all__ = ["SQLiteStore", "default_cache_dir"]
-
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1"

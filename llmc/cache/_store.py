@@ -15,8 +15,6 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import LLMCError
 
-__all__ = ["CacheWarning", "Entry", "Store", "StoreUnavailable", "VectorBatch"]
-
 
 class StoreUnavailable(LLMCError):
     """A store cannot answer right now (locked, unreachable); the cache treats it as a miss."""

@@ -26,8 +26,6 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["Features", "agree", "features"]
-
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'\u2019]*(?:-[A-Za-z0-9]+)*|\d[\d,]*(?:\.\d+)?[A-Za-z]*")
 _NUMBER = re.compile(
     r"(?P<pre>[$€£¥])?\s?(?P<num>\d[\d,]*(?:\.\d+)?)\s?(?P<post>%|°\s?[cf]\b|[a-z/]+)?",

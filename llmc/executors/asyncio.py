@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..tool import Tool
 
-__all__ = ["AsyncioExecutor"]
-
 _GROW_LOCK = threading.Lock()
 
 

@@ -14,8 +14,6 @@ from typing import Any
 
 from ..errors import ToolDefinitionError
 
-__all__ = ["Placement"]
-
 
 @dataclass(frozen=True, slots=True)
 class Placement:

@@ -49,8 +49,6 @@ from .placement import Placement
 if TYPE_CHECKING:
     from . import Executor
 
-__all__ = ["RayExecutor", "RemoteOutput"]
-
 #: What Ray raises when the process (or node) that ran a call went away before answering.
 _LOST: tuple[type[BaseException], ...] = (
     ray_errors.WorkerCrashedError,

@@ -1,28 +1,18 @@
 """Language models: the :class:`LLM` protocol and its backends."""
 
-from .base import (
-    LLM,
-    Chunk,
-    Completion,
-    GenerateOptions,
-    Message,
-    Usage,
-    generate,
-    open_stream,
-)
-from .local import Local, ModelLoadError
-from .openai_compat import OpenAI
+# Exported from llmc, their one public home; importable here too.
+from .base import LLM as LLM
+from .base import Chunk, Completion, Message, generate, open_stream
+from .base import GenerateOptions as GenerateOptions
+from .base import Usage as Usage
+from .local import Local as Local
+from .local import ModelLoadError as ModelLoadError
+from .openai_compat import OpenAI as OpenAI
 
 __all__ = [
-    "LLM",
     "Chunk",
     "Completion",
-    "GenerateOptions",
-    "Local",
     "Message",
-    "ModelLoadError",
-    "OpenAI",
-    "Usage",
     "generate",
     "open_stream",
 ]

@@ -13,18 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
-__all__ = [
-    "LLM",
-    "Chunk",
-    "Completion",
-    "GenerateOptions",
-    "Message",
-    "Price",
-    "Usage",
-    "generate",
-    "open_stream",
-]
-
 
 class Message(TypedDict):
     """One chat message, in the OpenAI shape: ``{"role": "user", "content": "..."}``."""

@@ -12,8 +12,6 @@ from ..errors import LLMError
 from .base import LLM
 from .local import MODEL_PATH_ENV, Local
 
-__all__ = ["default_llm", "shared_local"]
-
 _shared: dict[str, Local] = {}
 _shared_lock = threading.Lock()
 

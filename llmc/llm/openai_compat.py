@@ -54,8 +54,6 @@ if TYPE_CHECKING:
     import openai
 
 
-__all__ = ["PLACEHOLDER_API_KEY", "OpenAI"]
-
 #: The key sent when none is given or set in ``OPENAI_API_KEY``: local servers ignore it.
 PLACEHOLDER_API_KEY = "no-key-needed"
 

@@ -29,8 +29,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
-__all__ = ["LoopbackHandler", "LoopbackServer"]
-
 S = TypeVar("S", bound="LoopbackServer")
 
 

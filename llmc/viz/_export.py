@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from ..result import Result
     from ..trace import Trace
 
-__all__ = ["plan_dot", "plan_mermaid"]
-
 #: Arguments longer than this are cut with "…" in text exports.
 ARGS_LIMIT = 40
 

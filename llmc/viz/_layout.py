@@ -26,8 +26,6 @@ from itertools import pairwise
 
 from ._svg import num
 
-__all__ = ["Box", "Layout", "Route", "Spacing", "layout"]
-
 Point = tuple[float, float]
 
 

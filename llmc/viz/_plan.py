@@ -31,8 +31,7 @@ from ._tasks import arguments_text, plan_text, resolve_groups, resolve_statuses,
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["Direction", "plan_svg"]
-
+#: Which way a plan picture runs: top to bottom (``"TB"``) or left to right (``"LR"``).
 Direction = Literal["TB", "LR"]
 
 MARGIN = 16.0

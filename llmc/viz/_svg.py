@@ -18,25 +18,6 @@ from typing import Any
 
 import jinja2
 
-__all__ = [
-    "FONT_FAMILY",
-    "LEGEND_SIZE",
-    "PLAIN",
-    "LegendItem",
-    "STATUS_STYLES",
-    "StatusStyle",
-    "clean",
-    "duration_text",
-    "lay_out_legend",
-    "nice_step",
-    "num",
-    "one_line",
-    "render",
-    "shorten",
-    "text_width",
-    "write",
-]
-
 #: Monospace fonts keep width estimates honest; every system has one of these.
 FONT_FAMILY = (
     "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', 'Liberation Mono', "

@@ -16,8 +16,6 @@ from ._svg import STATUS_STYLES
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["arguments_text", "plan_text", "resolve_groups", "resolve_statuses", "trace_of"]
-
 
 def trace_of(trace: Trace | Result | None) -> Trace | None:
     """The run's trace, from a trace or a result (None stays None)."""

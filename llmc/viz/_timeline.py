@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from ..plan import Plan
     from ..result import Result
 
-__all__ = ["timeline_svg"]
-
 MARGIN = 16.0
 ROW = 22.0
 BAR = 14.0

@@ -52,17 +52,10 @@ Only ``_cpp`` and ``_sampling`` touch llama-cpp-python's private or low-level AP
 upgrade that changes it is fixed there.
 """
 
-from ...errors import ModelLoadError
-from ._cpp import cpu_has_amx
-from ._files import DEFAULT_MODEL, MODEL_PATH_ENV
-from ._model import Local
-from ._sampling import grammar_sampler
-
-__all__ = [
-    "DEFAULT_MODEL",
-    "MODEL_PATH_ENV",
-    "Local",
-    "ModelLoadError",
-    "cpu_has_amx",
-    "grammar_sampler",
-]
+# The names the rest of llmc reaches through this package (``Local``'s public home is ``llmc``).
+from ...errors import ModelLoadError as ModelLoadError
+from ._cpp import cpu_has_amx as cpu_has_amx
+from ._files import DEFAULT_MODEL as DEFAULT_MODEL
+from ._files import MODEL_PATH_ENV as MODEL_PATH_ENV
+from ._model import Local as Local
+from ._sampling import grammar_sampler as grammar_sampler
