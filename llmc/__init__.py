@@ -49,6 +49,8 @@ What is public is what ``llmc`` and the topic namespaces (:mod:`llmc.budget`,
 them all). Every other module is internal: its names may change without notice.
 """
 
+from typing import TYPE_CHECKING, Any
+
 # Modules reached as attributes (llmc.mcp.stdio, llmc.otel.instrument); neither imports
 # its optional SDK until it is used.
 from . import mcp as mcp
@@ -93,7 +95,6 @@ from .mapping import BatchSummary, Outcome
 from .parse import PlanParser
 from .plan import Plan
 from .planner import Planner, PlanText
-from .ray_pool import RayPool
 from .redis_limits import RedisLedger, RedisRateLimiter, RedisSemaphore
 from .result import Result, text_form
 from .scheduler import RunOptions, Scheduler, run_plan, run_plan_sync, stream_plan
@@ -123,6 +124,18 @@ from .trace import (
 
 #: The version of llmc (``llmc --version`` prints it).
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .ray_pool import RayPool
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RayPool":  # imported on demand: Ray is an optional extra, seconds to import
+        from .ray_pool import RayPool
+
+        return RayPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Answer",

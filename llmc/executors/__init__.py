@@ -22,16 +22,16 @@ from .placement import Placement
 
 if TYPE_CHECKING:
     from ..tool import Tool
-    from .ray import RayExecutor
+    from .ray import RayExecutor, RemoteOutput
 
-__all__ = ["AsyncioExecutor", "Executor", "Placement", "RayExecutor"]
+__all__ = ["AsyncioExecutor", "Executor", "Placement", "RayExecutor", "RemoteOutput"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "RayExecutor":  # imported on demand: Ray is an optional extra
-        from .ray import RayExecutor
+    if name in ("RayExecutor", "RemoteOutput"):  # imported on demand: Ray is an optional extra
+        from . import ray
 
-        return RayExecutor
+        return getattr(ray, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
