@@ -42,7 +42,7 @@ from .result import Result, error_text, text_form
 from .scheduler import RunOptions, Scheduler, resolve_references
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event, Span, TaskFinished, Trace, stream_events
+from .trace import Event, Span, TaskDropped, TaskFinished, Trace, stream_events
 
 if TYPE_CHECKING:
     from .redis_limits import RedisLedger
@@ -658,7 +658,12 @@ class _Session:
         try:
             result = await compiler.scheduler.run(
                 _tasks_of(
-                    tasks, round_, self.fuser, self.question, lambda: self._answer_from_plan(round_)
+                    tasks,
+                    round_,
+                    self.fuser,
+                    self.question,
+                    lambda: self._answer_from_plan(round_),
+                    self._note_dropped,
                 ),
                 run_id=self.run_id,
                 prior=self.values,
@@ -671,6 +676,20 @@ class _Session:
                 self._record(round_, exc.result)
             raise
         self._record(round_, result)
+
+    def _note_dropped(self, round_: Round, task: Task, reason: str) -> None:
+        """A task the planner dropped (or stopped at): into the trace, and out as an event."""
+        dropped = TaskDropped(
+            run_id=self.run_id,
+            time=time.perf_counter(),
+            task_id=task.id,
+            tool=task.tool,
+            call=task.to_text(),
+            reason=reason,
+            round=round_.number,
+        )
+        self.trace.dropped.append(dropped)
+        self.emit(dropped)
 
     def _answer_from_plan(self, round_: Round) -> None:
         """Render the plan's ``finish(...)`` once every output it needs is there, and emit
@@ -772,21 +791,34 @@ async def _tasks_of(
     fuser: Fuser | None,
     question: str,
     on_end: Callable[[], object],
+    on_dropped: Callable[[Round, Task, str], object],
 ) -> AsyncGenerator[Task, None]:
     """The planner's tasks, ``$question`` filled in and calls of fused tools expanded into
-    their members, as they come; ``on_end`` is called when the plan is complete. The
+    their members, as they come; ``on_end`` is called when the plan is complete, and
+    ``on_dropped`` with each task the planner dropped (``Round.dropped``) once it shows. The
     planner's stream is closed when the scheduler stops early."""
+    noted = 0
+
+    def note_dropped() -> None:
+        nonlocal noted
+        for task, reason in round_.dropped[noted:]:
+            on_dropped(round_, task, reason)
+        noted = len(round_.dropped)
+
     try:
         async for planned in tasks:
+            note_dropped()
             task = _with_question(planned, question)
             for item in fuser.expand(task) if fuser is not None else (task,):
                 if item is not task:  # a member: its line is the fused call's
                     round_.parsed_at[item.id] = round_.parsed_at[task.id]
                 round_.ran.append(item)
                 yield item
+        note_dropped()
         on_end()
     finally:
         await tasks.aclose()
+        note_dropped()
 
 
 def _with_observations(rounds: list[Round], shown: Mapping[int, str]) -> list[Round]:
