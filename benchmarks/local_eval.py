@@ -20,6 +20,8 @@ grammar backend; ``none`` = the grammar only, as before the aids):
 - ``norefs``: no ``$N`` in the plan grammar;
 - ``cap``: at most 4 tasks per plan;
 - ``repeats``: the plan stops at a task that repeats an earlier one;
+- ``mask``: with ``repeats``, the plan grammar is rebuilt at each task line so that a task
+  identical to an earlier one cannot be written (``repeats="mask"``);
 - ``short``: the short exemplars of planners/default (without it, the two long ones the
   templates had before, from benchmarks/long_exemplars/);
 - ``brief``: the planner's prompt lists each tool by its signature line, not its whole
@@ -52,7 +54,7 @@ SETS = {
     "files": (REPO / "tests/data/file_questions.tsv", REPO / "tests/data/files"),
     "shelf": (REPO / "tests/data/shelf_questions.tsv", REPO / "examples/shelf"),
 }
-AIDS = ("choices", "norefs", "cap", "repeats", "short", "brief", "copy", "finish")
+AIDS = ("choices", "norefs", "cap", "repeats", "mask", "short", "brief", "copy", "finish")
 LONG_EXEMPLARS = Path(__file__).resolve().parent / "long_exemplars"
 
 
@@ -83,7 +85,7 @@ def compiler_for(tools: list[llmc.Tool], llm: Local, aids: set[str]) -> llmc.Com
         tools,
         templates=templates,
         grammar=grammar,
-        repeats="stop" if "repeats" in aids else "allow",
+        repeats=("mask" if "mask" in aids else "stop") if "repeats" in aids else "allow",
         brief="brief" in aids,
     )
     joiner = Joiner(llm, templates=templates, mode="copy" if "copy" in aids else "decide")

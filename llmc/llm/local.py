@@ -96,6 +96,7 @@ class _Call:
     stop: tuple[str, ...]
     temperature: float
     grammar: str | None  # GBNF: the call's own, or made from its JSON schema
+    next_grammar: Callable[[str], str | None] | None  # GenerateOptions.next_grammar
     sampling: Mapping[str, float]
 
 
@@ -417,6 +418,7 @@ class Local:
             stop=tuple(s for s in options.stop if s),
             temperature=0.0 if options.temperature is None else options.temperature,
             grammar=grammar,
+            next_grammar=options.next_grammar if grammar is not None else None,
             sampling=_sampling(options.extra),
         )
 
@@ -502,7 +504,12 @@ class Local:
             grammar=self._grammar(call.grammar),
             lazy=self.lazy_grammar,
             seed=self.seed,
+            follow=None if (hook := call.next_grammar) is None else self._follow(hook),
         )
+
+    def _follow(self, hook: Callable[[str], str | None]) -> Callable[[str], Any]:
+        """The grammar sampler that ``hook`` picks for the output so far (None: keep)."""
+        return lambda text: None if (grammar := hook(text)) is None else self._grammar(grammar)
 
     def _grammar(self, text: str | None) -> Any:
         """llama.cpp's grammar sampler for a GBNF text, parsed once per text and reset."""
@@ -700,9 +707,13 @@ class _Sampler:
         grammar: Any,
         lazy: bool,
         seed: int,
+        follow: Callable[[str], Any] | None = None,
     ) -> None:
         import llama_cpp
 
+        self.follow = follow  # the grammar for the output so far, at each line's end
+        self.detokenize = llama.detokenize
+        self.output = b""
         self.ctx = llama.ctx
         self.n_vocab = int(llama.n_vocab())
         self.candidates = candidates
@@ -726,6 +737,12 @@ class _Sampler:
             if not self.allowed(token):
                 raise LLMError("the grammar allows no token here: it cannot be completed")
             llama_cpp.llama_sampler_accept(self.grammar, token)
+            if self.follow is not None:
+                self.output += self.detokenize([token])
+                if self.output.endswith(b"\n"):
+                    self.grammar = (
+                        self.follow(self.output.decode("utf-8", "replace")) or self.grammar
+                    )
         if self.chain is not None:
             llama_cpp.llama_sampler_accept(self.chain, token)
         return token
