@@ -28,6 +28,8 @@ grammar backend; ``none`` = the grammar only, as before the aids):
   documentation (a prompt of ~700 tokens instead of ~2,400);
 - ``copy``: the joiner answers with a run of words copied from the parts of the
   observations that speak of the question, always Finish;
+- ``direct``: with ``copy``, a JSON observation whose one item about the question is the
+  answer answers without a joiner call (``Joiner(direct=True)``);
 - ``finish``: the plan grammar admits ``finish(...)``, the plan's own answer without a
   joiner call.
 """
@@ -54,7 +56,7 @@ SETS = {
     "files": (REPO / "tests/data/file_questions.tsv", REPO / "tests/data/files"),
     "shelf": (REPO / "tests/data/shelf_questions.tsv", REPO / "examples/shelf"),
 }
-AIDS = ("choices", "norefs", "cap", "repeats", "mask", "short", "brief", "copy", "finish")
+AIDS = ("choices", "norefs", "cap", "repeats", "mask", "short", "brief", "copy", "direct", "finish")
 LONG_EXEMPLARS = Path(__file__).resolve().parent / "long_exemplars"
 
 
@@ -88,7 +90,12 @@ def compiler_for(tools: list[llmc.Tool], llm: Local, aids: set[str]) -> llmc.Com
         repeats=("mask" if "mask" in aids else "stop") if "repeats" in aids else "allow",
         brief="brief" in aids,
     )
-    joiner = Joiner(llm, templates=templates, mode="copy" if "copy" in aids else "decide")
+    joiner = Joiner(
+        llm,
+        templates=templates,
+        mode="copy" if "copy" in aids else "decide",
+        direct="direct" in aids,
+    )
     return llmc.Compiler(tools, llm, planner=planner, joiner=joiner, max_replans=1, timeout=30)
 
 
@@ -117,7 +124,7 @@ async def main() -> None:
     llm = await Local(opts.model, n_threads=opts.threads).aload()
     print(f"model: {llm.describe()}; aids: {', '.join(sorted(aids)) or 'none'}")
     compiler = compiler_for(tools, llm, aids)
-    parsed = right = exact = tasks = 0
+    parsed = right = exact = tasks = dropped = unjoined = 0
     started = time.perf_counter()
     items = questions(table, opts.questions)
     for number, (question, expected) in enumerate(items, 1):
@@ -129,6 +136,8 @@ async def main() -> None:
             continue
         parsed += 1
         tasks += len(answer.plan)
+        dropped += len(answer.trace.dropped)
+        unjoined += not any(span.kind == "joiner" for span in answer.trace.spans)
         ok = any(e.lower() in answer.text.lower() for e in expected)
         right += ok
         exact += strict(answer.text, expected)
@@ -144,7 +153,8 @@ async def main() -> None:
     seconds = time.perf_counter() - started
     print(
         f"aids {','.join(sorted(aids)) or 'none'}: plans parsed {parsed}/{total}; answers right "
-        f"{right}/{total} ({exact} strict); {tasks / max(parsed, 1):.1f} tasks per question; "
+        f"{right}/{total} ({exact} strict); {tasks / max(parsed, 1):.1f} tasks per question "
+        f"({dropped} dropped or stopped at); {unjoined} answered without a joiner call; "
         f"{seconds / max(total, 1):.1f} s per question ({seconds:.0f} s in all)"
     )
 

@@ -60,6 +60,7 @@ from .toolbox import Toolbox, Tools
 __all__ = [
     "DEFAULT_MAX_TASKS",
     "focus",
+    "focused_value",
     "MAX_CHOICES",
     "QUESTION_SPANS",
     "SMALL_MODEL_PLANS",
@@ -452,6 +453,30 @@ def focus(text: str, question: str) -> list[str]:
 
 def _stem(word: str) -> str:
     return word.casefold()[:5]
+
+
+def focused_value(text: str, question: str) -> str | None:
+    """The answer an observation gives by itself, with no model to read it: when ``text``
+    is a JSON object and :func:`focus` keeps exactly one of its items, that item's value if
+    it is a number or a short text (``{"lines": 8, "words": 52}`` asked "How many lines
+    ...?" gives ``"8"``); None otherwise (a file, a list, a question that meets several
+    items or none)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or len(value) < 2:
+        return None
+    kept = focus(text, question)
+    if len(kept) != 1:
+        return None
+    for key, item in value.items():
+        shown = item if isinstance(item, str) else json.dumps(item)
+        if kept[0] == f"{key}: {shown}":
+            short = isinstance(item, str) and 0 < len(item) <= 40 and "\n" not in item
+            number = isinstance(item, int | float) and not isinstance(item, bool)
+            return shown if short or number else None
+    return None
 
 
 def _parts(text: str) -> list[str]:
