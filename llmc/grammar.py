@@ -594,7 +594,9 @@ class _Builder:
         return name
 
     def text(self) -> str:
-        return "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
+        """The rules, the start rule ``root`` first."""
+        names = sorted(self.rules, key=lambda name: name != "root")  # (a stable sort)
+        return "".join(f"{name} ::= {self.rules[name]}\n" for name in names)
 
     def end(self, level: int) -> str:
         """The plan's last line after task ``level``: ``join()``, or ``finish(answer)`` with
