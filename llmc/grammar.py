@@ -531,7 +531,8 @@ def span_grammar(
         escape: how a piece is written in the surrounding language (e.g. inside a Python
             string literal); default: as it is.
         max_words: the most words and marks offered, all texts together.
-        not_starting: words a run may not start with (compared case-insensitively); runs
+        not_starting: words a run may not start with, in any form that shares their first
+            five letters, case aside ("thanks" rules out "Thank", "attends" "attend"); runs
             never start with a punctuation mark either. An answer copied from observations
             starts with what the question does not already say.
 
@@ -539,7 +540,7 @@ def span_grammar(
         The rules' text; an empty-text input offers only the empty run.
     """
     write = escape or (lambda piece: piece)
-    banned = {word.casefold() for word in not_starting}
+    banned = {_stem(word) for word in not_starting}
     rules: dict[str, str] = {}
     starts: list[str] = []
     count = 0
@@ -554,7 +555,7 @@ def span_grammar(
                 body += f" ({_literal(gap) + ' ' if gap else ''}{name}-{number}-{index + 1})?"
             rules[rule] = body
             piece = match.group()
-            if banned and (piece.casefold() in banned or not piece[0].isalnum()):
+            if banned and (_stem(piece) in banned or not piece[0].isalnum()):
                 continue
             starts.append(rule)
     # Identical starting words lead to different continuations, so every start stays.

@@ -125,6 +125,12 @@ def test_span_grammar_starts_with_no_question_word_and_no_punctuation() -> None:
     assert start == "span ::= span-0-0 | span-0-1 | span-0-4"  # Venus, is, planet
 
 
+def test_a_span_starts_with_no_form_of_a_question_word() -> None:
+    rules = span_grammar(["Thank you, Attending."], not_starting=["thanks", "attends"])
+    start = rules.splitlines()[0]  # "Thank" shares "thank" with "thanks", "Attending" "atten"
+    assert start == "span ::= span-0-1"  # you
+
+
 def test_focus_keeps_the_parts_that_speak_of_the_question() -> None:
     counts = json.dumps({"lines": 8, "words": 52, "chars": 290})
     assert focus(counts, "How many lines does a.txt have?") == ["lines: 8"]
@@ -323,11 +329,11 @@ def test_joiner_modes_are_checked() -> None:
 
 @pytest.mark.local_model
 async def test_the_local_model_answers_from_the_focused_observation(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, model: Local
 ) -> None:
     monkeypatch.setenv("LLMC_FILES_ROOT", str(REPO / "tests/data/files"))
     tools = [t for pack in ("files", "math", "text") for t in llmc.catalog.load_pack(pack)]
-    answer = await Compiler(tools, Local()).run("How many lines does planets.txt have?")
+    answer = await Compiler(tools, model).run("How many lines does planets.txt have?")
     assert answer.rounds[0].tasks[0].tool in {"count_file", "read_file"}
     assert len(answer.text) < 40 and "<answer>" not in answer.text
 
