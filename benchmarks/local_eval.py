@@ -13,7 +13,8 @@ longer than 40 characters ("strict"), since a whole file that contains the answe
 answer, and "6650" does not say "6".
 
 The aids (``--aids``, comma-separated, default ``all`` = the defaults of Compiler on a
-grammar backend; ``none`` = the grammar only, as before the aids):
+grammar backend, every aid but ``mask``; ``none`` = the grammar only, as before the aids;
+``all,mask`` adds one to the defaults):
 
 - ``choices``: parameters held to their declared choices (files under the root, folders,
   question spans for grep);
@@ -66,8 +67,14 @@ def questions(path: Path, limit: int) -> list[tuple[str, list[str]]]:
     return [(row["question"], row["expected"].split("|")) for row in rows[:limit]]
 
 
+#: The aids the Compiler uses by default (``mask`` is an option: it did not pay).
+DEFAULT_AIDS = frozenset(AIDS) - {"mask"}
+
+
 def chosen_aids(text: str, without: list[str]) -> set[str]:
-    names = set(AIDS) if text == "all" else set() if text == "none" else set(text.split(","))
+    names: set[str] = set()
+    for name in text.split(","):
+        names |= DEFAULT_AIDS if name == "all" else set() if name == "none" else {name}
     unknown = names - set(AIDS) | set(without) - set(AIDS)
     if unknown:
         raise SystemExit(f"unknown aids {sorted(unknown)}; known: {', '.join(AIDS)}")
