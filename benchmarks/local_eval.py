@@ -13,19 +13,24 @@ longer than 40 characters ("strict"), since a whole file that contains the answe
 answer, and "6650" does not say "6".
 
 The aids (``--aids``, comma-separated, default ``all`` = the defaults of Compiler on a
-grammar backend; ``none`` = the grammar only, as before the aids):
+grammar backend, every aid but ``mask``; ``none`` = the grammar only, as before the aids;
+``all,mask`` adds one to the defaults):
 
 - ``choices``: parameters held to their declared choices (files under the root, folders,
   question spans for grep);
 - ``norefs``: no ``$N`` in the plan grammar;
 - ``cap``: at most 4 tasks per plan;
 - ``repeats``: the plan stops at a task that repeats an earlier one;
+- ``mask``: with ``repeats``, the plan grammar is rebuilt at each task line so that a task
+  identical to an earlier one cannot be written (``repeats="mask"``);
 - ``short``: the short exemplars of planners/default (without it, the two long ones the
   templates had before, from benchmarks/long_exemplars/);
 - ``brief``: the planner's prompt lists each tool by its signature line, not its whole
   documentation (a prompt of ~700 tokens instead of ~2,400);
 - ``copy``: the joiner answers with a run of words copied from the parts of the
   observations that speak of the question, always Finish;
+- ``direct``: with ``copy``, a JSON observation whose one item about the question is the
+  answer answers without a joiner call (``Joiner(direct=True)``);
 - ``finish``: the plan grammar admits ``finish(...)``, the plan's own answer without a
   joiner call.
 """
@@ -52,7 +57,7 @@ SETS = {
     "files": (REPO / "tests/data/file_questions.tsv", REPO / "tests/data/files"),
     "shelf": (REPO / "tests/data/shelf_questions.tsv", REPO / "examples/shelf"),
 }
-AIDS = ("choices", "norefs", "cap", "repeats", "short", "brief", "copy", "finish")
+AIDS = ("choices", "norefs", "cap", "repeats", "mask", "short", "brief", "copy", "direct", "finish")
 LONG_EXEMPLARS = Path(__file__).resolve().parent / "long_exemplars"
 
 
@@ -62,8 +67,14 @@ def questions(path: Path, limit: int) -> list[tuple[str, list[str]]]:
     return [(row["question"], row["expected"].split("|")) for row in rows[:limit]]
 
 
+#: The aids the Compiler uses by default (``mask`` is an option: it did not pay).
+DEFAULT_AIDS = frozenset(AIDS) - {"mask"}
+
+
 def chosen_aids(text: str, without: list[str]) -> set[str]:
-    names = set(AIDS) if text == "all" else set() if text == "none" else set(text.split(","))
+    names: set[str] = set()
+    for name in text.split(","):
+        names |= DEFAULT_AIDS if name == "all" else set() if name == "none" else {name}
     unknown = names - set(AIDS) | set(without) - set(AIDS)
     if unknown:
         raise SystemExit(f"unknown aids {sorted(unknown)}; known: {', '.join(AIDS)}")
@@ -83,10 +94,15 @@ def compiler_for(tools: list[llmc.Tool], llm: Local, aids: set[str]) -> llmc.Com
         tools,
         templates=templates,
         grammar=grammar,
-        repeats="stop" if "repeats" in aids else "allow",
+        repeats=("mask" if "mask" in aids else "stop") if "repeats" in aids else "allow",
         brief="brief" in aids,
     )
-    joiner = Joiner(llm, templates=templates, mode="copy" if "copy" in aids else "decide")
+    joiner = Joiner(
+        llm,
+        templates=templates,
+        mode="copy" if "copy" in aids else "decide",
+        direct="direct" in aids,
+    )
     return llmc.Compiler(tools, llm, planner=planner, joiner=joiner, max_replans=1, timeout=30)
 
 
@@ -115,7 +131,7 @@ async def main() -> None:
     llm = await Local(opts.model, n_threads=opts.threads).aload()
     print(f"model: {llm.describe()}; aids: {', '.join(sorted(aids)) or 'none'}")
     compiler = compiler_for(tools, llm, aids)
-    parsed = right = exact = tasks = 0
+    parsed = right = exact = tasks = dropped = unjoined = 0
     started = time.perf_counter()
     items = questions(table, opts.questions)
     for number, (question, expected) in enumerate(items, 1):
@@ -127,6 +143,8 @@ async def main() -> None:
             continue
         parsed += 1
         tasks += len(answer.plan)
+        dropped += len(answer.trace.dropped)
+        unjoined += not any(span.kind == "joiner" for span in answer.trace.spans)
         ok = any(e.lower() in answer.text.lower() for e in expected)
         right += ok
         exact += strict(answer.text, expected)
@@ -142,7 +160,8 @@ async def main() -> None:
     seconds = time.perf_counter() - started
     print(
         f"aids {','.join(sorted(aids)) or 'none'}: plans parsed {parsed}/{total}; answers right "
-        f"{right}/{total} ({exact} strict); {tasks / max(parsed, 1):.1f} tasks per question; "
+        f"{right}/{total} ({exact} strict); {tasks / max(parsed, 1):.1f} tasks per question "
+        f"({dropped} dropped or stopped at); {unjoined} answered without a joiner call; "
         f"{seconds / max(total, 1):.1f} s per question ({seconds:.0f} s in all)"
     )
 

@@ -54,17 +54,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .errors import PlanError
+from .parse import PlanParser
+from .task import Task
 from .toolbox import Toolbox, Tools
 
 __all__ = [
     "DEFAULT_MAX_TASKS",
     "focus",
+    "focused_value",
     "MAX_CHOICES",
     "QUESTION_SPANS",
     "SMALL_MODEL_PLANS",
     "Choices",
     "PlanGrammar",
     "QuestionSpans",
+    "RepeatMask",
     "joiner_grammar",
     "plan_grammar",
     "resolve_choices",
@@ -148,6 +153,8 @@ def plan_grammar(
     choices: bool = True,
     question: str | None = None,
     finish: bool = True,
+    continues: bool = False,
+    excluded: Iterable[tuple[str, Sequence[Any]]] = (),
 ) -> str:
     """The GBNF grammar of every valid plan over ``tools``.
 
@@ -165,6 +172,13 @@ def plan_grammar(
         question: the question, for parameters whose choices are :data:`QUESTION_SPANS`
             (without it they are free strings).
         finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
+        continues: the grammar of the rest of a plan whose tasks up to ``first_id - 1``
+            are written: it starts with the plan's end or task ``first_id``, and
+            ``max_tasks`` (which may be 0) counts the tasks still allowed.
+        excluded: calls that may not be written, as ``(tool name, positional arguments)``:
+            the tasks written so far (see :class:`RepeatMask`). A call is excluded where its
+            arguments are values of declared choices (finite lists); a call with a free
+            argument (a string, a number, a reference) cannot be and is left as it is.
 
     The three bounds keep a small model from rambling until it runs out of tokens, which
     would cut the plan in the middle of a line.
@@ -178,20 +192,47 @@ def plan_grammar(
     toolbox = Toolbox.of(tools)
     if not toolbox:
         raise ValueError("plan_grammar() needs at least one tool: a plan can only call tools")
-    if min(first_id, max_tasks, thought_chars, string_chars, max_items) < 1:
+    if min(first_id, max_tasks + continues, thought_chars, string_chars, max_items) < 1:
         raise ValueError("first_id, max_tasks and the length bounds must be at least 1")
     builder = _Builder(
         string_chars=string_chars,
         max_items=max_items,
         choices=choices,
         question=question,
+        excluded=excluded,
     )
-    last = first_id + max_tasks - 1
     thought = "thought? " if thoughts else ""
-    builder.define("root", f"{thought}task-{first_id}")
-    for task_id in range(first_id, last + 1):
+    ender = builder.end if finish else (lambda level: "end")
+    # Each task's calls, up to the first task that excluded calls leave nothing to write.
+    task_calls: list[str] = []
+    for task_id in range(first_id, first_id + max_tasks):
         calls = builder.calls(toolbox, task_id - 1 if references else 0)
-        end = builder.end(task_id) if finish else "end"
+        if calls is None:
+            break
+        task_calls.append(calls)
+    if not task_calls and not continues:  # nothing left to call: exclude nothing
+        return plan_grammar(
+            toolbox,
+            first_id=first_id,
+            max_tasks=max_tasks,
+            thoughts=thoughts,
+            thought_chars=thought_chars,
+            string_chars=string_chars,
+            max_items=max_items,
+            references=references,
+            choices=choices,
+            question=question,
+            finish=finish,
+        )
+    if continues:
+        end = ender(first_id - 1)
+        root = f"{end} | {thought}task-{first_id}" if task_calls else end
+    else:
+        root = f"{thought}task-{first_id}"
+    builder.define("root", root)
+    last = first_id + len(task_calls) - 1
+    for task_id, calls in enumerate(task_calls, first_id):
+        end = ender(task_id)
         rest = end if task_id == last else f"({end} | {thought}task-{task_id + 1})"
         builder.define(f"task-{task_id}", f'"{task_id}. " {calls} "\\n" {rest}')
     if not finish:
@@ -231,10 +272,23 @@ class PlanGrammar:
 
     def __call__(self, tools: Tools, first_id: int, question: str | None) -> str:
         """The grammar of one plan over ``tools`` whose first task is ``first_id``."""
+        return self.build(tools, first_id, question)
+
+    def build(
+        self,
+        tools: Tools,
+        first_id: int,
+        question: str | None,
+        *,
+        written: int = 0,
+        excluded: Iterable[tuple[str, Sequence[Any]]] = (),
+    ) -> str:
+        """The grammar of a plan whose first ``written`` tasks are written (the rest of it,
+        from task ``first_id`` on), without the ``excluded`` calls (see :func:`plan_grammar`)."""
         return plan_grammar(
             tools,
             first_id=first_id,
-            max_tasks=self.max_tasks,
+            max_tasks=self.max_tasks - written,
             thoughts=self.thoughts,
             references=self.references,
             choices=self.choices,
@@ -242,6 +296,72 @@ class PlanGrammar:
             thought_chars=self.thought_chars,
             string_chars=self.string_chars,
             finish=self.finish,
+            continues=written > 0,
+            excluded=excluded,
+        )
+
+
+class RepeatMask:
+    """A plan's grammar, rebuilt as each task line is written so that no task can repeat an
+    earlier one (same tool, same arguments), this plan's or an earlier plan's.
+
+    For backends that change grammars while they decode (``GenerateOptions.next_grammar``,
+    the local model): :meth:`initial` is the plan's first grammar, and each time the output
+    ends a line the backend calls the mask with the output so far; after a task line, it
+    returns the grammar of the rest of the plan, with every call written so far excluded.
+    Only calls whose arguments are declared choices can be excluded (see
+    :func:`plan_grammar`); a planner stops at any other repeat as before.
+
+    Args:
+        grammar: the plan grammar's options.
+        tools: the tools plans may call.
+        question: the question (for question spans).
+        first_id: the plan's first task number.
+        earlier: the tasks of earlier plans (a replan may not repeat them either).
+    """
+
+    def __init__(
+        self,
+        grammar: PlanGrammar,
+        tools: Tools,
+        question: str,
+        *,
+        first_id: int = 1,
+        earlier: Sequence[Task] = (),
+    ) -> None:
+        self.grammar = grammar
+        self.tools = Toolbox.of(tools)
+        self.question = question
+        self.first_id = first_id
+        self.calls: list[tuple[str, Sequence[Any]]] = [
+            (task.tool, task.args) for task in earlier if not task.kwargs
+        ]
+        self._parser = PlanParser(tools=self.tools, earlier=[task.id for task in earlier])
+        self._read = 0  # how much of the output the parser has seen
+        self._written = 0
+
+    def initial(self) -> str:
+        """The grammar of the whole plan, without earlier plans' calls."""
+        return self.grammar.build(self.tools, self.first_id, self.question, excluded=self.calls)
+
+    def __call__(self, text: str) -> str | None:
+        """The grammar for what may follow ``text`` (the output so far, ending a line), or
+        None to keep the current one (the line was no task, or did not parse)."""
+        new, self._read = text[self._read :], len(text)
+        try:
+            tasks = self._parser.feed(new)
+        except PlanError:
+            return None
+        if not tasks:
+            return None
+        self.calls += [(task.tool, task.args) for task in tasks if not task.kwargs]
+        self._written += len(tasks)
+        return self.grammar.build(
+            self.tools,
+            tasks[-1].id + 1,
+            self.question,
+            written=self._written,
+            excluded=self.calls,
         )
 
 
@@ -339,6 +459,30 @@ def _stem(word: str) -> str:
     return word.casefold()[:5]
 
 
+def focused_value(text: str, question: str) -> str | None:
+    """The answer an observation gives by itself, with no model to read it: when ``text``
+    is a JSON object and :func:`focus` keeps exactly one of its items, that item's value if
+    it is a number or a short text (``{"lines": 8, "words": 52}`` asked "How many lines
+    ...?" gives ``"8"``); None otherwise (a file, a list, a question that meets several
+    items or none)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or len(value) < 2:
+        return None
+    kept = focus(text, question)
+    if len(kept) != 1:
+        return None
+    for key, item in value.items():
+        shown = item if isinstance(item, str) else json.dumps(item)
+        if kept[0] == f"{key}: {shown}":
+            short = isinstance(item, str) and 0 < len(item) <= 40 and "\n" not in item
+            number = isinstance(item, int | float) and not isinstance(item, bool)
+            return shown if short or number else None
+    return None
+
+
 def _parts(text: str) -> list[str]:
     """A JSON object's ``key: value`` items or a list's items, or else a text's lines."""
     try:
@@ -391,7 +535,8 @@ def span_grammar(
         escape: how a piece is written in the surrounding language (e.g. inside a Python
             string literal); default: as it is.
         max_words: the most words and marks offered, all texts together.
-        not_starting: words a run may not start with (compared case-insensitively); runs
+        not_starting: words a run may not start with, in any form that shares their first
+            five letters, case aside ("thanks" rules out "Thank", "attends" "attend"); runs
             never start with a punctuation mark either. An answer copied from observations
             starts with what the question does not already say.
 
@@ -399,7 +544,7 @@ def span_grammar(
         The rules' text; an empty-text input offers only the empty run.
     """
     write = escape or (lambda piece: piece)
-    banned = {word.casefold() for word in not_starting}
+    banned = {_stem(word) for word in not_starting}
     rules: dict[str, str] = {}
     starts: list[str] = []
     count = 0
@@ -414,7 +559,7 @@ def span_grammar(
                 body += f" ({_literal(gap) + ' ' if gap else ''}{name}-{number}-{index + 1})?"
             rules[rule] = body
             piece = match.group()
-            if banned and (piece.casefold() in banned or not piece[0].isalnum()):
+            if banned and (_stem(piece) in banned or not piece[0].isalnum()):
                 continue
             starts.append(rule)
     # Identical starting words lead to different continuations, so every start stays.
@@ -433,11 +578,17 @@ class _Builder:
         max_items: int,
         choices: bool = True,
         question: str | None = None,
+        excluded: Iterable[tuple[str, Sequence[Any]]] = (),
     ) -> None:
         self.string_chars = string_chars
         self.max_items = max_items
         self.use_choices = choices
         self.question = question
+        self.excluded: dict[str, list[tuple[str, ...]]] = {}
+        for tool_name, args in excluded:
+            written = tuple(_literal_of(value) for value in args)
+            if None not in written:  # (a reference or an object: not a choice)
+                self.excluded.setdefault(tool_name, []).append(written)  # type: ignore[arg-type]
         self._resolved: dict[tuple[int, str], list[Any] | QuestionSpans | None] = {}
         self.rules: dict[str, str] = {}
         self._type_ids: dict[str, int] = {}
@@ -448,7 +599,9 @@ class _Builder:
         return name
 
     def text(self) -> str:
-        return "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
+        """The rules, the start rule ``root`` first."""
+        names = sorted(self.rules, key=lambda name: name != "root")  # (a stable sort)
+        return "".join(f"{name} ::= {self.rules[name]}\n" for name in names)
 
     def end(self, level: int) -> str:
         """The plan's last line after task ``level``: ``join()``, or ``finish(answer)`` with
@@ -460,13 +613,16 @@ class _Builder:
 
     # -- tools ---------------------------------------------------------------------------
 
-    def calls(self, tools: Toolbox, level: int) -> str:
-        """A rule for a call of any of the tools, with references up to ``$level``."""
+    def calls(self, tools: Toolbox, level: int) -> str | None:
+        """A rule for a call of any of the tools, with references up to ``$level``; None
+        when the excluded calls leave none."""
         alternatives = [self.call(index, tools[name], level) for index, name in enumerate(tools)]
-        return self.define(f"call-{level}", " | ".join(alternatives))
+        kept = [alternative for alternative in alternatives if alternative is not None]
+        return self.define(f"call-{level}", " | ".join(kept)) if kept else None
 
-    def call(self, index: int, tool: Any, level: int) -> str:
-        """A rule for one tool's call: its name, then its arguments in order."""
+    def call(self, index: int, tool: Any, level: int) -> str | None:
+        """A rule for one tool's call: its name, then its arguments in order; None when
+        every call of it is excluded."""
         schema = tool.params_model.model_json_schema()
         self._defs = schema.get("$defs", {})
         properties: Mapping[str, Any] = schema.get("properties", {})
@@ -478,20 +634,39 @@ class _Builder:
         ]
         # Positional arguments: everything up to the last required parameter must be given.
         needed = max((i + 1 for i, name in enumerate(names) if name in required), default=0)
-        arguments = _sequence(parts, needed)
+        excluded = self.excluded.get(tool.name)
+        if excluded:
+            finite = [self.finite(index, tool, name) for name in names]
+            found = _Unrepeated(self, f"unrepeated-{index}-{level}", parts, finite, needed, level)
+            unrepeated = found.rule(excluded)
+            if unrepeated is None:
+                return None
+            arguments = unrepeated
+        else:
+            arguments = _sequence(parts, needed)
         opening = _literal(f"{tool.name}(")
         body = f'{opening} {arguments} ")"' if arguments else _literal(f"{tool.name}()")
         return self.define(f"tool-{index}-{_rule_word(tool.name)}-{level}", body)
 
-    def choice(self, index: int, tool: Any, name: str, level: int) -> str | None:
-        """A rule for a parameter held to its declared choices, or None if it has none."""
+    def resolved(self, index: int, tool: Any, name: str) -> list[Any] | QuestionSpans | None:
+        """The values a parameter is held to, if it is held to any."""
         declared = getattr(tool, "choices", None) or {}
         if not self.use_choices or name not in declared:
             return None
         key = (index, name)
         if key not in self._resolved:  # a function that lists choices runs once per grammar
             self._resolved[key] = resolve_choices(declared[name])
-        values = self._resolved[key]
+        return self._resolved[key]
+
+    def finite(self, index: int, tool: Any, name: str) -> list[str] | None:
+        """A parameter's choices as plan text, when they are a list (None: the values are
+        free, or question spans)."""
+        values = self.resolved(index, tool, name)
+        return [_python_literal(v) for v in values] if isinstance(values, list) else None
+
+    def choice(self, index: int, tool: Any, name: str, level: int) -> str | None:
+        """A rule for a parameter held to its declared choices, or None if it has none."""
+        values = self.resolved(index, tool, name)
         if values is None or (isinstance(values, QuestionSpans) and not self.question):
             return None
         rule = f"choice-{index}-{_rule_word(name)}"
@@ -639,14 +814,101 @@ class _Builder:
         return self.define(f"type-{number}-{level}", body)
 
 
-def _sequence(parts: list[str], required: int) -> str:
-    """Comma-separated ``parts``: the first ``required`` always, then any prefix of the rest."""
+def _sequence(parts: list[str], required: int, *, leading: bool = False) -> str:
+    """Comma-separated ``parts``: the first ``required`` always, then any prefix of the rest
+    (``leading``: a comma before the first part too, for parts after earlier ones)."""
+
+    def lead(index: int) -> str:
+        return '", " ' if index > 0 or leading else ""
+
     tail = ""
     for index in range(len(parts) - 1, required - 1, -1):
-        lead = '", " ' if index > 0 else ""
-        tail = f"({lead}{parts[index]}{' ' + tail if tail else ''})?"
-    fixed = ' ", " '.join(parts[:required])
+        tail = f"({lead(index)}{parts[index]}{' ' + tail if tail else ''})?"
+    fixed = " ".join(f"{lead(index)}{part}" for index, part in enumerate(parts[:required]))
     return " ".join(piece for piece in (fixed, tail) if piece)
+
+
+class _Unrepeated:
+    """The arguments of one tool's call, except the excluded argument lists.
+
+    A trie over the excluded lists: at each position, a value no excluded list continues
+    with leads to the free rest of the arguments, and a value some do continue with leads
+    to the next level of the trie; an argument list may end where the tool allows it and it
+    is not itself excluded. Only positions whose values are finite choices branch (a free
+    value cannot be told apart in a grammar), so excluded lists that need a free value to
+    branch are left out. The grammar grows with the excluded lists, not with the choices.
+    """
+
+    def __init__(
+        self,
+        builder: _Builder,
+        name: str,
+        parts: list[str],
+        finite: list[list[str] | None],
+        needed: int,
+        level: int,
+    ) -> None:
+        self.builder, self.name, self.parts = builder, name, parts
+        self.finite, self.needed, self.level = finite, needed, level
+        self.count = 0
+
+    def rule(self, excluded: Sequence[tuple[str, ...]]) -> str | None:
+        """The rule of the arguments without ``excluded``; None if nothing is left."""
+        usable = [
+            written
+            for written in excluded
+            if self.needed <= len(written) <= len(self.parts)
+            and all(
+                choices is not None and value in choices
+                for value, choices in zip(written, self.finite, strict=False)
+            )
+        ]
+        if not usable:
+            return _sequence(self.parts, self.needed)
+        return self.branch((), usable)
+
+    def branch(self, prefix: tuple[str, ...], excluded: list[tuple[str, ...]]) -> str | None:
+        """The arguments after ``prefix``, whose excluded continuations are ``excluded``
+        (each starting with ``prefix``); None if none are left."""
+        at, parts = len(prefix), self.parts
+        onward = {written[at] for written in excluded if len(written) > at}
+        stops_here = prefix in excluded
+        if not onward and not stops_here:  # nothing excluded from here on
+            return _sequence(parts[at:], max(0, self.needed - at), leading=at > 0) or '""'
+        alternatives = []
+        if at >= self.needed and not stops_here:
+            alternatives.append('""')
+        if at < len(parts):
+            lead = '", " ' if at else ""
+            rest = _sequence(parts[at + 1 :], max(0, self.needed - at - 1), leading=True)
+            rest = f" {rest}" if rest else ""
+            if onward:  # (a finite position: only such lists are excluded)
+                free = [_literal(v) for v in self.finite[at] or () if v not in onward]
+                if self.level:
+                    free.append(self.builder.reference(self.level))
+            else:
+                free = [parts[at]]
+            if free:
+                alternatives.append(f"{lead}({' | '.join(free)}){rest}")
+            for value in sorted(onward):
+                deeper = [w for w in excluded if len(w) > at and w[at] == value]
+                after = self.branch((*prefix, value), deeper)
+                if after is not None:
+                    alternatives.append(f"{lead}{_literal(value)} {after}")
+        if not alternatives:
+            return None
+        self.count += 1
+        return self.builder.define(f"{self.name}-{self.count}", " | ".join(alternatives))
+
+
+def _literal_of(value: Any) -> str | None:
+    """A written argument as the plan text a choice would be, or None for a value that
+    is no choice (a reference, an object)."""
+    if value is None or isinstance(value, bool | int | float | str | list | dict):
+        if isinstance(value, str) and "$" in value:
+            return None  # (a reference inside the string)
+        return _python_literal(value)
+    return None
 
 
 def _python_literal(value: Any) -> str:

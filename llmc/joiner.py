@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame, metered_stream
 from .context import RunContext
-from .grammar import joiner_grammar
+from .grammar import focused_value, joiner_grammar
 from .llm.base import LLM, GenerateOptions, Message
 from .task import Task
 from .templates import Templates
@@ -188,6 +188,9 @@ class Joiner:
             does), else ``"decide"``.
         focus: in ``"copy"`` mode, copy the answer only from the parts of the observations
             that share the question's words (:func:`llmc.grammar.focus`).
+        direct: in ``"copy"`` mode with ``focus``, answer with no LLM call when the one
+            observation is a JSON object whose one item about the question is the answer
+            (:func:`llmc.grammar.focused_value`: ``{"lines": 8, ...}`` asked for lines).
         observations: ``"leaves"`` (default): outputs that another task used are shown as
             a short head (:func:`leaf_observations`), the others in full; ``"all"``: every
             output in full. Token shares apply on top, either way.
@@ -203,6 +206,7 @@ class Joiner:
         budget: Budget | None = None,
         mode: JoinerMode | None = None,
         focus: bool = True,
+        direct: bool = True,
         observations: Literal["leaves", "all"] = "leaves",
     ) -> None:
         if mode is None:
@@ -215,6 +219,7 @@ class Joiner:
         self.llm = llm
         self.mode: JoinerMode = mode
         self.focus = focus
+        self.direct = direct
         self.templates = templates if isinstance(templates, Templates) else Templates(templates)
         self.json = json
         options = options or GenerateOptions(temperature=0.0)
@@ -332,6 +337,12 @@ class Joiner:
 
         if self.observations == "leaves":
             observations = leaf_observations(tasks, observations)
+        if grammar and self.mode == "copy" and self.focus and self.direct and output is None:
+            texts = [observations[task.id] for task in tasks if task.id in observations]
+            found = focused_value(texts[0], question) if len(texts) == 1 else None
+            if found is not None:  # the observation answers by itself
+                _answer_text(run)(found)
+                return Decision("finish", found, "the observation's item about the question")
         shown = await meter.fit_observations(
             self.llm,
             render,

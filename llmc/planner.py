@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 from .budget import metered_stream
 from .context import RunContext
 from .errors import PlanError
-from .grammar import SMALL_MODEL_PLANS, PlanGrammar
+from .grammar import SMALL_MODEL_PLANS, PlanGrammar, RepeatMask
 from .json_plan import PLAN_SCHEMA, JsonPlanParser
 from .llm.base import LLM, GenerateOptions, Message
 from .parse import END_OF_PLAN, PlanParser
@@ -38,7 +38,7 @@ Veto = Callable[[Task, Sequence[Task]], Verdict | None]
 #: A plan grammar for the tools, a plan's first task number and the question.
 GrammarFactory = Callable[[Toolbox, int, str], str]
 #: What happens to a task identical (same tool, same arguments) to an earlier one.
-Repeats = Literal["allow", "drop", "stop"]
+Repeats = Literal["allow", "drop", "stop", "mask"]
 
 
 class PlanReader(Protocol):
@@ -154,7 +154,11 @@ class Planner:
         repeats: a task identical to an earlier one (same tool and arguments, this plan or
             an earlier one): ``"allow"`` it, ``"drop"`` it (with the tasks that use it;
             ``PlanStream.dropped`` says so), or ``"stop"`` the plan there (generation stops
-            too). Default: ``"stop"`` on grammar backends, where a small model that repeats
+            too); ``"mask"``: on backends that change grammars while they decode (the local
+            model), the plan grammar is rebuilt at each task line so that no repeat can be
+            written (see :class:`~llmc.grammar.RepeatMask`), and the plan stops at a repeat
+            the grammar cannot rule out. Default: ``"stop"`` on grammar backends, where a
+            small model that repeats
             a task goes on repeating it; ``"allow"`` elsewhere, where pure tools' repeats
             already share one call.
         veto: called with each task as it streams, before it runs: ``"drop"`` or
@@ -351,7 +355,9 @@ class Planner:
     ) -> AsyncIterator[Task]:
         """One LLM call whose output is parsed as it streams."""
         parser = self._parser(known)
-        options = self._constrained(self.options, max(known, default=0) + 1, state.question)
+        options = self._constrained(
+            self.options, max(known, default=0) + 1, state.question, state.kept
+        )
         meter = run.meter
         if meter is not None:
             options = meter.with_output(options, "planner")
@@ -404,7 +410,8 @@ class Planner:
         if dropped & task.dependencies:
             verdict, reason = "drop", "it uses a dropped task"
         elif self.repeats != "allow" and any(_same_call(task, t) for t in state.kept):
-            verdict, reason = self.repeats, "it repeats an earlier task"
+            verdict = "drop" if self.repeats == "drop" else "stop"
+            reason = "it repeats an earlier task"
         elif self.veto is not None:
             verdict, reason = self.veto(task, tuple(state.kept)), "vetoed"
         if verdict == "stop":
@@ -416,11 +423,13 @@ class Planner:
         return verdict or "keep"
 
     def _constrained(
-        self, options: GenerateOptions, first_id: int, question: str
+        self, options: GenerateOptions, first_id: int, question: str, kept: Sequence[Task] = ()
     ) -> GenerateOptions:
         """Options with the plan grammar, for backends that decode under one (small local
         models ignore the plan format without it). Built for each call: tools' choices
-        (the files under a root) and question spans change from call to call."""
+        (the files under a root) and question spans change from call to call. With
+        ``repeats="mask"``, the grammar excludes the ``kept`` tasks' calls and follows the
+        plan as it is written."""
         if (
             self.json
             or options.grammar
@@ -428,6 +437,9 @@ class Planner:
             or not getattr(self.llm, "supports_grammar", False)
         ):
             return options
+        if self.repeats == "mask" and isinstance(self.grammar, PlanGrammar):
+            mask = RepeatMask(self.grammar, self.tools, question, first_id=first_id, earlier=kept)
+            return dataclasses.replace(options, grammar=mask.initial(), next_grammar=mask)
         return dataclasses.replace(options, grammar=self.grammar(self.tools, first_id, question))
 
     @staticmethod

@@ -1,7 +1,8 @@
 """What ``llmc run`` shows while a question is answered: every phase as it happens.
 
-Loading, the plan as it streams, each task starting and ending, the joiner's reply as it
-streams, each replan with its reason, and the time of each phase at the end. A small local
+Loading, the plan as it streams, each task starting and ending (or dropped by the planner,
+with the reason), the joiner's reply as it streams, each replan with its reason, and the
+time of each phase at the end. A small local
 model takes seconds per phase, so a line that says what is going on appears whenever nothing
 else was written for a second: the user never waits in silence.
 """
@@ -17,7 +18,16 @@ from .compiler import Answer, Joining, Replanning
 from .joiner import AnswerText, JoinerText
 from .planner import PlanText
 from .result import error_text, text_form
-from .trace import Event, TaskEvent, TaskFailed, TaskFinished, TaskSkipped, TaskStarted, Trace
+from .trace import (
+    Event,
+    TaskDropped,
+    TaskEvent,
+    TaskFailed,
+    TaskFinished,
+    TaskSkipped,
+    TaskStarted,
+    Trace,
+)
 
 #: Seconds without output after which a line says what is still going on.
 QUIET_SECONDS = 1.0
@@ -114,6 +124,8 @@ class Progress:
             self.close()
             self.line(f"replanning (plan {event.round}): {event.reason}")
             self.phase = "replanning"
+        elif isinstance(event, TaskDropped):
+            self.line(f"dropped  ${event.task_id} {event.tool}: {event.reason}")
         elif isinstance(event, TaskEvent):
             self.task(event)
 

@@ -9,6 +9,7 @@ every timestamp in this module); task events also carry the ``task_id`` and the 
     ├── RunFinished          the last event of a run: its Result, and the error that ended it
     ├── BatchStarted         a batch of one tool's calls went out as one call
     ├── BatchFinished        ... and came back (each member's own outcome follows)
+    ├── TaskDropped          the planner wrote a task that will not run (a repeat, a veto)
     └── TaskEvent
         ├── TaskQueued       the scheduler received the task (from a plan or a stream)
         ├── TaskStarted      its dependencies are done and a slot was free: it is running now
@@ -23,6 +24,9 @@ started and finished, its status, attempts and error. Timelines and benchmarks r
 What the fuser did is there too: each batch as a :class:`Batch` in ``Trace.batches``
 (with ``TaskRecord.batch`` pointing at it), and each deduplicated task's
 ``TaskRecord.served_by``: the task whose call served it.
+Tasks the planner wrote but did not
+hand to the scheduler (see the planner's ``repeats`` and ``veto``) are in ``Trace.dropped``,
+each a :class:`TaskDropped` with its reason.
 
 :meth:`Trace.to_json` saves a finished run (times relative to its start, errors as their type
 and message) and :meth:`Trace.from_json` reads it back, for diffs, pictures (``llmc viz
@@ -101,6 +105,29 @@ class RunFinished(Event):
 
     result: Result
     error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskDropped(Event):
+    """A task the planner wrote that never reaches the scheduler: it repeats an earlier
+    task, a veto dropped it, or it uses a dropped task; or the plan stopped at it.
+
+    Not a :class:`TaskEvent`: the scheduler never sees the task, and no record of it is in
+    ``Trace.tasks`` (its id may be written again by a later plan).
+
+    Attributes:
+        task_id: the id the planner gave it.
+        tool: the tool it would have called.
+        call: the task as plan text (``2. read_file("a.txt")``).
+        reason: why it does not run (``"the plan stopped here: it repeats an earlier task"``).
+        round: the plan it was in (1 for the first).
+    """
+
+    task_id: int
+    tool: str
+    call: str
+    reason: str
+    round: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,6 +376,7 @@ class Trace:
         tasks: one record per task id, in the order the tasks arrived.
         spans: what else the run did, in order: LLM calls of the planner and the joiner.
         batches: every batch that went out as one call, in order.
+        dropped: the tasks the planner wrote that did not run, with the reasons, in order.
         wall_started: when the run started on the wall clock (:func:`time.time`), which
             places its :func:`~time.perf_counter` times in the world (telemetry, saved runs).
     """
@@ -359,6 +387,7 @@ class Trace:
     tasks: dict[int, TaskRecord] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
+    dropped: list[TaskDropped] = field(default_factory=list)
     wall_started: float = field(default_factory=time.time)
 
     @property
@@ -469,7 +498,8 @@ class Trace:
         plan: Plan | None = None,
         indent: int | None = None,
     ) -> str:
-        """The run as JSON text: every record, span and batch, to save, diff or draw.
+        """The run as JSON text: every record, span, batch and dropped task, to save, diff or
+        draw.
 
         Times are seconds from the run's start (``wall_started`` places them on the wall
         clock); errors are kept as their type's name and message, outputs not at all (they
@@ -535,6 +565,17 @@ class Trace:
                     "fallback": c.fallback,
                 }
                 for c in self.batches
+            ],
+            "dropped": [
+                {
+                    "task_id": d.task_id,
+                    "tool": d.tool,
+                    "call": d.call,
+                    "reason": d.reason,
+                    "round": d.round,
+                    "time": at(d.time),
+                }
+                for d in self.dropped
             ],
         }
         if plan is not None:
@@ -656,6 +697,18 @@ def _trace_from_json(data: Mapping[str, Any]) -> Trace:
                 attempts=int(c["attempts"]),
                 error=_error_from_json(c["error"]),
                 fallback=bool(c["fallback"]),
+            )
+        )
+    for d in data.get("dropped", ()):  # runs saved before drops were recorded have none
+        trace.dropped.append(
+            TaskDropped(
+                run_id=trace.run_id,
+                time=float(d["time"]),
+                task_id=int(d["task_id"]),
+                tool=str(d["tool"]),
+                call=str(d["call"]),
+                reason=str(d["reason"]),
+                round=int(d["round"]),
             )
         )
     return trace

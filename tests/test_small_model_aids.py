@@ -27,6 +27,7 @@ from llmc.grammar import (
     SMALL_MODEL_PLANS,
     PlanGrammar,
     focus,
+    focused_value,
     joiner_grammar,
     plan_grammar,
     resolve_choices,
@@ -122,6 +123,12 @@ def test_span_grammar_starts_with_no_question_word_and_no_punctuation() -> None:
     rules = span_grammar(["Venus is the hottest planet."], not_starting=["the", "hottest"])
     start = rules.splitlines()[0]
     assert start == "span ::= span-0-0 | span-0-1 | span-0-4"  # Venus, is, planet
+
+
+def test_a_span_starts_with_no_form_of_a_question_word() -> None:
+    rules = span_grammar(["Thank you, Attending."], not_starting=["thanks", "attends"])
+    start = rules.splitlines()[0]  # "Thank" shares "thank" with "thanks", "Attending" "atten"
+    assert start == "span ::= span-0-1"  # you
 
 
 def test_focus_keeps_the_parts_that_speak_of_the_question() -> None:
@@ -268,6 +275,53 @@ async def test_answer_mode_never_replans() -> None:
     assert answer.replans == 0 and "No new plan is possible" in llm.calls[1].messages[1]["content"]
 
 
+@llmc.tool
+def counts(path: str) -> dict[str, int]:
+    """Count a file's lines and words."""
+    return {"lines": 8, "words": 52, "chars": 300}
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How many lines does a.txt have?", "8"),
+        ("How many words are in a.txt?", "52"),
+        ("How big is a.txt?", None),  # no item speaks of it
+        ("How many lines and words?", None),  # two do
+    ],
+)
+def test_a_json_observation_answers_by_itself_when_one_item_speaks_of_the_question(
+    question: str, expected: str | None
+) -> None:
+    text = json.dumps({"lines": 8, "words": 52, "chars": 300})
+    assert focused_value(text, question) == expected
+    assert focused_value("lines: 8\nwords: 52", "How many lines?") is None  # not JSON
+    assert focused_value(json.dumps({"text": "x" * 41, "n": 1}), "Which text?") is None
+
+
+@given(st.dictionaries(st.text(min_size=1), st.integers() | st.text()), st.text())
+def test_a_direct_answer_is_always_one_of_the_values(
+    data: dict[str, object], question: str
+) -> None:
+    found = focused_value(json.dumps(data), question)
+    shown = {v if isinstance(v, str) else json.dumps(v) for v in data.values()}
+    assert found is None or found in shown
+
+
+async def test_the_copy_joiner_answers_a_focused_json_item_without_a_call() -> None:
+    llm = ScriptedLLM(['1. counts("a.txt")\njoin()\n', "Thought: x\nAction: Finish(52)"])
+    llm.supports_grammar = True  # type: ignore[attr-defined]
+    compiler = Compiler([counts], llm, joiner=Joiner(llm, mode="copy"))
+    answer = await compiler.run("How many lines does a.txt have?")
+    assert answer.text == "8" and len(llm.calls) == 1  # the planner only
+    assert [span.kind for span in answer.trace.spans] == ["planner"]
+    calls = ScriptedLLM(['1. counts("a.txt")\njoin()\n', "Thought: x\nAction: Finish(52)"])
+    calls.supports_grammar = True  # type: ignore[attr-defined]
+    joiner = Joiner(calls, mode="copy", direct=False)
+    answer = await Compiler([counts], calls, joiner=joiner).run("How many lines does a.txt have?")
+    assert answer.text == "52" and len(calls.calls) == 2  # the joiner was asked
+
+
 def test_joiner_modes_are_checked() -> None:
     with pytest.raises(ValueError, match="decide, answer, copy or skip"):
         Joiner(ScriptedLLM(["x"]), mode="guess")  # type: ignore[arg-type]
@@ -275,11 +329,11 @@ def test_joiner_modes_are_checked() -> None:
 
 @pytest.mark.local_model
 async def test_the_local_model_answers_from_the_focused_observation(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, model: Local
 ) -> None:
     monkeypatch.setenv("LLMC_FILES_ROOT", str(REPO / "tests/data/files"))
     tools = [t for pack in ("files", "math", "text") for t in llmc.catalog.load_pack(pack)]
-    answer = await Compiler(tools, Local()).run("How many lines does planets.txt have?")
+    answer = await Compiler(tools, model).run("How many lines does planets.txt have?")
     assert answer.rounds[0].tasks[0].tool in {"count_file", "read_file"}
     assert len(answer.text) < 40 and "<answer>" not in answer.text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
@@ -286,6 +287,11 @@ class Cache:
             return None
         backend = f"{type(llm).__module__}.{type(llm).__qualname__}"
         base_url = getattr(llm, "base_url", None)
+        follows = None
+        if options is not None and options.next_grammar is not None:
+            # What it returns follows from the output: its kind stands for it in the key.
+            follows = type(options.next_grammar).__qualname__
+            options = dataclasses.replace(options, next_grammar=None)
         return self.key(
             "llm",
             backend,
@@ -293,6 +299,7 @@ class Cache:
             llm.model,
             [dict(message) for message in messages],
             options,
+            *([follows] if follows else []),
         )
 
     # -- semantic entries --------------------------------------------------------------------

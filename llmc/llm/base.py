@@ -8,7 +8,7 @@ into a :class:`Completion` for callers that do not need the chunks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
@@ -95,6 +95,10 @@ class GenerateOptions:
         temperature: sampling temperature (None: the backend's default).
         json_schema: constrain the output to JSON matching this schema, where supported.
         grammar: constrain the output to a GBNF grammar, where the backend supports one.
+        next_grammar: with ``grammar``, on a backend that decodes under it itself (the local
+            model): called with the output so far each time it ends a line; a grammar it
+            returns replaces the current one from there on (the language of what may
+            follow), None keeps it. Servers never see it. See :class:`llmc.grammar.RepeatMask`.
         extra: backend-specific request fields, passed through unchanged.
     """
 
@@ -103,6 +107,7 @@ class GenerateOptions:
     temperature: float | None = None
     json_schema: Mapping[str, Any] | None = None
     grammar: str | None = None
+    next_grammar: Callable[[str], str | None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def over(self, defaults: GenerateOptions | None) -> GenerateOptions:
@@ -116,6 +121,7 @@ class GenerateOptions:
             temperature=defaults.temperature if self.temperature is None else self.temperature,
             json_schema=defaults.json_schema if self.json_schema is None else self.json_schema,
             grammar=defaults.grammar if self.grammar is None else self.grammar,
+            next_grammar=self.next_grammar or defaults.next_grammar,
             extra={**defaults.extra, **self.extra},
         )
 

@@ -37,6 +37,7 @@ class _Call:
     stop: tuple[str, ...]
     temperature: float
     grammar: str | None  # GBNF: the call's own, or made from its JSON schema
+    next_grammar: Callable[[str], str | None] | None  # GenerateOptions.next_grammar
     sampling: Mapping[str, float]
 
 
@@ -356,6 +357,7 @@ class Local:
             stop=tuple(s for s in options.stop if s),
             temperature=0.0 if options.temperature is None else options.temperature,
             grammar=grammar,
+            next_grammar=options.next_grammar if grammar is not None else None,
             sampling=sampling(options.extra),
         )
 
@@ -439,6 +441,13 @@ class Local:
             grammar=self._grammars.get(self._llama, call.grammar),
             lazy=self.lazy_grammar,
             seed=self.seed,
+            follow=None if (hook := call.next_grammar) is None else self._follow(hook),
+        )
+
+    def _follow(self, hook: Callable[[str], str | None]) -> Callable[[str], Any]:
+        """The grammar sampler that ``hook`` picks for the output so far (None: keep)."""
+        return lambda text: (
+            None if (grammar := hook(text)) is None else self._grammars.get(self._llama, grammar)
         )
 
     def _draft(self) -> Callable[[Any], Any] | None:

@@ -10,7 +10,7 @@ private parts are used, so nothing else depends on them.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import LLMError
@@ -128,9 +128,13 @@ class Sampler:
         grammar: Any,
         lazy: bool,
         seed: int,
+        follow: Callable[[str], Any] | None = None,
     ) -> None:
         import llama_cpp
 
+        self.follow = follow  # the grammar for the output so far, at each line's end
+        self.detokenize = llama.detokenize
+        self.output = b""
         self.ctx = llama.ctx
         self.n_vocab = int(llama.n_vocab())
         self.candidates = candidates
@@ -154,6 +158,12 @@ class Sampler:
             if not self.allowed(token):
                 raise LLMError("the grammar allows no token here: it cannot be completed")
             llama_cpp.llama_sampler_accept(self.grammar, token)
+            if self.follow is not None:
+                self.output += self.detokenize([token])
+                if self.output.endswith(b"\n"):
+                    self.grammar = (
+                        self.follow(self.output.decode("utf-8", "replace")) or self.grammar
+                    )
         if self.chain is not None:
             llama_cpp.llama_sampler_accept(self.chain, token)
         return token
