@@ -354,7 +354,6 @@ def test_llmc_tools_lists_an_mcp_servers_tools(
     flag: str,
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
-    unconfigured_structlog: None,
 ) -> None:
     from llmc.cli import main
 
@@ -380,7 +379,6 @@ def test_llmc_exec_runs_a_plan_over_an_mcp_servers_tools(
     flag: str,
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
-    unconfigured_structlog: None,
     tmp_path: Path,
 ) -> None:
     from llmc.cli import main

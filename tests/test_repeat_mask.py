@@ -16,8 +16,8 @@ import llmc
 from llmc.grammar import PlanGrammar, RepeatMask, plan_grammar
 from llmc.llm import GenerateOptions, Local
 from llmc.llm.base import generate
-from llmc.plan import Task
 from llmc.planner import Planner
+from llmc.task import Task
 from llmc.testing import ScriptedLLM
 
 FILES = ["a.txt", "b.md", "notes/c.txt"]
