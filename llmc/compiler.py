@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from . import observe
 from ._sync import run_sync
-from .budget import Budget, Meter, estimate_budget
+from .budget import Budget, Meter, estimate_budget, fit_observations
 from .context import RunContext
 from .errors import BudgetExceeded, OutputValidationError
 from .fuser import FusedTool, Fuser
@@ -628,7 +628,8 @@ class _Session:
         def render(shown: Mapping[int, str]) -> list[Message]:
             return planner.messages(self.question, _with_observations(self.rounds, shown))
 
-        shown = await self.meter.fit_observations(
+        shown = await fit_observations(
+            self.meter,
             planner.llm,
             render,
             {i: text for r in self.rounds for i, text in r.observations.items()},

@@ -32,7 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .budget import FRAME_SHARE, Budget, Frame, Meter, ShownTask, fit_frame, metered_stream
+from .budget import (
+    FRAME_SHARE,
+    Budget,
+    Frame,
+    Meter,
+    ShownTask,
+    fit_frame,
+    fit_observations,
+    metered_stream,
+)
 from .context import RunContext
 from .grammar import focused_value, joiner_grammar
 from .llm.base import LLM, GenerateOptions, Message
@@ -284,7 +293,7 @@ class Joiner:
         """Ask the LLM; return its decision.
 
         Each observation over its share of the prompt is reduced first (see
-        :meth:`llmc.budget.Meter.fit_observations`).
+        :func:`llmc.budget.fit_observations`).
 
         Args:
             question: the user's question.
@@ -343,7 +352,8 @@ class Joiner:
             if found is not None:  # the observation answers by itself
                 _answer_text(run)(found)
                 return Decision("finish", found, "the observation's item about the question")
-        shown = await meter.fit_observations(
+        shown = await fit_observations(
+            meter,
             self.llm,
             render,
             {task.id: observations[task.id] for task in frame.tasks},

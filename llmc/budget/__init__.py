@@ -23,7 +23,10 @@ The parts, one module each:
   measured :data:`TALE_SLACK`;
 - ``_frame``: :func:`fit_frame`, which fits a joiner prompt's question and task lines to
   their part of the window before observations are shared out;
-- ``_meter``: :class:`Budget`, :class:`Split`, :class:`Meter` and the :class:`LLMUsage` event;
+- ``_meter``: :class:`Budget`, :class:`Split`, :class:`Meter` (the run's accounts) and the
+  :class:`LLMUsage` event;
+- ``_shares``: :func:`fit_observations`, the joiner prompt's observations each within its
+  share of the window;
 - ``_call``: :func:`metered_stream`, the one way a run's LLM call is checked, streamed and
   recorded, and the :class:`LLMMeter` protocol it needs of a meter.
 
@@ -54,6 +57,7 @@ from ._meter import Budget as Budget
 from ._meter import LLMUsage as LLMUsage
 from ._prices import DEFAULT_PRICES, PriceTable
 from ._reduce import ReduceContext, Reducer, Summarize, Truncate, allocate, truncate
+from ._shares import fit_observations
 from ._tale import (
     DEFAULT_RANGE,
     FALLBACK_BUDGET,
@@ -93,6 +97,7 @@ __all__ = [
     "Truncate",
     "allocate",
     "fit_frame",
+    "fit_observations",
     "metered_stream",
     "context_window_of",
     "count_messages",

@@ -1,6 +1,6 @@
 """The frame of a joiner prompt (the question and every round's task lines), fitted first.
 
-Observations get token shares (:meth:`~llmc.budget.Meter.fit_observations`), but they share
+Observations get token shares (:func:`~llmc.budget.fit_observations`), but they share
 the prompt with its frame, which grows with every task and every round: across replans the
 task lines alone outgrew an 8k window. :func:`fit_frame` holds the frame to its part of the
 prompt (:data:`FRAME_SHARE`), so observations always keep the rest:

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import time
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,22 +24,20 @@ import structlog
 
 from ..errors import BudgetExceeded
 from ..llm.base import LLM, GenerateOptions, Message, Price, Usage
-from ..trace import Event, Span, Trace
+from ..trace import Event, Span
 from ._count import (
     CachedCounter,
     TokenCounter,
     context_window_of,
     count_messages,
-    count_upto,
     counter_for,
 )
 from ._prices import DEFAULT_PRICES
-from ._reduce import ReduceContext, Reducer, Truncate, allocate
+from ._reduce import Reducer, Truncate
 from ._tale import DEFAULT_RANGE, FALLBACK_BUDGET, TALE_SLACK, output_cap
 
 if TYPE_CHECKING:
     from ..executors import Executor
-    from ..task import Task
     from ..tool import Tool
     from ..toolbox import Toolbox
 
@@ -479,17 +477,6 @@ class Meter:
 
     # -- fitting observations into a prompt ----------------------------------------------------
 
-    def observation_cap(self, tool: str) -> int | None:
-        """The most tokens an observation of ``tool`` may have, if anything limits it."""
-        setting = self.budget.observation_tokens
-        if isinstance(setting, Mapping) and tool in setting:
-            return setting[tool]
-        own = self.tools[tool] if self.tools is not None and tool in self.tools else None
-        cap = getattr(own, "observation_tokens", None)
-        if isinstance(cap, int):
-            return cap
-        return setting if isinstance(setting, int) else None
-
     def prompt_limit(
         self, llm: Any, *, reserve: int | None = None, input_limit: int | None = None
     ) -> int:
@@ -502,109 +489,3 @@ class Meter:
         if input_limit is not None:
             limit = min(limit, input_limit - PROMPT_MARGIN)
         return limit
-
-    async def fit_observations(
-        self,
-        llm: Any,
-        render: Callable[[Mapping[int, str]], Sequence[Message]],
-        observations: Mapping[int, str],
-        tasks: Mapping[int, Task],
-        *,
-        question: str,
-        current: Collection[int] | None = None,
-        reserve: int | None = None,
-        input_limit: int | None = None,
-        trace: Trace | None = None,
-    ) -> dict[int, str]:
-        """The observations, each within its share, so that the prompt fits.
-
-        The prompt (``render(observations)``) must fit ``min(window - reserve,
-        input_limit)`` tokens. What the prompt holds besides the observations is counted
-        first; the rest is divided between the current plan's observations (``current``;
-        all of them when None) and earlier ones by the split's ``context`` and ``history``
-        shares, each part max-min fairly, under each tool's cap. An observation over its
-        share goes through the budget's reducer.
-
-        Args:
-            llm: the model that reads the prompt (its window and tokenizer count).
-            render: the prompt's messages for given observation texts.
-            observations: each task's observation text.
-            tasks: the tasks by id (for their tools' caps and the reducer).
-            question: the user's question (for a summarizing reducer).
-            current: ids of the current plan's tasks.
-            reserve: tokens kept for the reply (default: the split's ``output`` share).
-            input_limit: the most tokens the prompt may have, besides the window.
-            trace: where a summarizing reducer's calls are recorded.
-        """
-        counter = self.counter(llm)
-        limit = self.prompt_limit(llm, reserve=reserve, input_limit=input_limit)
-        fixed = count_messages(counter, render({key: "" for key in observations}))
-        shares = self._shares(counter, observations, tasks, current, max(limit - fixed, 0))
-        reducer = self.budget.reducer
-        shown = await self._reduce(reducer, observations, shares, tasks, question, counter, trace)
-        for _ in range(3):
-            over = count_messages(counter, render(shown)) - limit
-            if over <= 0:
-                break
-            # Joins and markers counted differently than their parts: take the excess from
-            # the largest shares, cutting again what was already reduced (a summary is not
-            # asked for twice).
-            for key in sorted(shares, key=lambda k: -shares[k])[:3]:
-                shares[key] = max(shares[key] - over, 0)
-            again = observations if isinstance(reducer, Truncate) else shown
-            shown = await self._reduce(Truncate(), again, shares, tasks, question, counter, trace)
-        self.shares.update(
-            {key: share for key, share in shares.items() if shown[key] is not observations[key]}
-        )
-        return shown
-
-    def _shares(
-        self,
-        counter: TokenCounter,
-        observations: Mapping[int, str],
-        tasks: Mapping[int, Task],
-        current: Collection[int] | None,
-        room: int,
-    ) -> dict[int, int]:
-        """Each observation's share of ``room`` tokens (see :meth:`fit_observations`)."""
-        demands = {key: count_upto(counter, text, room) for key, text in observations.items()}
-        caps = {
-            key: self.observation_cap(tasks[key].tool) if key in tasks else None for key in demands
-        }
-        now = [key for key in demands if current is None or key in current]
-        before = [key for key in demands if key not in now]
-        if not before:
-            return allocate(demands, room, caps)
-        split = self.budget.split
-        together = split.context + split.history
-        nominal = int(room * split.history / together) if together > 0 else room // 2
-        wanted_before = sum(_capped(demands[k], caps[k]) for k in before)
-        shares = allocate({k: demands[k] for k in now}, room - min(nominal, wanted_before), caps)
-        used = sum(shares.values())
-        shares.update(allocate({k: demands[k] for k in before}, room - used, caps))
-        return shares
-
-    async def _reduce(
-        self,
-        reducer: Reducer,
-        observations: Mapping[int, str],
-        shares: Mapping[int, int],
-        tasks: Mapping[int, Task],
-        question: str,
-        counter: TokenCounter,
-        trace: Trace | None,
-    ) -> dict[int, str]:
-        """Each observation as it is when it fits its share, else reduced to it."""
-        shown: dict[int, str] = {}
-        for key, text in observations.items():
-            share = shares.get(key)
-            if share is None or count_upto(counter, text, share) <= share:
-                shown[key] = text
-                continue
-            context = ReduceContext(question, counter, tasks.get(key), self, trace)
-            shown[key] = await reducer.reduce(text, share, context)
-        return shown
-
-
-def _capped(demand: int, cap: int | None) -> int:
-    return demand if cap is None else min(demand, cap)
