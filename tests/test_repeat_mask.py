@@ -5,7 +5,6 @@ hook that switches grammars mid-output (``GenerateOptions.next_grammar``)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -106,13 +105,6 @@ async def test_a_repeat_the_grammar_cannot_rule_out_stops_the_plan() -> None:
 
 
 # -- llama.cpp's engine ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Local]:
-    llm = Local().load()
-    yield llm
-    llm.close()
 
 
 @pytest.mark.local_model

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,13 +162,6 @@ def test_copied_answers_come_from_the_focused_parts() -> None:
 
 
 # -- llama.cpp's engine on the new rules -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Local]:
-    llm = Local().load()
-    yield llm
-    llm.close()
 
 
 @pytest.mark.local_model
