@@ -285,19 +285,24 @@ def test_schemas_become_signatures_with_python_names_and_validation() -> None:
         _definition({"type": "string"})
 
 
-@pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
+@pytest.fixture(params=["--mcp", "--mcp-url"])
+def cli_server(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The tests' MCP server as the command line names it: the flag and its value (a command
+    on stdio, or the URL of the server on loopback HTTP)."""
+    if request.param == "--mcp":
+        return "--mcp", f"{sys.executable} {SERVER}"
+    return "--mcp-url", request.getfixturevalue("http_server")
+
+
 def test_llmc_run_takes_tools_from_an_mcp_server(
-    flag: str,
-    request: pytest.FixtureRequest,
+    cli_server: tuple[str, str],
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     from llmc.cli import main
     from llmc.testing import ScriptedOpenAIServer
 
-    where = (
-        f"{sys.executable} {SERVER}" if flag == "--mcp" else request.getfixturevalue("http_server")
-    )
+    flag, where = cli_server
     plan = "1. add(19, 23)\n2. word_count('$1 is the answer')\njoin()"
     finish = "Thought: the server answered.\nAction: Finish(42, in 4 words)"
     with ScriptedOpenAIServer([plan, finish]) as llm_server:
@@ -349,17 +354,13 @@ async def test_without_the_sdk_the_error_says_how_to_install_it(
             pass
 
 
-@pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
 def test_llmc_tools_lists_an_mcp_servers_tools(
-    flag: str,
-    request: pytest.FixtureRequest,
+    cli_server: tuple[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from llmc.cli import main
 
-    where = (
-        f"{sys.executable} {SERVER}" if flag == "--mcp" else request.getfixturevalue("http_server")
-    )
+    flag, where = cli_server
     assert main(["tools", flag, where]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -374,18 +375,14 @@ def test_llmc_tools_lists_an_mcp_servers_tools(
     assert f"{where}:" in lines
 
 
-@pytest.mark.parametrize("flag", ["--mcp", "--mcp-url"])
 def test_llmc_exec_runs_a_plan_over_an_mcp_servers_tools(
-    flag: str,
-    request: pytest.FixtureRequest,
+    cli_server: tuple[str, str],
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     from llmc.cli import main
 
-    where = (
-        f"{sys.executable} {SERVER}" if flag == "--mcp" else request.getfixturevalue("http_server")
-    )
+    flag, where = cli_server
     plan = "1. add(19, 23)\n2. word_count('$1 is the answer')\n3. shout('it is $1', 2)"
     trace = tmp_path / "run.json"
     status = main(["exec", plan, "--tools", "math", flag, where, "--json", "--trace", str(trace)])

@@ -41,14 +41,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
 from ..limits import Backoff, RateLimiter, rate_limiter, release, retrying
-from .base import Chunk, GenerateOptions, Message, Price, Usage
+from .base import AsyncClosing, Chunk, GenerateOptions, Message, Price, Usage
 
 if TYPE_CHECKING:
     import openai
@@ -117,7 +116,7 @@ class _Unreadable(ValueError):
     """A streamed chunk does not have the shape of a chat completion chunk."""
 
 
-class OpenAI:
+class OpenAI(AsyncClosing):
     """An OpenAI-compatible chat completions endpoint as an :class:`~llmc.llm.LLM`.
 
     Example::
@@ -340,17 +339,6 @@ class OpenAI:
         self._client_loop = None
         if client is not None and loop in (None, asyncio.get_running_loop()):
             await client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"OpenAI(model={self.model!r}, base_url={self.base_url!r})"

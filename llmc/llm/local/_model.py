@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import structlog
 
 from ...errors import LLMError, ModelLoadError
-from ..base import FREE, Chunk, GenerateOptions, Message, Price, Usage
+from ..base import FREE, AsyncClosing, Chunk, GenerateOptions, Message, Price, Usage
 from . import _cpp, _files
 from ._decode import common_prefix, decode
 from ._prefix import PrefixStore
@@ -41,7 +40,7 @@ class _Call:
     sampling: Mapping[str, float]
 
 
-class Local:
+class Local(AsyncClosing):
     """A GGUF model run in-process by llama.cpp, as an :class:`~llmc.llm.LLM`.
 
     Example::
@@ -478,17 +477,6 @@ class Local:
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
         await asyncio.to_thread(self.close)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         path = str(self.model_path) if self.model_path is not None else None
