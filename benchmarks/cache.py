@@ -26,9 +26,6 @@ import contextlib
 import os
 import platform
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 import llmc
+from benchmarks.redis_server import BINARY
+from benchmarks.redis_server import redis_server as start_redis
 from llmc.cache import (
     DEFAULT_THRESHOLD,
     Cache,
@@ -74,32 +73,12 @@ def timed(calls: Sequence[Callable[[], object]]) -> list[float]:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str | None]:
-    """A throwaway redis-server on a free loopback port, or None without the binary."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    """A throwaway redis-server's URL, or None without the binary (its rows are left out)."""
+    if BINARY is None:
         yield None
         return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        for _ in range(500):
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait()
+    with start_redis() as (url, _):
+        yield url
 
 
 def exact(store: Store, size: int, lookups: int, rng: random.Random) -> str:

@@ -28,9 +28,7 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,9 +39,11 @@ from pathlib import Path
 import structlog
 
 import llmc
+from llmc import BatchSummary, Outcome
 from llmc.executors import AsyncioExecutor, Executor
-from llmc.mapping import BatchSummary, Outcome
 
+from .redis_server import BINARY
+from .redis_server import redis_server as start_redis
 from .sim import Policy, Simulator, World
 from .sim.profiles import PROFILES
 from .sim.workloads import synthetic
@@ -141,22 +141,11 @@ async def batch_on_pool(pool: object, questions: list[str], concurrency: int) ->
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    """A throwaway redis-server's URL; the benchmark stops without the binary."""
+    if BINARY is None:
         raise SystemExit("redis-server is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.3)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
+    with start_redis() as (url, _):
+        yield url
 
 
 async def redis_rates(url: str, calls: int) -> tuple[float, float, float]:

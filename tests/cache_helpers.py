@@ -4,11 +4,7 @@ the function each process of the multi-process tests runs."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import signal
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +12,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks import redis_server as redis_binary
 from llmc.cache import RedisStore, SQLiteStore, Store
 
 StoreFactory = Callable[..., Store]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -36,41 +27,13 @@ def redis_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def redis_server_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start a throwaway redis-server on a free loopback port; yield its URL and process."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    """A throwaway redis-server (see benchmarks/redis_server.py); the test is skipped
+    without redis-server or redis-py."""
+    if redis_binary.BINARY is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[redis]'")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0", process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)  # (a test may have frozen it)
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with redis_binary.redis_server() as (url, process):
+        yield url, process
 
 
 def store_factory(kind: str, tmp_path: Path, redis_url: str | None) -> StoreFactory:
