@@ -4,8 +4,8 @@ Usage: python redis_limit_client.py REDIS_URL KEY BASE_URL CALLS RATE LIMIT HOLD
 
 It prints "ready" once imported and waits for a line on stdin, so that every process starts
 at once; then it makes CALLS calls to BASE_URL under a shared rate limit of RATE per second,
-then HOLDS holds of SECONDS of a shared semaphore of LIMIT places, and prints the holds'
-(start, end) times as JSON.
+printing as JSON when the limiter let each one go, then HOLDS holds of SECONDS of a shared
+semaphore of LIMIT places, printing their (start, end) times as JSON.
 """
 
 from __future__ import annotations
@@ -20,13 +20,28 @@ from llmc.llm.base import generate
 from llmc.redis_limits import RedisRateLimiter, RedisSemaphore
 
 
+class Granted:
+    """The shared limiter, noting when each acquire returned: what the limit promises (the
+    server sees the calls later, by however long each took to get there)."""
+
+    def __init__(self, limiter: RedisRateLimiter) -> None:
+        self.limiter = limiter
+        self.times: list[float] = []
+
+    async def acquire(self) -> None:
+        await self.limiter.acquire()
+        self.times.append(time.time())
+
+
 async def calls(url: str, key: str, base_url: str, count: int, rate: float) -> None:
     limiter = RedisRateLimiter(key, rate=rate, url=url)
-    llm = OpenAI("scripted", base_url=base_url, api_key="sk-test", rate_limit=limiter)
+    granted = Granted(limiter)
+    llm = OpenAI("scripted", base_url=base_url, api_key="sk-test", rate_limit=granted)
     for _ in range(count):
         await generate(llm, [{"role": "user", "content": "hi"}])
     await llm.aclose()
     await limiter.aclose()
+    print(json.dumps(granted.times), flush=True)
 
 
 async def holds(url: str, key: str, limit: int, count: int, seconds: float) -> None:

@@ -88,8 +88,11 @@ def test_shared_limits_hold_across_four_processes(redis_url: str) -> None:
             assert process.returncode == 0, err
         arrivals = [r.time for r in server.requests if r.path.endswith("/chat/completions")]
     assert len(arrivals) == total
-    # Evenly spaced starts: in any second at most rate + 1 (one more for network jitter).
-    assert most_in_window(arrivals, 1.0) <= rate + 2
+    # Evenly spaced grants across the processes: in any second at most rate + 1 (the bucket
+    # starts full with one). The server's arrivals add each request's own delay on top.
+    granted = [moment for out, _ in outputs for moment in json.loads(out.splitlines()[-2])]
+    assert len(granted) == total
+    assert most_in_window(granted, 1.0) <= rate + 1
     # Four limiters of their own would take about 0.55 s; one shared limit >= 47 / 20 s.
     assert max(arrivals) - min(arrivals) >= (total - 1) / rate * 0.9
     spans = [tuple(span) for out, _ in outputs for span in json.loads(out.splitlines()[-1])]
