@@ -48,7 +48,7 @@ from .scheduler import RunOptions, Scheduler, resolve_references
 from .task import Finish, Task, fill_question
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event, Span, TaskDropped, TaskFinished, Trace, stream_events
+from .trace import Event, Span, TaskFinished, Trace, stream_events
 from .typed import TypedOutput, typed_output
 
 if TYPE_CHECKING:
@@ -701,7 +701,6 @@ class _Session:
                     self.fuser,
                     self.question,
                     lambda: self._answer_from_plan(round_, plan.finish),
-                    self._note_dropped,
                 ),
                 run_id=self.run_id,
                 prior=self.values,
@@ -717,20 +716,6 @@ class _Session:
             round_.text, round_.finish = plan.text, plan.finish
             round_.dropped = list(plan.dropped)
         self._record(round_, result)
-
-    def _note_dropped(self, round_: Round, task: Task, reason: str) -> None:
-        """A task the planner dropped (or stopped at): into the trace, and out as an event."""
-        dropped = TaskDropped(
-            run_id=self.run_id,
-            time=time.perf_counter(),
-            task_id=task.id,
-            tool=task.tool,
-            call=task.to_text(),
-            reason=reason,
-            round=round_.number,
-        )
-        self.trace.dropped.append(dropped)
-        self.emit(dropped)
 
     def _answer_from_plan(self, round_: Round, finish: Finish | None) -> None:
         """Render the plan's ``finish(...)`` once every output it needs is there, and emit
@@ -839,24 +824,13 @@ async def _tasks_of(
     fuser: Fuser | None,
     question: str,
     on_end: Callable[[], object],
-    on_dropped: Callable[[Round, Task, str], object],
 ) -> AsyncGenerator[Task, None]:
     """The planner's tasks, recorded in ``round_`` and on their way to the scheduler with
     ``$question`` filled in and calls of fused tools expanded into their members, as they
-    come; ``on_end`` is called when the plan is complete, and ``on_dropped`` with each task
-    the planner dropped (``PlanStream.dropped``) once it shows. The plan is closed when the
+    come; ``on_end`` is called when the plan is complete. The plan is closed when the
     scheduler stops early."""
-    noted = 0
-
-    def note_dropped() -> None:
-        nonlocal noted
-        for task, reason in plan.dropped[noted:]:
-            on_dropped(round_, task, reason)
-        noted = len(plan.dropped)
-
     try:
         async for planned in plan:
-            note_dropped()
             round_.tasks.append(planned)
             round_.parsed_at[planned.id] = parsed = plan.parsed_at[planned.id]
             task = _with_question(planned, question)
@@ -865,11 +839,9 @@ async def _tasks_of(
                     round_.parsed_at[item.id] = parsed
                 round_.ran.append(item)
                 yield item
-        note_dropped()
         on_end()
     finally:
         await plan.aclose()
-        note_dropped()
 
 
 def _with_observations(rounds: list[Round], shown: Mapping[int, str]) -> list[Round]:

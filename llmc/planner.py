@@ -28,7 +28,7 @@ from .parse import END_OF_PLAN, PlanParser
 from .task import Finish, Task
 from .templates import Templates
 from .toolbox import Toolbox, Tools
-from .trace import Event
+from .trace import Event, TaskDropped
 
 #: What a veto says of a task as it streams: keep it, drop it (and the tasks that use it),
 #: or stop the plan before it.
@@ -374,7 +374,7 @@ class Planner:
                             PlanText(run_id=run.run_id, time=now, round=plan.number, text=text)
                         )
                     for task in parser.feed(text):
-                        verdict = self._judge(plan, task, state)
+                        verdict = self._judge(plan, task, state, run)
                         if verdict == "stop":
                             stopped = True
                             break
@@ -387,7 +387,7 @@ class Planner:
                         await reply.drain()  # after join(), read on only for the usage
                         break
                 for task in () if stopped else parser.close():
-                    if self._judge(plan, task, state) == "keep":
+                    if self._judge(plan, task, state, run) == "keep":
                         yield self._record(plan, task)
                 plan.finish = None if stopped else _kept_finish(parser.finish, plan)
             finally:
@@ -401,9 +401,10 @@ class Planner:
             return JsonPlanParser(tools=self.tools, earlier=known)
         return PlanParser(tools=self.tools, earlier=known)
 
-    def _judge(self, plan: PlanStream, task: Task, state: _Streaming) -> Verdict:
+    def _judge(self, plan: PlanStream, task: Task, state: _Streaming, run: RunContext) -> Verdict:
         """The repeat rule and the veto on a new task; a dropped or stopping task is noted
-        in ``plan.dropped``, and a task that uses a dropped one is dropped too."""
+        in ``plan.dropped`` and the run's trace, and a task that uses a dropped one is
+        dropped too."""
         dropped = {t.id for t, _ in plan.dropped}
         verdict: Verdict | None = None
         reason = ""
@@ -415,9 +416,9 @@ class Planner:
         elif self.veto is not None:
             verdict, reason = self.veto(task, tuple(state.kept)), "vetoed"
         if verdict == "stop":
-            plan.dropped.append((task, f"the plan stopped here: {reason}"))
+            _drop(plan, task, f"the plan stopped here: {reason}", run)
         elif verdict == "drop":
-            plan.dropped.append((task, f"dropped: {reason}"))
+            _drop(plan, task, f"dropped: {reason}", run)
         else:
             state.kept.append(task)
         return verdict or "keep"
@@ -488,3 +489,20 @@ def _uses_only(exemplar: str, tools: Toolbox, grammar: PlanGrammar | None = None
     ):
         return False
     return bool(tasks) and all(task.tool in tools for task in tasks)
+
+
+def _drop(plan: PlanStream, task: Task, reason: str, run: RunContext) -> None:
+    """A task written that will not run: on the plan, in the trace, and out as an event."""
+    plan.dropped.append((task, reason))
+    dropped = TaskDropped(
+        run_id=run.run_id,
+        time=time.perf_counter(),
+        task_id=task.id,
+        tool=task.tool,
+        call=task.to_text(),
+        reason=reason,
+        round=plan.number,
+    )
+    if run.trace is not None:
+        run.trace.dropped.append(dropped)
+    run.emit(dropped)
