@@ -39,6 +39,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
+from ._extras import require
 from .errors import MCPConnectionError, MCPToolError, ToolArgumentError, ToolDefinitionError
 from .tool import Tool, parse_docstring
 
@@ -422,13 +423,10 @@ class MCPTool(Tool):
 
 def _sdk() -> tuple[Any, Any]:
     """The SDK's Client and StdioServerParameters, or a clear error without the extra."""
-    try:
-        from mcp import Client, StdioServerParameters
-    except ImportError as exc:
-        raise MCPConnectionError(
-            'llmc.mcp needs the MCP SDK; from a checkout of llmc: pip install -e ".[mcp]"'
-        ) from exc
-    return Client, StdioServerParameters
+    sdk = require(
+        "mcp", extra="mcp", needed_by="llmc.mcp", package="the MCP SDK", error=MCPConnectionError
+    )
+    return sdk.Client, sdk.StdioServerParameters
 
 
 async def _list_all(client: mcp.Client) -> list[mcp.types.Tool]:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import observe
+from ._extras import require
 from .errors import LLMCError
 from .result import error_text
 from .trace import Span, TaskStatus, Trace
@@ -113,12 +114,13 @@ _observer: _Observer | None = None
 
 
 def _tracer(provider: TracerProvider | None) -> Tracer:
-    try:
-        from opentelemetry import trace as otel_trace
-    except ImportError as exc:
-        raise LLMCError(
-            'llmc.otel needs OpenTelemetry; from a checkout of llmc: pip install -e ".[otel]"'
-        ) from exc
+    otel_trace = require(
+        "opentelemetry.trace",
+        extra="otel",
+        needed_by="llmc.otel",
+        package="OpenTelemetry",
+        error=LLMCError,
+    )
     from . import __version__
 
     return otel_trace.get_tracer(SCOPE, __version__, tracer_provider=provider)

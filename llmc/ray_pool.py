@@ -17,15 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-try:
-    import ray
-    from ray import cloudpickle
-except ImportError as missing:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        'RayPool needs Ray: install the extra with pip install -e ".[ray]" from a checkout '
-        "of llmc, or pip install 'ray>=2.9'"
-    ) from missing
-
+from ._extras import require
 from .errors import BudgetExceeded, WorkerLostError
 from .mapping import Outcome, answer_all, outcome_of
 from .result import error_text
@@ -33,6 +25,9 @@ from .result import error_text
 if TYPE_CHECKING:
     from .compiler import Compiler
     from .redis_limits import RedisLedger
+
+ray = require("ray", extra="ray", needed_by="RayPool")
+cloudpickle = ray.cloudpickle
 
 
 class RayPool:

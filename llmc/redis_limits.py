@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from ._extras import require
 from .errors import BudgetExceeded
 
 # A token bucket: `capacity` tokens at most, refilled at `per_us` tokens per microsecond.
@@ -73,12 +74,9 @@ return 0
 def _client(url: str | None, client: Any) -> Any:
     if client is not None:
         return client
-    try:
-        import redis.asyncio as redis_asyncio
-    except ImportError as missing:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            'Redis limits need redis-py: pip install -e ".[redis]" from a checkout of llmc'
-        ) from missing
+    redis_asyncio = require(
+        "redis.asyncio", extra="redis", needed_by="Redis limits", package="redis-py"
+    )
     return redis_asyncio.Redis.from_url(url or "redis://localhost:6379/0")
 
 

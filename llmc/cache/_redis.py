@@ -18,7 +18,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from .._extras import install_hint
+from .._extras import require
 from ._store import Entry, StoreUnavailable, VectorBatch
 
 if TYPE_CHECKING:
@@ -84,10 +84,7 @@ class RedisStore:
         if max_entries is not None and max_entries < 1:
             raise ValueError("max_entries must be at least 1 (or None for no bound)")
         if client is None:
-            try:
-                import redis
-            except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError(f"RedisStore needs redis-py: {install_hint('redis')}") from exc
+            redis = require("redis", extra="redis", needed_by="RedisStore", package="redis-py")
             client = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
             )

@@ -31,15 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-try:
-    import ray
-    from ray import exceptions as ray_errors
-except ImportError as missing:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        'RayExecutor needs Ray: install the extra with pip install -e ".[ray]" from a checkout '
-        "of llmc, or pip install 'ray>=2.9'"
-    ) from missing
-
+from .._extras import require
 from ..errors import WorkerLostError
 from ..result import text_form
 from ..tool import HANDLES, Tool, holds_handle
@@ -47,7 +39,12 @@ from .asyncio import AsyncioExecutor
 from .placement import Placement
 
 if TYPE_CHECKING:
+    from ray import ObjectRef
+
     from . import Executor
+
+ray = require("ray", extra="ray", needed_by="RayExecutor")
+ray_errors = ray.exceptions
 
 #: What Ray raises when the process (or node) that ran a call went away before answering.
 _LOST: tuple[type[BaseException], ...] = (
@@ -69,7 +66,7 @@ class RemoteOutput:
         size: its size in bytes, as the worker measured it.
     """
 
-    ref: ray.ObjectRef[Any]
+    ref: ObjectRef[Any]
     type_name: str
     size: int
 
@@ -264,7 +261,7 @@ class RayExecutor:
 # -- what runs on a worker -------------------------------------------------------------------
 
 
-async def _observe(failed: ray.ObjectRef[Any]) -> None:
+async def _observe(failed: ObjectRef[Any]) -> None:
     """Read the error of a failed call's second return, which Ray would otherwise log as
     unhandled when the reference goes away."""
     try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..._extras import install_hint
+from ..._extras import require
 from ...errors import ModelLoadError
 
 #: A saved KV state of one sequence: bytes that only the same model and context can load.
@@ -28,14 +28,13 @@ State = ctypes.Array[ctypes.c_uint8]
 
 def import_llama_cpp() -> Any:
     """The ``llama_cpp`` module, or a one-line error saying how to install it."""
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"the local model needs llama-cpp-python, which is not installed ({exc}): "
-            f"{install_hint('local')}",
-        ) from None
-    return llama_cpp
+    return require(
+        "llama_cpp",
+        extra="local",
+        needed_by="The local model",
+        package="llama-cpp-python",
+        error=ModelLoadError,
+    )
 
 
 # -- loading -----------------------------------------------------------------------------------
