@@ -450,21 +450,22 @@ class OpenAI(AsyncClosing):
         waited_too_long = (
             failure.retry_after is not None and failure.retry_after > self.max_retry_wait
         )
+        error: type[LLMError] = LLMResponseError
         if failure.kind == "connection":
-            return LLMConnectionError(
+            error, message = (
+                LLMConnectionError,
                 f"Cannot reach the LLM server at {where} after {tries}: {failure.detail}. "
                 f"Is the server running and listening there? Pass base_url=... (or set "
                 f"OPENAI_BASE_URL) to where it is.",
-                model=self.model,
             )
-        if failure.kind == "timeout":
-            return LLMConnectionError(
+        elif failure.kind == "timeout":
+            error, message = (
+                LLMConnectionError,
                 f"The LLM server at {where} did not answer within {self.timeout:g} s "
                 f"(connect: {self.connect_timeout:g} s) after {tries}. Is it overloaded or "
                 f"still loading the model? Raise timeout=... for slow servers.",
-                model=self.model,
             )
-        if failure.kind == "rate_limit":
+        elif failure.kind == "rate_limit":
             if waited_too_long:
                 reason = (
                     f"it asked to wait {failure.retry_after:g} s, more than "
@@ -472,33 +473,29 @@ class OpenAI(AsyncClosing):
                 )
             else:
                 reason = f"still rate limited after {tries}"
-            return LLMRateLimitError(
+            error, message = (
+                LLMRateLimitError,
                 f"The LLM server at {where} answered HTTP 429 (rate limited): {reason}. "
                 f"Server said: {failure.detail}. Lower the request rate (rate_limit=...) or "
                 f"allow more retries (max_retries=...).",
-                model=self.model,
-                status=429,
             )
-        if failure.kind == "stream_error":
-            return LLMResponseError(
-                f"The LLM server at {where} reported an error instead of a reply: "
-                f"{failure.detail}.",
-                model=self.model,
+        elif failure.kind == "stream_error":
+            message = (
+                f"The LLM server at {where} reported an error instead of a reply: {failure.detail}."
             )
-        if failure.kind == "unreadable":
-            return LLMResponseError(
+        elif failure.kind == "unreadable":
+            message = (
                 f"The LLM server at {where} sent a reply that is not a chat completion "
                 f"stream: {failure.detail}. Is base_url an OpenAI-compatible endpoint "
-                f"(usually ending in /v1)?",
-                model=self.model,
+                f"(usually ending in /v1)?"
             )
-        retried = f" after {tries}" if failure.retryable else ""
-        return LLMResponseError(
-            f"The LLM server at {where} answered HTTP {status}{retried}: {failure.detail}."
-            f"{_hint(status)}",
-            model=self.model,
-            status=status,
-        )
+        else:
+            retried = f" after {tries}" if failure.retryable else ""
+            message = (
+                f"The LLM server at {where} answered HTTP {status}{retried}: {failure.detail}."
+                f"{_hint(status)}"
+            )
+        return error(message, model=self.model, status=status)
 
     def _broken(self, failure: _Failure, text: str, chunks: int) -> LLMError:
         """The error for a reply that failed after part of it was yielded."""
