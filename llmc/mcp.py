@@ -44,8 +44,6 @@ from .errors import MCPConnectionError, MCPToolError, ToolArgumentError, ToolDef
 from .tool import Tool, parse_docstring
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     import mcp
 
 __all__ = ["MCPServer", "MCPTool", "connect", "http", "stdio"]
@@ -193,12 +191,7 @@ class MCPServer:
                 warnings.warn(f"MCP tool left out: {exc}", RuntimeWarning, stacklevel=2)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         stack, self._stack, self._client = self._stack, None, None
         self._closed = "the 'async with' block ended"
         if stack is not None:

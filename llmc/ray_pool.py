@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._closing import Closing
 from ._extras import require
 from .errors import BudgetExceeded, WorkerLostError
 from .mapping import Outcome, answer_all, outcome_of
@@ -30,7 +31,7 @@ ray = require("ray", extra="ray", needed_by="RayPool")
 cloudpickle = ray.cloudpickle
 
 
-class RayPool:
+class RayPool(Closing):
     """A pool of Ray actors answering questions, each with a Compiler from ``factory``.
 
     Args:
@@ -115,12 +116,6 @@ class RayPool:
             ray.kill(actor)
         if self._owns_ray:
             ray.shutdown()
-
-    def __enter__(self) -> RayPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RayPool(size={self.size}, per_actor={self.per_actor})"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .._closing import Closing
 from ._codec import Codec, Unencodable
 from ._embed import Embedder
 from ._index import Index
@@ -91,7 +92,7 @@ def normalize_text(text: str) -> str:
     return " ".join(text.lower().split()).rstrip("?.!;: ")
 
 
-class Cache:
+class Cache(Closing):
     """Exact and semantic caching of tool calls, LLM calls and plans, over one store.
 
     Pass one to ``llmc.Compiler(..., cache=cache)`` or ``llmc.run_plan(..., cache=cache)``.
@@ -468,12 +469,6 @@ class Cache:
     def close(self) -> None:
         """Close the store (for every namespace view of it)."""
         self.store.close()
-
-    def __enter__(self) -> Cache:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Cache {self.store!r} namespace={self.namespace!r}>"

@@ -9,13 +9,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from .._closing import Closing
+
 if TYPE_CHECKING:
     from ..tool import Tool
 
 _GROW_LOCK = threading.Lock()
 
 
-class AsyncioExecutor:
+class AsyncioExecutor(Closing):
     """Awaits async tools on the running loop; runs sync tools in its own thread pool.
 
     The pool is created on the first sync call, so runs of async tools never start a thread.
@@ -69,12 +71,6 @@ class AsyncioExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-    def __enter__(self) -> AsyncioExecutor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"AsyncioExecutor(max_workers={self.max_workers})"

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._closing import Closing
 from .._extras import require
 from ..errors import WorkerLostError
 from ..result import text_form
@@ -91,7 +92,7 @@ class _Kept:
     size: int
 
 
-class RayExecutor:
+class RayExecutor(Closing):
     """Runs tool calls on a Ray cluster (see the module's description).
 
     Args:
@@ -246,12 +247,6 @@ class RayExecutor:
         self.local.close()
         if self._owns_ray:
             ray.shutdown()
-
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         mode = "placed tools" if self.placed_only else "all tools"

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Any, Literal, Protocol, Self, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 
 class Message(TypedDict):
@@ -84,24 +83,6 @@ class Price:
 
 #: What a model running on your own machine costs per token (an LLM's ``price``).
 FREE = Price(0.0, 0.0, 0.0)
-
-
-class AsyncClosing:
-    """A backend that ``async with`` closes at the end: ``__aexit__`` awaits ``aclose()``."""
-
-    async def aclose(self) -> None:
-        """Release what the backend holds (connections, a loaded model)."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 @dataclass(frozen=True, slots=True)

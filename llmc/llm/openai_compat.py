@@ -45,9 +45,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from .._closing import AsyncClosing
 from ..errors import LLMConnectionError, LLMError, LLMRateLimitError, LLMResponseError
 from ..limits import Backoff, RateLimiter, rate_limiter, release, retrying
-from .base import AsyncClosing, Chunk, GenerateOptions, Message, Price, Usage
+from .base import Chunk, GenerateOptions, Message, Price, Usage
 
 if TYPE_CHECKING:
     import openai

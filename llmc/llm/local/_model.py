@@ -15,8 +15,9 @@ from typing import Any, Self
 
 import structlog
 
+from ..._closing import AsyncClosing
 from ...errors import LLMError, ModelLoadError
-from ..base import FREE, AsyncClosing, Chunk, GenerateOptions, Message, Price, Usage
+from ..base import FREE, Chunk, GenerateOptions, Message, Price, Usage
 from . import _cpp, _files
 from ._decode import common_prefix, decode
 from ._prefix import PrefixStore
