@@ -122,19 +122,18 @@ class Result:
     @property
     def errors(self) -> dict[int, BaseException]:
         """The error of every failed task, by id."""
-        return {
-            i: r.error
-            for i, r in self.trace.tasks.items()
-            if r.status is TaskStatus.FAILED and r.error is not None
-        }
+        return self._errors(TaskStatus.FAILED)
 
     @property
     def skipped(self) -> Mapping[int, BaseException]:
         """Why each skipped task was skipped (a ``DependencyError``), by id."""
+        return self._errors(TaskStatus.SKIPPED)
+
+    def _errors(self, status: TaskStatus) -> dict[int, BaseException]:
         return {
             i: r.error
             for i, r in self.trace.tasks.items()
-            if r.status is TaskStatus.SKIPPED and r.error is not None
+            if r.status is status and r.error is not None
         }
 
     @property

@@ -7,6 +7,7 @@ classes when a run is given, and fused groups as subgraphs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..plan import Plan
@@ -39,6 +40,32 @@ def _mermaid_text(text: str) -> str:
     return "".join(c if c in _MERMAID_SAFE or ord(c) > 0x9F else f"#{ord(c)};" for c in text)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What both text exports draw: each task's status and the fused groups."""
+
+    status_of: Mapping[int, str]
+    grouped: Mapping[str, list[int]]
+    in_group: frozenset[int]
+
+
+def _shown(
+    plan: Plan,
+    direction: str,
+    trace: Trace | Result | None,
+    statuses: Mapping[int, str] | None,
+    groups: Mapping[str, Iterable[int]] | None,
+) -> _Shown:
+    if direction not in ("TB", "LR"):
+        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
+    grouped = resolve_groups(plan, groups, trace_of(trace))
+    return _Shown(
+        resolve_statuses(plan, trace_of(trace), statuses),
+        grouped,
+        frozenset(i for members in grouped.values() for i in members),
+    )
+
+
 def plan_mermaid(
     plan: Plan,
     *,
@@ -63,20 +90,16 @@ def plan_mermaid(
     Raises:
         ValueError: an unknown direction or status.
     """
-    head = {"TB": "flowchart TD", "LR": "flowchart LR"}.get(direction)
-    if head is None:
-        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    status_of = resolve_statuses(plan, trace_of(trace), statuses)
-    grouped = resolve_groups(plan, groups, trace_of(trace))
-    in_group = {i for members in grouped.values() for i in members}
-    lines = [head]
+    shown = _shown(plan, direction, trace, statuses, groups)
+    status_of, grouped = shown.status_of, shown.grouped
+    lines = ["flowchart TD" if direction == "TB" else "flowchart LR"]
 
     def node(task_id: int, indent: str) -> str:
         call, args = (_mermaid_text(part) for part in _label_parts(plan, task_id))
         return f'{indent}t{task_id}["{call}<br/>{args}"]'
 
     for task in plan:
-        if task.id not in in_group:
+        if task.id not in shown.in_group:
             lines.append(node(task.id, "    "))
     for number, (name, members) in enumerate(grouped.items(), 1):
         lines.append(f'    subgraph g{number}["{_mermaid_text(one_line(name))}"]')
@@ -110,25 +133,13 @@ def plan_dot(
 ) -> str:
     """A plan as a Graphviz ``digraph``, for ``dot -Tsvg`` and other Graphviz tools.
 
-    Args:
-        plan: the plan.
-        direction: ``"TB"`` or ``"LR"`` (the graph's ``rankdir``).
-        trace: a run of the plan; boxes take their status's colours.
-        statuses: a status per task id, over those the trace gives.
-        groups: fused groups as ``cluster_`` subgraphs (default: the plan's
-            ``fused_groups``, else the trace's batches).
-
-    Returns:
-        the graph's text, ending with a newline.
-
-    Raises:
-        ValueError: an unknown direction or status.
+    Takes the arguments of :func:`plan_mermaid`: ``direction`` becomes the graph's
+    ``rankdir``, a status colours its boxes, and fused groups are ``cluster_`` subgraphs.
+    Returns the graph's text, ending with a newline; raises ``ValueError`` for an unknown
+    direction or status.
     """
-    if direction not in ("TB", "LR"):
-        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    status_of = resolve_statuses(plan, trace_of(trace), statuses)
-    grouped = resolve_groups(plan, groups, trace_of(trace))
-    in_group = {i for members in grouped.values() for i in members}
+    shown = _shown(plan, direction, trace, statuses, groups)
+    status_of, grouped = shown.status_of, shown.grouped
     lines = [
         "digraph plan {",
         f"    rankdir={direction};",
@@ -150,7 +161,7 @@ def plan_dot(
             attributes.append(f'class="{status_of[task_id]}"')
         return f"{indent}t{task_id} [{', '.join(attributes)}];"
 
-    lines += [node(task.id, "    ") for task in plan if task.id not in in_group]
+    lines += [node(task.id, "    ") for task in plan if task.id not in shown.in_group]
     for number, (name, members) in enumerate(grouped.items(), 1):
         lines.append(f"    subgraph cluster_{number} {{")
         lines.append(f'        label="{_dot_text(name)}"; style=dashed; color="#7c3aed";')
