@@ -96,8 +96,10 @@ class AnswerText(Event):
 
     Attributes:
         text: the new text.
-        by: ``"joiner"`` (as the joiner streams it) or ``"plan"`` (the plan's ``finish``,
-            all of it at once, the moment the outputs it needs are done).
+        by: ``"joiner"`` (as the joiner streams it), ``"plan"`` (the plan's ``finish``,
+            all of it at once, the moment the outputs it needs are done) or
+            ``"observation"`` (the one observation's item about the question, taken with no
+            LLM call: see ``Joiner(direct=...)``).
     """
 
     text: str
@@ -350,7 +352,7 @@ class Joiner:
             texts = [observations[task.id] for task in tasks if task.id in observations]
             found = focused_value(texts[0], question) if len(texts) == 1 else None
             if found is not None:  # the observation answers by itself
-                _answer_text(run)(found)
+                _answer_text(run, by="observation")(found)
                 return Decision("finish", found, "the observation's item about the question")
         shown = await fit_observations(
             meter,
@@ -449,11 +451,11 @@ class Joiner:
         return Decision("finish", text, "the last task's output is the answer")
 
 
-def _answer_text(run: RunContext) -> Callable[[str], None]:
+def _answer_text(run: RunContext, by: str = "joiner") -> Callable[[str], None]:
     """Emits a piece of the answer as an :class:`AnswerText` event of ``run``."""
 
     def emit(text: str) -> None:
-        run.emit(AnswerText(run_id=run.run_id, time=time.perf_counter(), text=text))
+        run.emit(AnswerText(run_id=run.run_id, time=time.perf_counter(), text=text, by=by))
 
     return emit
 

@@ -29,6 +29,12 @@ from .trace import (
     Trace,
 )
 
+#: How an answer that no joiner call streams came about, by its ``AnswerText.by``.
+_ANSWERED_BY = {
+    "plan": "from the plan's finish()",
+    "observation": "from the observation itself (no LLM call)",
+}
+
 #: Seconds without output after which a line says what is still going on.
 QUIET_SECONDS = 1.0
 
@@ -118,8 +124,8 @@ class Progress:
             self.begin("joining", f"(plan {event.round}'s observations)")
         elif isinstance(event, JoinerText):
             self.stream("join", event.text)
-        elif isinstance(event, AnswerText) and event.by == "plan":
-            self.line(f"answer   from the plan's finish(): {shorten(event.text, 160)}")
+        elif isinstance(event, AnswerText) and event.by in _ANSWERED_BY:
+            self.line(f"answer   {_ANSWERED_BY[event.by]}: {shorten(event.text, 160)}")
         elif isinstance(event, Replanning):
             self.close()
             self.line(f"replanning (plan {event.round}): {event.reason}")

@@ -314,6 +314,21 @@ async def test_the_copy_joiner_answers_a_focused_json_item_without_a_call() -> N
     assert answer.text == "52" and len(calls.calls) == 2  # the joiner was asked
 
 
+async def test_a_direct_answer_says_where_it_came_from() -> None:
+    llm = ScriptedLLM(['1. counts("a.txt")\njoin()\n'])
+    llm.supports_grammar = True  # type: ignore[attr-defined]
+    compiler = Compiler([counts], llm, joiner=Joiner(llm, mode="copy"))
+    out = io.StringIO()
+    progress = Progress(out)
+    answers = []
+    async for event in compiler.stream("How many lines does a.txt have?"):
+        progress.event(event)
+        if isinstance(event, llmc.AnswerText):
+            answers.append(event)
+    assert [(a.text, a.by) for a in answers] == [("8", "observation")]
+    assert "answer   from the observation itself (no LLM call): 8" in out.getvalue()
+
+
 def test_joiner_modes_are_checked() -> None:
     with pytest.raises(ValueError, match="decide, answer, copy or skip"):
         Joiner(ScriptedLLM(["x"]), mode="guess")  # type: ignore[arg-type]
