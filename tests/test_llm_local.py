@@ -34,6 +34,20 @@ HI: list[Message] = [
 GREEDY = GenerateOptions(temperature=0.0, max_tokens=40)
 
 
+@contextlib.contextmanager
+def switched(model: Local, **switches: bool) -> Iterator[None]:
+    """Set some of the shared model's switches for a block, then put back what they were (the
+    ``model`` fixture is loaded once for the whole run)."""
+    saved = {name: getattr(model, name) for name in switches}
+    for name, value in switches.items():
+        setattr(model, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(model, name, value)
+
+
 def one_line(error: BaseException) -> str:
     text = str(error)
     assert "\n" not in text, text
@@ -278,11 +292,9 @@ async def test_the_prefix_cache_reuses_system_prompts_and_changes_nothing(model:
     cached = []
     for messages, options in calls:
         cached.append(await generate(model, messages, options))
-    model.prefix_cache = False
-    try:  # the calls that started from a restored prefix, computed from scratch
+    # the calls that started from a restored prefix, computed from scratch
+    with switched(model, prefix_cache=False):
         plain = [await generate(model, messages, options) for messages, options in calls[2:]]
-    finally:
-        model.prefix_cache = True
     assert [c.text for c in cached[2:]] == [p.text for p in plain]
     assert all(p.usage.cached_tokens == 0 for p in plain)
     question_tokens = 40  # at most, with the chat template's marks around the question
@@ -300,11 +312,8 @@ async def test_prompt_lookup_decoding_writes_the_same_reply(model: Local) -> Non
     grammar = plan_grammar(tools, max_tasks=3, finish=False)
     options = GenerateOptions(temperature=0.0, stop=(END_OF_PLAN,), grammar=grammar)
     plain = await generate(model, messages, options)
-    model.prompt_lookup = True
-    try:
+    with switched(model, prompt_lookup=True):
         drafted = await generate(model, messages, options)
-    finally:
-        model.prompt_lookup = False
     assert drafted.text == plain.text
     assert drafted.usage.completion_tokens == plain.usage.completion_tokens
 
@@ -317,11 +326,8 @@ async def test_checking_the_grammar_lazily_writes_the_same_reply(model: Local) -
         temperature=0.0, stop=(END_OF_PLAN,), grammar=plan_grammar(tools, max_tasks=2)
     )
     lazy = await generate(model, messages, options)
-    model.lazy_grammar = False
-    try:
+    with switched(model, lazy_grammar=False):
         masked = await generate(model, messages, options)
-    finally:
-        model.lazy_grammar = True
     assert lazy.text == masked.text
 
 

@@ -94,20 +94,22 @@ def test_run_sync_works_in_a_running_loop_and_the_answer_shows_as_pictures(
     assert data["text/html"].count("<svg") == 2  # the plan after the run, and the timeline
 
 
-def test_await_works_and_a_trace_shows_as_its_timeline(
-    outputs: list[list[dict[str, Any]]],
+@pytest.mark.parametrize(
+    ("cell", "kind"),
+    [(2, "Trace"), (3, "Result")],
+    ids=["await", "run_plan_sync"],
+)
+def test_await_and_run_plan_sync_work_and_a_trace_and_a_result_show_as_timelines(
+    outputs: list[list[dict[str, Any]]], cell: int, kind: str
 ) -> None:
-    data = shown(outputs[2])
-    assert data["text/plain"].startswith("<Trace ") and "2 done" in data["text/plain"]
+    data = shown(outputs[cell])
+    assert data["text/plain"].startswith(f"<{kind} ") and "2 done" in data["text/plain"]
     assert data["image/svg+xml"].lstrip().startswith("<svg")
 
 
-def test_run_plan_sync_works_and_a_result_shows_as_its_timeline(
+def test_the_answer_and_the_result_hold_what_the_runs_found(
     outputs: list[list[dict[str, Any]]],
 ) -> None:
-    data = shown(outputs[3])
-    assert data["text/plain"].startswith("<Result ") and "2 done" in data["text/plain"]
-    assert data["image/svg+xml"].lstrip().startswith("<svg")
     assert texts(outputs[4], "stdout").strip() == (
         "The Mariana Trench. {1: '10994 m', 2: '8376 m'} llmc.viz"
     )

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from plan_tools import TOOLS
 
 import llmc
 from llmc import Plan, PlanParser, Ref
-
-
-@llmc.tool
-def search(query: str) -> str:
-    """Search the encyclopedia."""
-    return query
-
-
-@llmc.tool
-def math(problem: str, context: list[str] | None = None) -> float:
-    """Solve a math problem, using earlier results as context."""
-    return 0.0
-
-
-TOOLS = [search, math]
 
 # In the style of the LLMCompiler paper's ParallelQA exemplars (written for these tests).
 TRENCHES = """Thought: look both trenches up at the same time.

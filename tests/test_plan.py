@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from plan_tools import TOOLS, math, search
 
 import llmc
 from llmc import Plan, Ref, Task
 
 
-@llmc.tool
-def search(query: str) -> str:
-    """Search the encyclopedia."""
-    return query
-
-
-@llmc.tool
-def math(problem: str, context: list[str] | None = None) -> float:
-    """Solve a math problem."""
-    return 0.0
-
-
 def build() -> Plan:
-    plan = Plan(tools=[search, math])
+    plan = Plan(tools=TOOLS)
     a = plan.add(search, "Mariana Trench")
     b = plan.add(search, "Puerto Rico Trench", thought="both at once")
     plan.add(math, f"compare {a} and {b}", context=[a, b])
@@ -44,8 +33,8 @@ def test_python_built_plan_has_refs_and_dependencies() -> None:
 
 def test_three_ways_give_the_same_plan() -> None:
     plan = build()
-    assert Plan.parse(plan.to_text(), tools=[search, math]) == plan
-    assert Plan.from_json(plan.to_json(), tools=[search, math]) == plan
+    assert Plan.parse(plan.to_text(), tools=TOOLS) == plan
+    assert Plan.from_json(plan.to_json(), tools=TOOLS) == plan
     assert json.loads(plan.to_json())["tasks"][2]["kwargs"]["context"] == [{"$ref": 1}, {"$ref": 2}]
 
 
@@ -131,7 +120,7 @@ def test_from_json_reports_position_of_bad_json() -> None:
     ],
 )
 def test_validation_errors_name_the_task(make, error, words) -> None:
-    plan = Plan(tools=[search, math])
+    plan = Plan(tools=TOOLS)
     plan.add(search, "first")
     plan.add(search, "second")
     with pytest.raises(error, match=words) as info:

@@ -55,6 +55,28 @@ async def nap(seconds: float, value: Any = None) -> Any:
 TOOLS = [ok, boom, nap]
 
 
+def sleeper(cancelled: list[int], started: asyncio.Event | None = None) -> llmc.Tool:
+    """A tool ``long(task)`` that sleeps 10 s: it sets ``started`` once it runs, and notes
+    ``task`` in ``cancelled`` when it is cancelled."""
+
+    @llmc.tool
+    async def long(task: int) -> None:
+        """Sleep long, noting cancellation.
+
+        Args:
+            task: its id.
+        """
+        if started is not None:
+            started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(task)
+            raise
+
+    return long
+
+
 # -- failures stay local ---------------------------------------------------------------------
 
 
@@ -140,19 +162,7 @@ async def test_errors_as_observations_for_a_task_arriving_after_the_failure() ->
 
 async def test_fail_fast_cancels_everything_else() -> None:
     cancelled: list[int] = []
-
-    @llmc.tool
-    async def long(task: int) -> None:
-        """Sleep long, noting cancellation.
-
-        Args:
-            task: its id.
-        """
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(task)
-            raise
+    long = sleeper(cancelled)
 
     @llmc.tool
     async def late_boom() -> None:
@@ -308,20 +318,7 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
 async def test_cancelling_the_run_cancels_every_task_and_leaves_none_behind() -> None:
     started = asyncio.Event()
     cancelled: list[int] = []
-
-    @llmc.tool
-    async def wait(task: int) -> None:
-        """Wait long, noting cancellation.
-
-        Args:
-            task: its id.
-        """
-        started.set()
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(task)
-            raise
+    long = sleeper(cancelled, started)
 
     @llmc.tool
     def blocking(seconds: float) -> None:
@@ -333,14 +330,14 @@ async def test_cancelling_the_run_cancels_every_task_and_leaves_none_behind() ->
         time.sleep(seconds)
 
     tasks = [
-        Task(1, "wait", (1,)),
-        Task(2, "wait", (2,)),
-        Task(3, "wait", (Ref(1),)),
+        Task(1, "long", (1,)),
+        Task(2, "long", (2,)),
+        Task(3, "long", (Ref(1),)),
         Task(4, "blocking", (1.5,)),
     ]
     events: list[llmc.Event] = []
     before = asyncio.all_tasks()
-    run = asyncio.create_task(llmc.run_plan(tasks, tools=[wait, blocking], on_event=events.append))
+    run = asyncio.create_task(llmc.run_plan(tasks, tools=[long, blocking], on_event=events.append))
     await started.wait()
     run.cancel()
     start = time.perf_counter()

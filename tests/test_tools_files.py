@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sys
-import uuid
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tool_packs import import_pack, pack_path
 
 import llmc
 
-PACK = Path(__file__).resolve().parents[1] / "tools" / "files.py"
-
-
-def import_pack(register: bool = True) -> ModuleType:
-    """Import tools/files.py under a fresh, arbitrary module name."""
-    name = f"some_pack_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, PACK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    if register:
-        sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+PACK = pack_path("files")
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +44,7 @@ def tree(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def pack(tree: Path) -> ModuleType:
-    module = import_pack()
+    module = import_pack("files")
     module.set_root(tree)
     return module
 
@@ -73,7 +60,7 @@ def test_load_tools_finds_every_tool() -> None:
 
 
 def test_works_under_any_module_name_and_roots_are_per_copy(tmp_path: Path) -> None:
-    one, two = import_pack(register=False), import_pack()
+    one, two = import_pack("files", register=False), import_pack("files")
     (tmp_path / "1").mkdir()
     (tmp_path / "2").mkdir()
     (tmp_path / "1" / "f.txt").write_text("one\n")
@@ -94,14 +81,14 @@ def test_set_root_reachable_from_loaded_tools(tree: Path) -> None:
 
 
 def test_root_from_environment(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = import_pack()
+    module = import_pack("files")
     monkeypatch.setenv("LLMC_FILES_ROOT", str(tree / "notes"))
     assert module.get_root() == (tree / "notes").resolve()
     assert module.read_file("todo.md").startswith("- [ ]")
 
 
 def test_root_defaults_to_working_directory(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = import_pack()
+    module = import_pack("files")
     monkeypatch.chdir(tree / "notes" / "deep")
     assert module.read_file("x.py") == "print('todo')\n"
     monkeypatch.chdir(tree)
@@ -118,7 +105,7 @@ def test_set_root_wins_over_environment_and_none_resets(
 
 
 def test_bad_roots_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = import_pack()
+    module = import_pack("files")
     with pytest.raises(NotADirectoryError, match="not an existing folder"):
         module.set_root(tmp_path / "missing")
     monkeypatch.setenv("LLMC_FILES_ROOT", str(tmp_path / "missing"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from test_tools_files import import_pack
+from tool_packs import import_pack
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def rooted(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
     (root / "sub" / "mine.txt").write_text("mine\n")
     (outside / "secret.txt").write_text("secret TODO\n")
     (outside / "mine.txt").write_text("secret too\n")
-    pack = import_pack()
+    pack = import_pack("files")
     pack.set_root(root)
     return pack, root, outside
 

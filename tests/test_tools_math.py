@@ -5,35 +5,22 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import importlib.util
 import math as pymath
 import operator
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tool_packs import import_pack, pack_path
 
 import llmc
 
-PACK = Path(__file__).resolve().parents[1] / "tools" / "math.py"
-
-
-def import_pack() -> ModuleType:
-    """Import tools/math.py under an arbitrary module name, without registering it."""
-    spec = importlib.util.spec_from_file_location(f"anything_{uuid.uuid4().hex}", PACK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MODULE = import_pack()
+PACK = pack_path("math")
+MODULE = import_pack("math", register=False)
 calc: llmc.Tool = MODULE.math
 evaluate: Callable[..., Any] = MODULE.evaluate
 

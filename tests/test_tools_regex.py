@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_tools_files import import_pack
+from tool_packs import import_pack
 
 import llmc
 from llmc.executors import AsyncioExecutor
@@ -22,7 +22,7 @@ CATASTROPHIC = ["(a+)+$", "(a|aa)+$", "(a*)*b", "(a|a?)+b", "(.*a){20}$"]
 
 @pytest.fixture
 def pack(tmp_path: Path) -> ModuleType:
-    module = import_pack()
+    module = import_pack("files")
     (tmp_path / "evil.txt").write_text("a" * 40 + "!\n" + "fine line\n")
     module.set_root(tmp_path)
     return module

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import uuid
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tool_packs import import_pack, pack_path
 
 import llmc
 
-PACK = Path(__file__).resolve().parents[1] / "tools" / "text.py"
-
-
-def import_pack() -> ModuleType:
-    """Import tools/text.py under an arbitrary module name, without registering it."""
-    spec = importlib.util.spec_from_file_location(f"whatever_{uuid.uuid4().hex}", PACK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TEXT = import_pack()
+PACK = pack_path("text")
+TEXT = import_pack("text", register=False)
 
 
 def test_load_tools_finds_every_tool() -> None:
