@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install -e 
 
 import llmc
 from llmc import mcp as llmc_mcp
+from llmc.cli import main
 from llmc.errors import (
     DependencyError,
     MCPConnectionError,
@@ -27,7 +29,7 @@ from llmc.errors import (
     ToolDefinitionError,
     ToolTimeoutError,
 )
-from llmc.testing import ScriptedLLM
+from llmc.testing import ScriptedLLM, ScriptedOpenAIServer
 from llmc.trace import TaskStatus
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
@@ -294,40 +296,48 @@ def cli_server(request: pytest.FixtureRequest) -> tuple[str, str]:
     return "--mcp-url", request.getfixturevalue("http_server")
 
 
-def test_llmc_run_takes_tools_from_an_mcp_server(
-    cli_server: tuple[str, str],
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> None:
-    from llmc.cli import main
-    from llmc.testing import ScriptedOpenAIServer
+@dataclass(frozen=True)
+class Ran:
+    """What one ``llmc`` command returned and printed."""
 
+    status: int
+    out: str
+    err: str
+
+
+Command = Callable[..., Ran]
+
+
+@pytest.fixture
+def llmc_cli(capsys: pytest.CaptureFixture[str]) -> Command:
+    """Runs ``llmc`` with the given arguments in this process, capturing what it prints."""
+
+    def run(*args: str) -> Ran:
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return Ran(status, captured.out, captured.err)
+
+    return run
+
+
+CANNOT_START = "cannot connect to MCP server 'no-such-mcp-server'"
+
+
+def test_llmc_run_takes_tools_from_an_mcp_server(
+    cli_server: tuple[str, str], llmc_cli: Command, tmp_path: Path
+) -> None:
     flag, where = cli_server
     plan = "1. add(19, 23)\n2. word_count('$1 is the answer')\njoin()"
     finish = "Thought: the server answered.\nAction: Finish(42, in 4 words)"
     with ScriptedOpenAIServer([plan, finish]) as llm_server:
-        status = main(
-            [
-                "run",
-                "What is 19 + 23?",
-                "--model",
-                "scripted",
-                "--base-url",
-                llm_server.base_url,
-                "--tools",
-                "math",
-                flag,
-                where,
-                "--trace",
-                str(tmp_path / "run.json"),
-            ]
-        )
+        ran = llmc_cli("run", "What is 19 + 23?", "--model", "scripted",
+                       "--base-url", llm_server.base_url, "--tools", "math", flag, where,
+                       "--trace", str(tmp_path / "run.json"))  # fmt: skip
         prompt = llm_server.requests[0].body["messages"][0]["content"]
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    assert captured.out.strip() == "42, in 4 words"
+    assert ran.status == 0, ran.err
+    assert ran.out.strip() == "42, in 4 words"
     assert "add(a: int, b: int) -> int" in prompt  # the server's tools, next to the pack's
-    assert "done     $2 word_count" in captured.err
+    assert "done     $2 word_count" in ran.err
     saved = llmc.Trace.from_json((tmp_path / "run.json").read_text(encoding="utf-8"))
     assert [r.tool for r in saved.tasks.values()] == ["add", "word_count"]
     assert [(s.kind, s.model) for s in saved.spans] == [
@@ -336,13 +346,11 @@ def test_llmc_run_takes_tools_from_an_mcp_server(
     ]
 
 
-def test_llmc_run_says_when_an_mcp_server_cannot_start(capsys: pytest.CaptureFixture[str]) -> None:
-    from llmc.cli import main
-
-    status = main(["run", "anything", "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
-                   "--mcp", "no-such-mcp-server"])  # fmt: skip
-    assert status == 2
-    assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
+def test_llmc_run_says_when_an_mcp_server_cannot_start(llmc_cli: Command) -> None:
+    ran = llmc_cli("run", "anything", "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
+                   "--mcp", "no-such-mcp-server")  # fmt: skip
+    assert ran.status == 2
+    assert CANNOT_START in ran.err
 
 
 async def test_without_the_sdk_the_error_says_how_to_install_it(
@@ -355,54 +363,43 @@ async def test_without_the_sdk_the_error_says_how_to_install_it(
 
 
 def test_llmc_tools_lists_an_mcp_servers_tools(
-    cli_server: tuple[str, str],
-    capsys: pytest.CaptureFixture[str],
+    cli_server: tuple[str, str], llmc_cli: Command
 ) -> None:
-    from llmc.cli import main
-
     flag, where = cli_server
-    assert main(["tools", flag, where]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
+    ran = llmc_cli("tools", flag, where)
+    assert ran.status == 0
+    lines = ran.out.splitlines()
     assert lines[0] == f"{where}:"  # the server's label heads its tools; no pack is listed
     assert "  add(a: int, b: int) -> int  # Add two integers." in lines
     assert any(line.startswith("  word_count(text: str) -> dict[str, int]") for line in lines)
     assert "math:" not in lines
 
-    assert main(["tools", "math", flag, where]) == 0  # a pack named: it and the server
-    lines = capsys.readouterr().out.splitlines()
+    ran = llmc_cli("tools", "math", flag, where)  # a pack named: it and the server
+    assert ran.status == 0
+    lines = ran.out.splitlines()
     assert lines[0] == "math:"
     assert f"{where}:" in lines
 
 
 def test_llmc_exec_runs_a_plan_over_an_mcp_servers_tools(
-    cli_server: tuple[str, str],
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
+    cli_server: tuple[str, str], llmc_cli: Command, tmp_path: Path
 ) -> None:
-    from llmc.cli import main
-
     flag, where = cli_server
     plan = "1. add(19, 23)\n2. word_count('$1 is the answer')\n3. shout('it is $1', 2)"
     trace = tmp_path / "run.json"
-    status = main(["exec", plan, "--tools", "math", flag, where, "--json", "--trace", str(trace)])
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    outputs = json.loads(captured.out)
+    ran = llmc_cli("exec", plan, "--tools", "math", flag, where, "--json", "--trace", str(trace))
+    assert ran.status == 0, ran.err
+    outputs = json.loads(ran.out)
     assert outputs["1"] == 42
     assert outputs["2"] == {"words": 4, "characters": 16}  # the server's own count
-    assert "done     $2 word_count" in captured.err
+    assert "done     $2 word_count" in ran.err
     saved = llmc.Trace.from_json(trace.read_text(encoding="utf-8"))
     assert [r.tool for r in saved.tasks.values()] == ["add", "word_count", "shout"]
     assert outputs["3"] == "IT IS 42 IT IS 42"
 
 
-def test_llmc_exec_and_tools_say_when_an_mcp_server_cannot_start(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from llmc.cli import main
-
-    assert main(["tools", "--mcp", "no-such-mcp-server"]) == 2
-    assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
-    assert main(["exec", "1. add(1, 2)", "--mcp", "no-such-mcp-server"]) == 2
-    assert "cannot connect to MCP server 'no-such-mcp-server'" in capsys.readouterr().err
+def test_llmc_exec_and_tools_say_when_an_mcp_server_cannot_start(llmc_cli: Command) -> None:
+    for args in (["tools"], ["exec", "1. add(1, 2)"]):
+        ran = llmc_cli(*args, "--mcp", "no-such-mcp-server")
+        assert ran.status == 2
+        assert CANNOT_START in ran.err
