@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 import llmc
-from benchmarks.redis_server import BINARY
-from benchmarks.redis_server import redis_server as start_redis
+from benchmarks.servers import REDIS_BINARY
+from benchmarks.servers import redis_server as start_redis
 from llmc.cache import (
     DEFAULT_THRESHOLD,
     Cache,
@@ -74,7 +74,7 @@ def timed(calls: Sequence[Callable[[], object]]) -> list[float]:
 @contextlib.contextmanager
 def redis_server() -> Iterator[str | None]:
     """A throwaway redis-server's URL, or None without the binary (its rows are left out)."""
-    if BINARY is None:
+    if REDIS_BINARY is None:
         yield None
         return
     with start_redis() as (url, _):

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from pathlib import Path
 from typing import Protocol
 
-__all__ = ["render_chart", "write_chart"]
+__all__ = ["render_chart"]
 
 COLOURS = {
     "llmc": "#2563eb",
@@ -99,16 +98,3 @@ def render_chart(
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
-
-
-def write_chart(
-    path: Path,
-    summaries: Sequence[_Row],
-    workloads: Sequence[str],
-    contenders: Sequence[str],
-    labels: dict[str, str],
-    *,
-    title: str = "",
-) -> None:
-    """Write the chart to ``path``."""
-    path.write_text(render_chart(summaries, workloads, contenders, labels, title=title))

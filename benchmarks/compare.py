@@ -36,7 +36,7 @@ from pathlib import Path
 
 import structlog
 
-from .chart import write_chart
+from .chart import render_chart
 from .peers import CONTENDERS, Contender, Reply, make_contender
 from .sim import (
     PROFILES,
@@ -469,14 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "samples": [asdict(s) for s in samples],
     }
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
-    write_chart(
-        args.out / "chart.svg",
+    chart = render_chart(
         summaries,
         [w.name for w in workloads],
         [c.key for c in contenders],
         labels,
         title=f"{profile.name}, {command}",
     )
+    (args.out / "chart.svg").write_text(chart)
     print(
         f"\nwrote {args.out / 'results.json'} and {args.out / 'chart.svg'} ({report['seconds']} s)"
     )

@@ -42,8 +42,8 @@ import llmc
 from llmc import BatchSummary, Outcome
 from llmc.executors import AsyncioExecutor, Executor
 
-from .redis_server import BINARY
-from .redis_server import redis_server as start_redis
+from .servers import REDIS_BINARY
+from .servers import redis_server as start_redis
 from .sim import Policy, Simulator, World
 from .sim.profiles import PROFILES
 from .sim.workloads import synthetic
@@ -142,7 +142,7 @@ async def batch_on_pool(pool: object, questions: list[str], concurrency: int) ->
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway redis-server's URL; the benchmark stops without the binary."""
-    if BINARY is None:
+    if REDIS_BINARY is None:
         raise SystemExit("redis-server is not installed")
     with start_redis() as (url, _):
         yield url

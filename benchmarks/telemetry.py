@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import structlog
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -37,10 +33,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmc
+from benchmarks.servers import MCP_SERVER, mcp_http_server
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-
-SERVER = Path(__file__).resolve().parents[1] / "tests" / "mcp_server.py"
 
 
 @llmc.tool
@@ -97,24 +92,6 @@ async def export(tasks: int, repeat: int) -> None:
 # -- (b) MCP calls ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the MCP server did not start on HTTP") from None
-            time.sleep(0.1)
-
-
 async def per_call(tools: Sequence[llmc.Tool], calls: int) -> tuple[float, float]:
     """Milliseconds per call of ``add``: one after another, and all at once in one plan."""
     sequential: list[float] = []
@@ -138,29 +115,12 @@ async def mcp_calls(calls: int, url: str) -> None:
     print(f"(b) MCP calls of add(a, b): {calls} calls, ms per call, median of 3")
     print(f"    {'':26} {'one by one':>11} {'all at once':>12}")
     rows = [("local llmc tool", await per_call([add], calls))]
-    async with llmc.mcp.stdio(sys.executable, str(SERVER)) as server:
+    async with llmc.mcp.stdio(sys.executable, str(MCP_SERVER)) as server:
         rows.append(("MCP server on stdio", await per_call(server.tools, calls)))
     async with llmc.mcp.http(url) as server:
         rows.append(("MCP server on HTTP", await per_call(server.tools, calls)))
     for name, (one_by_one, at_once) in rows:
         print(f"    {name:26} {one_by_one:11.3f} {at_once:12.3f}")
-
-
-@contextlib.contextmanager
-def http_server() -> Iterator[str]:
-    """The tests' MCP server on streamable HTTP at a free loopback port; its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(port, process)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -171,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"Python {platform.python_version()}, {platform.machine()}, {platform.system()}")
     asyncio.run(export(args.tasks, args.repeat))
-    with http_server() as url:
+    with mcp_http_server() as url:
         asyncio.run(mcp_calls(args.calls, url))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import redis_server as redis_binary
+from benchmarks import servers
 from llmc.cache import RedisStore, SQLiteStore, Store
 
 StoreFactory = Callable[..., Store]
@@ -27,12 +27,12 @@ def redis_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def redis_server_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway redis-server (see benchmarks/redis_server.py); the test is skipped
+    """A throwaway redis-server (see benchmarks/servers.py); the test is skipped
     without redis-server or redis-py."""
-    if redis_binary.BINARY is None:
+    if servers.REDIS_BINARY is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[redis]'")
-    with redis_binary.redis_server() as (url, process):
+    with servers.redis_server() as (url, process):
         yield url, process
 
 

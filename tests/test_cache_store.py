@@ -253,7 +253,7 @@ def test_a_busy_file_is_a_miss_not_an_error(tmp_path: Path) -> None:
 
 def test_an_unreachable_redis_is_a_miss(tmp_path: Path) -> None:
     pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[redis]'")
-    from benchmarks.redis_server import free_port
+    from benchmarks.servers import free_port
     from llmc.cache import RedisStore
 
     cache = Cache(RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))

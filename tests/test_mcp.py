@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ import pytest
 pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install -e '.[mcp]')")
 
 import llmc
+from benchmarks.servers import MCP_SERVER, mcp_http_server
 from llmc import mcp as llmc_mcp
 from llmc.cli import main
 from llmc.errors import (
@@ -32,7 +31,7 @@ from llmc.errors import (
 from llmc.testing import ScriptedLLM, ScriptedOpenAIServer
 from llmc.trace import TaskStatus
 
-SERVER = str(Path(__file__).with_name("mcp_server.py"))
+SERVER = str(MCP_SERVER)
 
 
 def test_server() -> llmc_mcp.MCPServer:
@@ -183,28 +182,8 @@ async def test_a_compiler_plans_with_mcp_tools() -> None:
 @pytest.fixture
 def http_server() -> Iterator[str]:
     """The test server on streamable HTTP at a free loopback port; its MCP URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, SERVER, "http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the MCP test server did not start on HTTP") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with mcp_http_server() as url:
+        yield url
 
 
 async def test_streamable_http_server_lists_calls_and_reports_errors(http_server: str) -> None:

@@ -18,6 +18,7 @@ Each answer also reports its latency floor (:func:`latency_floor`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import llmc
@@ -61,6 +62,18 @@ def latency_floor(answer: llmc.Answer) -> float | None:
         joins = [s.duration for s in answer.trace.spans if s.kind == "joiner" and s.duration]
         floor += sum(joins)
     return floor
+
+
+async def _reply(
+    compiler: llmc.Compiler, question: str, *, close: Callable[[], Awaitable[None]]
+) -> Reply:
+    """The compiler's answer to ``question`` with its latency floor; ``close`` (the LLM's
+    HTTP client) runs after it, whether it answered or failed."""
+    try:
+        result = await compiler.run(question)
+        return Reply(result.text, latency_floor(result), result.answered_by)
+    finally:
+        await close()
 
 
 class LlmcContender:
@@ -116,11 +129,7 @@ class LlmcContender:
             compiler = llmc.Compiler([search, math], llm, fused=fused, max_replans=self.max_replans)
 
             async def answer(question: str) -> Reply:
-                try:
-                    result = await compiler.run(question)
-                    return Reply(result.text, latency_floor(result), result.answered_by)
-                finally:
-                    await llm.aclose()
+                return await _reply(compiler, question, close=llm.aclose)
 
             return answer
 
@@ -138,10 +147,6 @@ class LlmcContender:
                 plan_answers=False,
                 joiner_observations="all",
             )
-            try:
-                result = await compiler.run(question)
-                return Reply(result.text, latency_floor(result), result.answered_by)
-            finally:
-                await client.close()
+            return await _reply(compiler, question, close=client.close)
 
         return answer_as_it_was
