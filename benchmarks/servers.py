@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -85,10 +86,12 @@ def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     if REDIS_BINARY is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    command = [REDIS_BINARY, "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no"]
-    with serving(command, port, name="redis-server", timeout=10) as process:
-        yield f"redis://127.0.0.1:{port}/0", process
+    with tempfile.TemporaryDirectory(prefix="llmc-redis-") as folder:
+        # An empty folder of its own: no dump.rdb to load (and answer LOADING meanwhile).
+        command = [REDIS_BINARY, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder]
+        command += ["--save", "", "--appendonly", "no"]
+        with serving(command, port, name="redis-server", timeout=10) as process:
+            yield f"redis://127.0.0.1:{port}/0", process
 
 
 @contextlib.contextmanager
