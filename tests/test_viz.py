@@ -270,6 +270,9 @@ def test_explicit_statuses_budgets_and_unknown_status(qa: Plan) -> None:
         plan_svg(qa, statuses={1: "weird"})
     with pytest.raises(ValueError, match="direction"):
         plan_svg(qa, direction="BT")  # type: ignore[arg-type]
+    for picture in (plan_svg, plan_mermaid, plan_dot):
+        with pytest.raises(TypeError, match=r"unknown picture option.*directon"):
+            picture(qa, directon="LR")  # type: ignore[call-arg]
 
 
 def test_fused_groups_are_outlined_around_their_members_only() -> None:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 from ._export import plan_dot as plan_dot
 from ._export import plan_mermaid as plan_mermaid
-from ._plan import Direction as Direction
 from ._plan import plan_svg as plan_svg
 from ._svg import STATUS_STYLES as STATUS_STYLES
 from ._svg import StatusStyle as StatusStyle
 from ._svg import write as write
+from ._tasks import Direction as Direction
+from ._tasks import PlanView as PlanView
 from ._timeline import timeline_svg as timeline_svg
 
 __all__ = [
     "STATUS_STYLES",
     "Direction",
+    "PlanView",
     "StatusStyle",
     "plan_dot",
     "plan_mermaid",

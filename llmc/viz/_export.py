@@ -6,17 +6,11 @@ classes when a run is given, and fused groups as subgraphs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Unpack
 
 from ..plan import Plan
 from ._svg import PLAIN, STATUS_STYLES, clean, one_line
-from ._tasks import arguments_text, plan_text, resolve_groups, resolve_statuses, trace_of
-
-if TYPE_CHECKING:
-    from ..result import Result
-    from ..trace import Trace
+from ._tasks import PlanView, arguments_text, plan_text, shown
 
 #: Arguments longer than this are cut with "…" in text exports.
 ARGS_LIMIT = 40
@@ -40,66 +34,31 @@ def _mermaid_text(text: str) -> str:
     return "".join(c if c in _MERMAID_SAFE or ord(c) > 0x9F else f"#{ord(c)};" for c in text)
 
 
-@dataclass(frozen=True, slots=True)
-class _Shown:
-    """What both text exports draw: each task's status and the fused groups."""
-
-    status_of: Mapping[int, str]
-    grouped: Mapping[str, list[int]]
-    in_group: frozenset[int]
-
-
-def _shown(
-    plan: Plan,
-    direction: str,
-    trace: Trace | Result | None,
-    statuses: Mapping[int, str] | None,
-    groups: Mapping[str, Iterable[int]] | None,
-) -> _Shown:
-    if direction not in ("TB", "LR"):
-        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    grouped = resolve_groups(plan, groups, trace_of(trace))
-    return _Shown(
-        resolve_statuses(plan, trace_of(trace), statuses),
-        grouped,
-        frozenset(i for members in grouped.values() for i in members),
-    )
-
-
-def plan_mermaid(
-    plan: Plan,
-    *,
-    direction: str = "TB",
-    trace: Trace | Result | None = None,
-    statuses: Mapping[int, str] | None = None,
-    groups: Mapping[str, Iterable[int]] | None = None,
-) -> str:
+def plan_mermaid(plan: Plan, **view: Unpack[PlanView]) -> str:
     """A plan as a Mermaid flowchart (``flowchart TD``), for Markdown that renders Mermaid.
 
     Args:
         plan: the plan.
-        direction: ``"TB"`` or ``"LR"``.
-        trace: a run of the plan; each task gets its status as a class (with colours).
-        statuses: a status per task id, over those the trace gives.
-        groups: fused groups as subgraphs (default: the plan's ``fused_groups``, else the
-            trace's batches).
+        **view: see :class:`PlanView`; a status becomes a class of its tasks (with colours),
+            and groups are subgraphs.
 
     Returns:
         the flowchart's text, ending with a newline.
 
     Raises:
+        TypeError: an unknown option.
         ValueError: an unknown direction or status.
     """
-    shown = _shown(plan, direction, trace, statuses, groups)
-    status_of, grouped = shown.status_of, shown.grouped
-    lines = ["flowchart TD" if direction == "TB" else "flowchart LR"]
+    drawn = shown(plan, view)
+    status_of, grouped = drawn.status_of, drawn.groups
+    lines = ["flowchart TD" if drawn.direction == "TB" else "flowchart LR"]
 
     def node(task_id: int, indent: str) -> str:
         call, args = (_mermaid_text(part) for part in _label_parts(plan, task_id))
         return f'{indent}t{task_id}["{call}<br/>{args}"]'
 
     for task in plan:
-        if task.id not in shown.in_group:
+        if task.id not in drawn.in_group:
             lines.append(node(task.id, "    "))
     for number, (name, members) in enumerate(grouped.items(), 1):
         lines.append(f'    subgraph g{number}["{_mermaid_text(one_line(name))}"]')
@@ -123,26 +82,26 @@ def _dot_text(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
 
 
-def plan_dot(
-    plan: Plan,
-    *,
-    direction: str = "TB",
-    trace: Trace | Result | None = None,
-    statuses: Mapping[int, str] | None = None,
-    groups: Mapping[str, Iterable[int]] | None = None,
-) -> str:
+def plan_dot(plan: Plan, **view: Unpack[PlanView]) -> str:
     """A plan as a Graphviz ``digraph``, for ``dot -Tsvg`` and other Graphviz tools.
 
-    Takes the arguments of :func:`plan_mermaid`: ``direction`` becomes the graph's
-    ``rankdir``, a status colours its boxes, and fused groups are ``cluster_`` subgraphs.
-    Returns the graph's text, ending with a newline; raises ``ValueError`` for an unknown
-    direction or status.
+    Args:
+        plan: the plan.
+        **view: see :class:`PlanView`; the direction is the graph's ``rankdir``, a status
+            colours its boxes, and groups are ``cluster_`` subgraphs.
+
+    Returns:
+        the graph's text, ending with a newline.
+
+    Raises:
+        TypeError: an unknown option.
+        ValueError: an unknown direction or status.
     """
-    shown = _shown(plan, direction, trace, statuses, groups)
-    status_of, grouped = shown.status_of, shown.grouped
+    drawn = shown(plan, view)
+    status_of, grouped = drawn.status_of, drawn.groups
     lines = [
         "digraph plan {",
-        f"    rankdir={direction};",
+        f"    rankdir={drawn.direction};",
         '    node [shape=box, style="rounded,filled", fontname="monospace", fontsize=11];',
         '    edge [color="#94a3b8"];',
     ]
@@ -161,7 +120,7 @@ def plan_dot(
             attributes.append(f'class="{status_of[task_id]}"')
         return f"{indent}t{task_id} [{', '.join(attributes)}];"
 
-    lines += [node(task.id, "    ") for task in plan if task.id not in shown.in_group]
+    lines += [node(task.id, "    ") for task in plan if task.id not in drawn.in_group]
     for number, (name, members) in enumerate(grouped.items(), 1):
         lines.append(f"    subgraph cluster_{number} {{")
         lines.append(f'        label="{_dot_text(name)}"; style=dashed; color="#7c3aed";')

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Unpack
 
 from ..plan import Plan
 from ..task import Task
@@ -26,13 +26,10 @@ from ._svg import (
     shorten,
     text_width,
 )
-from ._tasks import arguments_text, plan_text, resolve_groups, resolve_statuses, trace_of
+from ._tasks import PlanView, arguments_text, plan_text, shown
 
 if TYPE_CHECKING:
-    from ..result import Result
-
-#: Which way a plan picture runs: top to bottom (``"TB"``) or left to right (``"LR"``).
-Direction = Literal["TB", "LR"]
+    pass
 
 MARGIN = 16.0
 PAD_X = 10.0
@@ -83,46 +80,36 @@ PER_ROW = 6
 def plan_svg(
     plan: Plan,
     *,
-    direction: Direction = "TB",
-    trace: Trace | Result | None = None,
-    statuses: Mapping[int, str] | None = None,
-    groups: Mapping[str, Iterable[int]] | None = None,
     budgets: Mapping[int, int | str] | None = None,
     title: str | None = None,
     legend: bool = True,
     per_row: int = PER_ROW,
+    **view: Unpack[PlanView],
 ) -> str:
     """Draw a plan as SVG: one box per task, in dependency levels, arrows from inputs to users.
 
     Args:
         plan: the plan.
-        direction: ``"TB"`` (levels top to bottom) or ``"LR"`` (left to right).
-        trace: a run of the plan (its :class:`~llmc.trace.Trace` or :class:`~llmc.Result`):
-            boxes take the colour of their task's status, show how long it ran, and the
-            critical path's arrows are marked.
-        statuses: a status per task id (``"done"``, ``"cached"``, ...; see
-            :data:`STATUS_STYLES`), over those the trace gives.
-        groups: outlined groups of tasks (batches), by name. Defaults to the plan's own
-            ``fused_groups`` when it has some, else to the trace's batches. Each group's
-            tasks on one level are placed side by side; a task belongs to one group.
         budgets: a token budget (a number, shown as ``"≤ N tok"``) or any short label per
             task id.
         title: a line of text above the picture.
         legend: whether to explain the colours and marks in use.
         per_row: the most boxes side by side; a level with more tasks wraps onto more rows
             (columns, left to right).
+        **view: see :class:`PlanView`: the direction, and a run's statuses (with how long
+            each task ran and the critical path's arrows marked) and groups (each group's
+            tasks on one level side by side).
 
     Returns:
         the SVG document's text. The same arguments give the same bytes.
 
     Raises:
+        TypeError: an unknown option.
         ValueError: an unknown direction or status.
     """
-    if direction not in SPACING:
-        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
-    records = trace_of(trace)
-    status_of = resolve_statuses(plan, records, statuses)
-    group_map = resolve_groups(plan, groups, records)
+    drawn = shown(plan, view)
+    records, status_of, group_map = drawn.trace, drawn.status_of, drawn.groups
+    direction = drawn.direction
     budget_of = dict(budgets or getattr(plan, "budgets", None) or {})
     extras = {task.id: _extra(task.id, records, budget_of) for task in plan}
     lines_per_box = 3 if any(extras.values()) else 2

@@ -5,7 +5,8 @@ so a task looks the same in each."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from ..errors import PlanError
 from ..plan import Plan
@@ -15,6 +16,69 @@ from ._svg import STATUS_STYLES
 
 if TYPE_CHECKING:
     from ..result import Result
+
+#: Which way a plan picture runs: top to bottom (``"TB"``) or left to right (``"LR"``).
+Direction = Literal["TB", "LR"]
+
+
+class PlanView(TypedDict, total=False):
+    """What every picture of a plan (:func:`~llmc.viz.plan_svg`, :func:`~llmc.viz.plan_mermaid`,
+    :func:`~llmc.viz.plan_dot`) takes beside the plan: which way it runs and what it shows of
+    a run.
+
+    Attributes:
+        direction: ``"TB"`` (levels top to bottom, the default) or ``"LR"`` (left to right).
+        trace: a run of the plan (its :class:`~llmc.trace.Trace` or :class:`~llmc.Result`):
+            each task takes its status's colours (and, in the SVG, how long it ran and the
+            critical path).
+        statuses: a status per task id (``"done"``, ``"cached"``, ...; see
+            :data:`~llmc.viz.STATUS_STYLES`), over those the trace gives.
+        groups: outlined groups of tasks (batches), by name; a task belongs to one. Defaults
+            to the plan's own ``fused_groups`` when it has some, else to the trace's batches.
+    """
+
+    direction: Direction
+    trace: Trace | Result | None
+    statuses: Mapping[int, str] | None
+    groups: Mapping[str, Iterable[int]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A :class:`PlanView` resolved against its plan: what a picture draws."""
+
+    direction: Direction
+    trace: Trace | None
+    status_of: dict[int, str]
+    groups: dict[str, list[int]]
+
+    @property
+    def in_group(self) -> frozenset[int]:
+        """The tasks of every group."""
+        return frozenset(i for members in self.groups.values() for i in members)
+
+
+def shown(plan: Plan, view: PlanView) -> Shown:
+    """Resolve ``view`` against ``plan``: the trace, each task's status, the groups.
+
+    Raises:
+        TypeError: an option that is not one of :class:`PlanView`'s.
+        ValueError: an unknown direction or status.
+    """
+    unknown = set(view) - set(PlanView.__annotations__)
+    if unknown:
+        known = ", ".join(PlanView.__annotations__)
+        raise TypeError(f"unknown picture option(s): {', '.join(sorted(unknown))} (known: {known})")
+    direction = view.get("direction", "TB")
+    if direction not in ("TB", "LR"):
+        raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
+    trace = trace_of(view.get("trace"))
+    return Shown(
+        direction,
+        trace,
+        resolve_statuses(plan, trace, view.get("statuses")),
+        resolve_groups(plan, view.get("groups"), trace),
+    )
 
 
 def trace_of(trace: Trace | Result | None) -> Trace | None:
