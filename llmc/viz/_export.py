@@ -85,20 +85,12 @@ def _dot_text(text: str) -> str:
 def plan_dot(plan: Plan, **view: Unpack[PlanView]) -> str:
     """A plan as a Graphviz ``digraph``, for ``dot -Tsvg`` and other Graphviz tools.
 
-    Args:
-        plan: the plan.
-        **view: see :class:`PlanView`; the direction is the graph's ``rankdir``, a status
-            colours its boxes, and groups are ``cluster_`` subgraphs.
-
-    Returns:
-        the graph's text, ending with a newline.
-
-    Raises:
-        TypeError: an unknown option.
-        ValueError: an unknown direction or status.
+    It takes the arguments of :func:`plan_mermaid` and raises its errors: the direction is
+    the graph's ``rankdir``, a status colours its boxes, and groups are ``cluster_``
+    subgraphs. The text ends with a newline.
     """
     drawn = shown(plan, view)
-    status_of, grouped = drawn.status_of, drawn.groups
+    status_of = drawn.status_of
     lines = [
         "digraph plan {",
         f"    rankdir={drawn.direction};",
@@ -121,7 +113,7 @@ def plan_dot(plan: Plan, **view: Unpack[PlanView]) -> str:
         return f"{indent}t{task_id} [{', '.join(attributes)}];"
 
     lines += [node(task.id, "    ") for task in plan if task.id not in drawn.in_group]
-    for number, (name, members) in enumerate(grouped.items(), 1):
+    for number, (name, members) in enumerate(drawn.groups.items(), 1):
         lines.append(f"    subgraph cluster_{number} {{")
         lines.append(f'        label="{_dot_text(name)}"; style=dashed; color="#7c3aed";')
         lines += [node(i, "        ") for i in members]
