@@ -229,7 +229,7 @@ class _Source:
 # -- evaluation --------------------------------------------------------------------------------
 
 
-class _Evaluator:
+class _Evaluator(ast.NodeVisitor):
     def __init__(self, source: _Source, names: dict[str, Value]) -> None:
         self.source = source
         self.names = names
@@ -268,32 +268,26 @@ class _Evaluator:
             )
         return value  # type: ignore[no-any-return]
 
-    def visit(self, node: ast.AST) -> Value:
-        if isinstance(node, ast.Expression):
-            return self.visit(node.body)
-        if isinstance(node, ast.Constant):
-            return self.constant(node)
-        if isinstance(node, ast.Name):
-            return self.name(node)
-        if isinstance(node, ast.BinOp):
-            return self.binary(node)
-        if isinstance(node, ast.UnaryOp):
-            return self.unary(node)
-        if isinstance(node, ast.Compare):
-            return self.compare(node)
-        if isinstance(node, ast.Call):
-            return self.call(node)
-        if isinstance(node, ast.List | ast.Tuple):
-            items = []
-            for element in node.elts:
-                if isinstance(element, ast.List | ast.Tuple):
-                    raise self.error(element, "lists inside lists are not supported")
-                items.append(self.number(element))
-            return items
+    # ast.NodeVisitor calls visit_<NodeType>; any other node is generic_visit's error.
+
+    def visit_Expression(self, node: ast.Expression) -> Value:
+        return self.visit(node.body)  # type: ignore[no-any-return]
+
+    def visit_List(self, node: ast.List | ast.Tuple) -> list[Number]:
+        items = []
+        for element in node.elts:
+            if isinstance(element, ast.List | ast.Tuple):
+                raise self.error(element, "lists inside lists are not supported")
+            items.append(self.number(element))
+        return items
+
+    visit_Tuple = visit_List
+
+    def generic_visit(self, node: ast.AST) -> Value:
         kind = _UNSUPPORTED_NODES.get(type(node), type(node).__name__)
         raise self.error(node, f"unsupported: {kind} {self.source.segment(node)!r}")
 
-    def constant(self, node: ast.Constant) -> Number:
+    def visit_Constant(self, node: ast.Constant) -> Number:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float | complex):
             raise self.error(
@@ -305,7 +299,7 @@ class _Evaluator:
             raise self.error(node, "complex numbers are not supported")
         return self.checked(node, value)
 
-    def name(self, node: ast.Name) -> Value:
+    def visit_Name(self, node: ast.Name) -> Value:
         if node.id in self.names:
             return self.names[node.id]
         if node.id in CONSTANTS:
@@ -317,7 +311,7 @@ class _Evaluator:
         hint = f"; did you mean {close[0]!r}?" if close else f"; known names: {', '.join(known)}"
         raise self.error(node, f"unknown name {node.id!r}{hint}")
 
-    def binary(self, node: ast.BinOp) -> Number:
+    def visit_BinOp(self, node: ast.BinOp) -> Number:
         if type(node.op) in _UNSUPPORTED_OPERATORS:
             raise self.error(node, f"unsupported: {_UNSUPPORTED_OPERATORS[type(node.op)]}")
         left = self.number(node.left)
@@ -336,14 +330,14 @@ class _Evaluator:
             )
         return self.apply(node, pow, base, exponent)
 
-    def unary(self, node: ast.UnaryOp) -> Number:
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Number:
         if isinstance(node.op, ast.USub):
             return -self.number(node.operand)
         if isinstance(node.op, ast.UAdd):
             return +self.number(node.operand)
         raise self.error(node, f"unsupported: {_UNSUPPORTED_OPERATORS[type(node.op)]}")
 
-    def compare(self, node: ast.Compare) -> bool:
+    def visit_Compare(self, node: ast.Compare) -> bool:
         left = self.number(node.left)
         for op, right_node in zip(node.ops, node.comparators, strict=True):
             if type(op) not in _COMPARE:
@@ -354,7 +348,7 @@ class _Evaluator:
             left = right
         return True
 
-    def call(self, node: ast.Call) -> Number:
+    def visit_Call(self, node: ast.Call) -> Number:
         if not isinstance(node.func, ast.Name):
             kind = _UNSUPPORTED_NODES.get(type(node.func), "call of")
             raise self.error(node, f"unsupported: {kind} {self.source.segment(node.func)!r}")
