@@ -48,21 +48,12 @@ from .llm import LLM, Local, OpenAI
 from .llm.default import default_llm
 from .mapping import BatchSummary, Outcome, as_outcome_fields, failure_line
 from .plan import Plan
-from .progress import Progress
-from .result import Result, error_text, text_form
+from .progress import Progress, shorten
+from .result import Result, text_form
 from .scheduler import stream_plan
 from .tool import Tool
 from .toolbox import Toolbox
-from .trace import (
-    TRACE_FORMAT,
-    RunFinished,
-    TaskEvent,
-    TaskFailed,
-    TaskFinished,
-    TaskSkipped,
-    TaskStarted,
-    Trace,
-)
+from .trace import TRACE_FORMAT, RunFinished, TaskEvent, Trace
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,7 +426,7 @@ def _exec(args: argparse.Namespace) -> int:
         print(json.dumps(outputs, ensure_ascii=False, indent=2))
     else:
         for task in plan:
-            print(f"${task.id} = {_shorten(result.observation(task.id), 400)}")
+            print(f"${task.id} = {shorten(result.observation(task.id), 400)}")
     return 0 if result.ok else 1
 
 
@@ -490,29 +481,14 @@ async def _run_with_progress(plan: Plan, args: argparse.Namespace, out: TextIO) 
         options["max_concurrency"] = args.max_concurrency
     if args.timeout is not None:
         options["timeout"] = args.timeout
+    progress = Progress(out)
     async for event in stream_plan(plan, plan.tools, **options):  # type: ignore[arg-type]
         if isinstance(event, TaskEvent):
-            _print_task_event(event, out)
+            progress.task(event)
         elif isinstance(event, RunFinished):
-            print(f"  run took {event.result.trace.makespan * 1000:.0f} ms", file=out)
+            progress.line(f"run took {event.result.trace.makespan * 1000:.0f} ms")
             return event.result
     raise PlanError("the run ended without a result")
-
-
-def _print_task_event(event: TaskEvent, out: TextIO) -> None:
-    """One progress line for a task that starts or ends."""
-    if isinstance(event, TaskStarted):
-        print(f"  started  ${event.task_id} {event.tool}", file=out)
-    elif isinstance(event, TaskFinished):
-        took = event.duration * 1000
-        print(f"  done     ${event.task_id} {event.tool} ({took:.0f} ms)", file=out)
-    elif isinstance(event, TaskFailed):
-        print(
-            f"  FAILED   ${event.task_id} {event.tool}: {_shorten(error_text(event.error), 160)}",
-            file=out,
-        )
-    elif isinstance(event, TaskSkipped):
-        print(f"  skipped  ${event.task_id} {event.tool}", file=out)
 
 
 def _json_value(value: Any) -> Any:
@@ -524,11 +500,6 @@ def _json_value(value: Any) -> Any:
     except (TypeError, ValueError):  # objects, bytes, NaN, keys JSON cannot hold
         return text_form(value)
     return value
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = text_form(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":
