@@ -34,7 +34,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,7 +50,7 @@ from .mapping import BatchSummary, Outcome, as_outcome_fields, failure_line
 from .plan import Plan
 from .progress import Progress, shorten
 from .result import Result, text_form
-from .scheduler import stream_plan
+from .scheduler import RunOptions, stream_plan
 from .tool import Tool
 from .toolbox import Toolbox
 from .trace import TRACE_FORMAT, RunFinished, TaskEvent, Trace
@@ -105,28 +105,15 @@ def _parser() -> argparse.ArgumentParser:
             metavar="PLAN",
             help="a plan file (plan text, or .json), plan text in quotes, or - for stdin",
         )
-        sub.add_argument(
-            "--tools",
-            nargs="+",
-            default=None,
-            metavar="PACK",
-            help="tool packs: ready-made names or .py paths (default: every ready-made pack)",
-        )
+        _add_packs(sub)
         sub.set_defaults(command=handler, usage_of=sub)
     exec_ = commands.choices["exec"]
-    exec_.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
-    exec_.add_argument("--timeout", type=float, default=None, help="seconds per task")
     exec_.add_argument(
         "--json",
         action="store_true",
         help="print the outputs as JSON (numbers stay numbers; a task without one: its error)",
     )
-    exec_.add_argument(
-        "--svg", metavar="DIR", help="write plan.svg and timeline.svg of the run into DIR"
-    )
-    exec_.add_argument(
-        "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
-    )
+    _add_run_options(exec_)
     _add_mcp_options(exec_)
     viz = commands.choices["viz"]
     viz.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
@@ -156,29 +143,84 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "stderr",
     )
     run.add_argument(
-        "--concurrency", type=int, default=8, help="questions at once with --batch (default 8)"
+        "--concurrency",
+        type=_at_least(1),
+        default=8,
+        help="questions at once with --batch (default 8)",
     )
+    _add_packs(run)
+    run.add_argument("--model", help="the model's name (default: OPENAI_MODEL)")
+    run.add_argument("--base-url", help="the endpoint, e.g. http://localhost:8000/v1")
+    run.add_argument("--json-mode", action="store_true", help="JSON plans (structured outputs)")
+    run.add_argument("--templates", metavar="DIR", help="a folder of prompt templates")
     run.add_argument(
+        "--max-replans", type=_at_least(0), default=2, help="new plans allowed (default 2)"
+    )
+    _add_run_options(run)
+    _add_mcp_options(run)
+    run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.set_defaults(command=_run, usage_of=run)
+
+
+def _add_packs(command: argparse.ArgumentParser) -> None:
+    """``--tools``, alike on every command that reads or runs plans."""
+    command.add_argument(
         "--tools",
         nargs="+",
         default=None,
         metavar="PACK",
         help="tool packs: ready-made names or .py paths (default: every ready-made pack)",
     )
-    run.add_argument("--model", help="the model's name (default: OPENAI_MODEL)")
-    run.add_argument("--base-url", help="the endpoint, e.g. http://localhost:8000/v1")
-    run.add_argument("--json-mode", action="store_true", help="JSON plans (structured outputs)")
-    run.add_argument("--templates", metavar="DIR", help="a folder of prompt templates")
-    run.add_argument("--max-replans", type=int, default=2, help="new plans allowed (default 2)")
-    run.add_argument("--max-concurrency", type=int, default=None, help="most tasks at once")
-    run.add_argument("--timeout", type=float, default=None, help="seconds per tool call")
-    run.add_argument("--svg", metavar="DIR", help="write plan.svg and timeline.svg into DIR")
-    run.add_argument(
+
+
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    """What every command that runs a plan takes: limits, and where to keep the run."""
+    command.add_argument(
+        "--max-concurrency", type=_at_least(1), default=None, help="most tasks at once"
+    )
+    command.add_argument("--timeout", type=_seconds, default=None, help="seconds per tool call")
+    command.add_argument(
+        "--svg", metavar="DIR", help="write plan.svg and timeline.svg of the run into DIR"
+    )
+    command.add_argument(
         "--trace", metavar="FILE", help="save the run as JSON (Trace.to_json) for llmc viz"
     )
-    _add_mcp_options(run)
-    run.add_argument("--quiet", action="store_true", help="print only the answer")
-    run.set_defaults(command=_run, usage_of=run)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (argparse names the flag)."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return whole_number
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _limits(args: argparse.Namespace) -> RunOptions:
+    """The run options ``--max-concurrency`` and ``--timeout`` set (unset ones: defaults)."""
+    options = RunOptions()
+    if args.max_concurrency is not None:
+        options["max_concurrency"] = args.max_concurrency
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    return options
 
 
 def _add_mcp_options(command: argparse.ArgumentParser) -> None:
@@ -203,17 +245,10 @@ def _run(args: argparse.Namespace) -> int:
     """Answer a question (or a batch); progress goes to stderr, answers to stdout."""
     if (args.question is None) == (args.batch is None):
         args.usage_of.error("give either a question or --batch FILE")
-    if args.concurrency < 1:
-        args.usage_of.error("--concurrency must be at least 1")
     if args.model or args.base_url:
         llm: LLM = OpenAI(args.model, base_url=args.base_url)
     else:
         llm = default_llm()
-    options: dict[str, Any] = {}
-    if args.max_concurrency is not None:
-        options["max_concurrency"] = args.max_concurrency
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
     out = None if args.quiet else sys.stderr
 
     async def answer_with_servers() -> Answer | int:
@@ -226,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
                 templates=args.templates,
                 json=args.json_mode,
                 max_replans=args.max_replans,
-                **options,
+                **_limits(args),
             )
             if args.batch is not None:
                 return await _answer_batch(compiler, _questions(Path(args.batch)), args, out)
@@ -476,13 +511,8 @@ def _viz_run(args: argparse.Namespace, text: str) -> int:
 
 async def _run_with_progress(plan: Plan, args: argparse.Namespace, out: TextIO) -> Result:
     """Run the plan, writing a line per task as it starts and ends."""
-    options: dict[str, float | int] = {}
-    if args.max_concurrency is not None:
-        options["max_concurrency"] = args.max_concurrency
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
     progress = Progress(out)
-    async for event in stream_plan(plan, plan.tools, **options):  # type: ignore[arg-type]
+    async for event in stream_plan(plan, plan.tools, **_limits(args)):
         if isinstance(event, TaskEvent):
             progress.task(event)
         elif isinstance(event, RunFinished):

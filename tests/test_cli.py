@@ -126,6 +126,38 @@ def test_a_wrong_flag_shows_the_subcommands_usage(
     assert "unrecognized arguments: --no-such-flag" in err
 
 
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "says"),
+    [
+        (["exec", "1. word_count('a b')"], "--max-concurrency", "0", "must be at least 1, got 0"),
+        (["exec", "1. word_count('a b')"], "--max-concurrency", "x", "must be a whole number"),
+        (
+            ["exec", "1. word_count('a b')"],
+            "--timeout",
+            "-1",
+            "must be a positive number of seconds",
+        ),
+        (
+            ["exec", "1. word_count('a b')"],
+            "--timeout",
+            "nan",
+            "must be a positive number of seconds",
+        ),
+        (["run", "q"], "--concurrency", "0", "must be at least 1, got 0"),
+        (["run", "q"], "--max-replans", "-1", "must be at least 0, got -1"),
+        (["run", "q"], "--timeout", "0", "must be a positive number of seconds"),
+    ],
+)
+def test_a_bad_number_is_a_usage_error_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], command: list[str], flag: str, value: str, says: str
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*command, flag, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: {says}" in err and "Traceback" not in err
+
+
 def test_tools_of_an_unknown_pack_prints_only_the_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
