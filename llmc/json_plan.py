@@ -63,6 +63,25 @@ _TASK_DEPTH = 3  # the root object, the "tasks" array, a task object
 _MAX_DEPTH = JSON_ARGUMENT_DEPTH + MAX_NESTING  # deeper is refused before json.loads sees it
 
 
+def plan_object(text: str | bytes) -> dict[str, Any]:
+    """The JSON object a plan's text holds.
+
+    Raises:
+        PlanError: the text is not JSON (with the line and column), or not an object.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            f"plan JSON does not parse: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            line=exc.lineno,
+            column=exc.colno,
+        ) from None
+    if not isinstance(data, dict):
+        raise PlanError('a JSON plan must be an object like {"tasks": [...]}')
+    return data
+
+
 class JsonPlanParser:
     """Reads a JSON plan as it streams; :meth:`feed` returns each task once its object closes.
 
@@ -127,16 +146,8 @@ class JsonPlanParser:
             PlanError: the text is not valid JSON or not of the form ``{"tasks": [...]}``,
                 or its ``"finish"`` refers to a task that does not exist.
         """
-        text = "".join(self._text)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(
-                f"plan JSON does not parse: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                line=exc.lineno,
-                column=exc.colno,
-            ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        data = plan_object("".join(self._text))
+        if not isinstance(data.get("tasks"), list):
             raise PlanError('a JSON plan must be an object like {"tasks": [...]}')
         finish = finish_from_json(data.get("finish"))
         if finish is not None:

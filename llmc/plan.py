@@ -16,6 +16,7 @@ import networkx as nx
 import pydantic
 
 from .errors import CycleError, PlanError
+from .json_plan import plan_object
 from .parse import PlanParser
 from .task import (
     JSON_ARGUMENT_DEPTH,
@@ -184,15 +185,7 @@ class Plan:
         """
         scan = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         check_json_nesting(scan, JSON_ARGUMENT_DEPTH + MAX_NESTING)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(
-                f"plan JSON does not parse: {exc}", line=exc.lineno, column=exc.colno
-            ) from None
-        if not isinstance(data, dict):
-            raise PlanError('plan JSON must be an object like {"tasks": [...]}')
-        return cls.from_dict(data, tools=tools)
+        return cls.from_dict(plan_object(text), tools=tools)
 
     # -- checking ------------------------------------------------------------------------
 
