@@ -27,10 +27,8 @@ import functools
 import logging
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,7 +40,7 @@ import llmc
 from llmc import BatchSummary, Outcome
 from llmc.executors import AsyncioExecutor, Executor
 
-from .servers import REDIS_BINARY
+from .servers import REDIS_BINARY, ray_cluster
 from .servers import redis_server as start_redis
 from .sim import Policy, Simulator, World
 from .sim.profiles import PROFILES
@@ -192,16 +190,7 @@ async def main_async(args: argparse.Namespace) -> None:
     # what is left of the CPUs, and the threads of this (nice 0) process win the comparison.
     os.environ.setdefault(NICENESS, str(args.worker_niceness))
     print(f"Ray workers at nice {os.environ[NICENESS]}")
-    temp = tempfile.mkdtemp(prefix="llmc-bench-ray-")
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(
-        num_cpus=args.cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=temp,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
-    try:
+    with ray_cluster(args.cpus, [ROOT]):
         with AsyncioExecutor() as threads, RayExecutor() as on_ray:
             await cpu_bound(on_ray, args.cpus, 0.05)  # start the workers
             serial = args.tools * args.seconds
@@ -251,9 +240,6 @@ async def main_async(args: argparse.Namespace) -> None:
                     f"{summary.p50 * 1e3:6.0f} ms   p95 {summary.p95 * 1e3:6.0f} ms   "
                     f"{summary.failures} failed"
                 )
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
     with redis_server() as url:
         acquires, shared, holds = await redis_rates(url, args.redis_calls)
     print(f"(d) Redis limits, one process, loopback, {args.redis_calls} calls each")

@@ -1,16 +1,18 @@
-"""Throwaway server processes on free loopback ports, for the benchmarks and the tests.
+"""Throwaway servers on this machine, for the benchmarks and the tests.
 
-:func:`serving` starts a command that listens on a port, waits until the port accepts
-connections, yields the process and stops it at the end (thawed first, if a test froze it).
-Two servers are made with it: :func:`redis_server` (``redis-server`` without persistence)
+:func:`serving` starts a command that listens on a free loopback port, waits until the port
+accepts connections, yields the process and stops it at the end (thawed first, if a test froze
+it). Two servers are made with it: :func:`redis_server` (``redis-server`` without persistence)
 and :func:`mcp_http_server` (the tests' MCP server, ``tests/mcp_server.py``, on streamable
-HTTP). Callers decide what a machine without ``redis-server`` means (:data:`REDIS_BINARY`
-is None there): a skipped test, a benchmark row left out.
+HTTP). :func:`ray_cluster` starts a local Ray cluster and shuts it down at the end. Callers
+decide what a machine without ``redis-server`` means (:data:`REDIS_BINARY` is None there): a
+skipped test, a benchmark row left out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -105,3 +107,26 @@ def mcp_http_server() -> Iterator[str]:
     command = [sys.executable, str(MCP_SERVER), "http", str(port)]
     with serving(command, port, name="the MCP test server on HTTP", timeout=60):
         yield f"http://127.0.0.1:{port}/mcp"
+
+
+@contextlib.contextmanager
+def ray_cluster(num_cpus: int, paths: Sequence[Path]) -> Iterator[None]:
+    """Start a local Ray cluster of ``num_cpus`` CPUs in a temporary folder of its own (no
+    dashboard, worker logs kept off the driver), whose workers import from ``paths`` too; shut
+    it down and remove the folder at the end."""
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="llmc-ray-")
+    path = os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=temp,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -52,6 +52,16 @@ def fresh_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server for the tests of one module, by its URL (skipped without
+    redis-server or redis-py)."""
+    from cache_helpers import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def model() -> Iterator[Local]:
     """The default local model, loaded once for the whole run (a test that flips one of its

@@ -12,19 +12,12 @@ import multiprocessing
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cache_helpers import StoreFactory, redis_server, store_factory, write_entries
+from cache_helpers import StoreFactory, store_factory, write_entries
 
 from llmc.cache import MISSING, Cache, CacheWarning, SQLiteStore, StoreUnavailable
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import ray_tools  # noqa: E402  (a module of tests/, importable by the workers t
 from ray_tools import InputProblem  # noqa: E402
 
 import llmc  # noqa: E402
+from benchmarks.servers import ray_cluster  # noqa: E402
 from llmc import Plan, Ref, TaskStatus  # noqa: E402
 from llmc.executors.placement import Placement  # noqa: E402
 from llmc.executors.ray import RayExecutor, RemoteOutput  # noqa: E402
@@ -29,21 +28,8 @@ HERE = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def executor() -> Iterator[RayExecutor]:
-    temp = tempfile.mkdtemp(prefix="llmc-ray-")
-    path = os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=temp,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
-    try:
-        with RayExecutor() as executor:
-            yield executor
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_cluster(2, [HERE.parent, HERE]), RayExecutor() as executor:
+        yield executor
 
 
 async def run(plan: Plan, executor: RayExecutor, **options: Any) -> llmc.Result:

@@ -166,24 +166,20 @@ def test_cli_batch_and_a_question_exclude_each_other(capsys: pytest.CaptureFixtu
     assert "either a question or --batch" in capsys.readouterr().err
 
 
-def test_a_shared_ledger_stops_the_batch_at_its_limit(sim: Simulator) -> None:
-    from cache_helpers import redis_server
-
+def test_a_shared_ledger_stops_the_batch_at_its_limit(sim: Simulator, redis_url: str) -> None:
     from llmc.redis_limits import RedisLedger
 
-    with redis_server() as url:
+    async def batch() -> tuple[list[Outcome], int]:
+        ledger = RedisLedger("test:batch", max_questions=3, url=redis_url)
+        await ledger.reset()
+        compiler = simulated_compiler(sim.base_url())
+        questions = [q.text for q in WORKLOAD.questions[:5]]
+        outcomes = [o async for o in compiler.map(questions, concurrency=2, ledger=ledger)]
+        tokens = (await ledger.totals()).tokens
+        await ledger.aclose()
+        return outcomes, tokens
 
-        async def batch() -> tuple[list[Outcome], int]:
-            ledger = RedisLedger("test:batch", max_questions=3, url=url)
-            await ledger.reset()
-            compiler = simulated_compiler(sim.base_url())
-            questions = [q.text for q in WORKLOAD.questions[:5]]
-            outcomes = [o async for o in compiler.map(questions, concurrency=2, ledger=ledger)]
-            tokens = (await ledger.totals()).tokens
-            await ledger.aclose()
-            return outcomes, tokens
-
-        outcomes, tokens = asyncio.run(batch())
+    outcomes, tokens = asyncio.run(batch())
     answered = [o for o in outcomes if o.ok]
     refused = [o for o in outcomes if not o.ok]
     assert len(answered) == 3 and len(refused) == 2

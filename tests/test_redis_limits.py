@@ -13,11 +13,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cache_helpers import redis_server
 
 import llmc
 from llmc.redis_limits import RedisLedger, RedisRateLimiter, RedisSemaphore
@@ -25,12 +23,6 @@ from llmc.testing import ScriptedOpenAIServer
 
 HERE = Path(__file__).parent
 PROCESSES = 4
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def most_in_window(times: list[float], window: float) -> int:
