@@ -11,6 +11,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from test_tool import CountingLimiter
 
 import llmc
 from llmc import Ref, Task, TaskStatus
@@ -300,14 +301,7 @@ async def test_max_concurrency_counts_batches() -> None:
 
 
 async def test_the_rate_limit_is_taken_once_per_batch() -> None:
-    class Limiter:
-        def __init__(self) -> None:
-            self.acquired = 0
-
-        async def acquire(self) -> None:
-            self.acquired += 1
-
-    limiter = Limiter()
+    limiter = CountingLimiter()
     calls = Calls()
     tool = doubler(calls, max_batch=5)
     tool.rate_limit = limiter

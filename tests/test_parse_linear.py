@@ -6,6 +6,9 @@ for statements spanning thousands of lines, fed in chunks of any size.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,8 +35,9 @@ def long_statement(kind: str, lines: int) -> str:
     raise AssertionError(kind)
 
 
-@pytest.fixture
-def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+@contextlib.contextmanager
+def counted_parses() -> Iterator[list[str]]:
+    """Within the block, every statement body the parser parses is recorded, in order."""
     calls: list[str] = []
     real = llmc.parse._parse_call
 
@@ -41,8 +45,17 @@ def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(body)
         return real(body, final=final)
 
-    monkeypatch.setattr(llmc.parse, "_parse_call", counting)
-    return calls
+    llmc.parse._parse_call = counting
+    try:
+        yield calls
+    finally:
+        llmc.parse._parse_call = real
+
+
+@pytest.fixture
+def parse_calls() -> Iterator[list[str]]:
+    with counted_parses() as calls:
+        yield calls
 
 
 @settings(max_examples=25, deadline=None)
@@ -52,21 +65,11 @@ def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     chunk=st.integers(min_value=1, max_value=400),
 )
 def test_a_long_statement_is_parsed_a_bounded_number_of_times(kind, lines, chunk) -> None:
-    calls: list[str] = []
-    real = llmc.parse._parse_call
-
-    def counting(body: str, *, final: bool) -> object:
-        calls.append(body)
-        return real(body, final=final)
-
     text = long_statement(kind, lines) + '2. echo("after")\njoin()\n'
-    llmc.parse._parse_call = counting
-    try:
+    with counted_parses() as calls:
         parser = PlanParser()
         tasks = [t for i in range(0, len(text), chunk) for t in parser.feed(text[i : i + chunk])]
         tasks += parser.close()
-    finally:
-        llmc.parse._parse_call = real
     assert [t.id for t in tasks] == [1, 2]
     whole = PlanParser().feed(text)
     assert [t.args for t in tasks] == [t.args for t in whole]
