@@ -253,8 +253,23 @@ class BatchFinished(Event):
 # -- the trace -------------------------------------------------------------------------------
 
 
+class _Timed:
+    """A record with ``started`` and ``finished`` times (:func:`time.perf_counter` seconds)."""
+
+    __slots__ = ()
+    started: float | None
+    finished: float | None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None while it runs (or if it never ran)."""
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+
 @dataclass(slots=True, eq=False)
-class TaskRecord:
+class TaskRecord(_Timed):
     """The life of one task in a run; times are :func:`time.perf_counter` seconds.
 
     Attributes:
@@ -292,13 +307,6 @@ class TaskRecord:
     cached: bool = False
 
     @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish, or None if it never ran to the end."""
-        if self.started is None or self.finished is None:
-            return None
-        return self.finished - self.started
-
-    @property
     def wait(self) -> float | None:
         """Seconds between becoming ready and starting: the scheduler's latency plus limits."""
         if self.ready is None or self.started is None:
@@ -307,7 +315,7 @@ class TaskRecord:
 
 
 @dataclass(slots=True, eq=False)
-class Span:
+class Span(_Timed):
     """Something a run did besides tasks, such as an LLM call of the planner or the joiner.
 
     Attributes:
@@ -331,14 +339,9 @@ class Span:
     cost: float | None = None
     model: str | None = None
 
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end, or None while it goes on."""
-        return None if self.finished is None else self.finished - self.started
-
 
 @dataclass(slots=True, eq=False)
-class Batch:
+class Batch(_Timed):
     """One call that served several tasks: a batch of a batchable tool's calls.
 
     Attributes:
@@ -358,11 +361,6 @@ class Batch:
     attempts: int = 0
     error: BaseException | None = None
     fallback: bool = False
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end, or None while it runs."""
-        return None if self.finished is None else self.finished - self.started
 
 
 @dataclass(slots=True, eq=False)
