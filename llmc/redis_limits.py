@@ -75,7 +75,7 @@ def _client(url: str | None, client: Any) -> Any:
     if client is not None:
         return client
     redis_asyncio = require(
-        "redis.asyncio", extra="redis", needed_by="Redis limits", package="redis-py"
+        "redis.asyncio", extra="redis", needed_by="llmc.redis_limits", package="redis-py"
     )
     return redis_asyncio.Redis.from_url(url or "redis://localhost:6379/0")
 
