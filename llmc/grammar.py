@@ -61,6 +61,7 @@ from .toolbox import Toolbox, Tools
 
 __all__ = [
     "DEFAULT_MAX_TASKS",
+    "answer_form",
     "focus",
     "focused_value",
     "MAX_CHOICES",
@@ -422,7 +423,9 @@ def joiner_grammar(
         texts = list(copy_from)
         if focused and question:
             texts = [part for text in texts for part in focus(text, question)]
-        spans = span_grammar(texts, name="copied", not_starting=echo)
+        spans = span_grammar(
+            texts, name="copied", not_starting=echo, starting=answer_form(question or "")
+        )
         lines.append(spans.rstrip("\n"))
     else:
         lines.append(f"answer ::= {free}")
@@ -453,6 +456,63 @@ def focus(text: str, question: str) -> list[str]:
     scores = [sum(1 / counts[w] for w in h) for h in held]
     best = max(scores)
     return [p for p, score in zip(parts, scores, strict=True) if score == best] if best else parts
+
+
+_WEEKDAYS = frozenset(
+    ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+)
+# Capitalised words that start sentences rather than name someone.
+_NOT_NAMES = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "at",
+        "by",
+        "for",
+        "he",
+        "her",
+        "his",
+        "i",
+        "in",
+        "it",
+        "its",
+        "of",
+        "on",
+        "she",
+        "the",
+        "their",
+        "there",
+        "they",
+        "this",
+        "to",
+        "we",
+        "who",
+        "you",
+    ]
+)
+_COUNTING = re.compile(
+    r"\bhow (many|much|long|far|old|tall|big|large|heavy)\b|\bwhat time\b|"
+    r"\bwhat is the (sum|total|difference|number|length|count)\b",
+    re.IGNORECASE,
+)
+
+
+def answer_form(question: str) -> Callable[[str], bool] | None:
+    """What the first word of an answer to ``question`` looks like, when the question says:
+    a number for "how many/much/long ...", "what time" and "what is the sum ...", a
+    weekday for "which day", a name (a capitalised word that is not a weekday or a word
+    that starts sentences) for "who". None: the question does
+    not say. A copied answer starts only with such a word where the observations hold one
+    (:func:`span_grammar`'s ``starting``), so a small model asked "Who attends?" copies a
+    name rather than the meeting's time."""
+    if _COUNTING.search(question):
+        return lambda piece: piece[0].isdigit()
+    if re.search(r"\b(which|what) day\b", question, re.IGNORECASE):
+        return lambda piece: piece.casefold() in _WEEKDAYS
+    if re.match(r"\s*who(m|se)?\b", question, re.IGNORECASE):
+        return lambda piece: piece[0].isupper() and piece.casefold() not in _NOT_NAMES | _WEEKDAYS
+    return None
 
 
 def _stem(word: str) -> str:
@@ -521,6 +581,7 @@ def span_grammar(
     escape: Callable[[str], str] | None = None,
     max_words: int = MAX_SPAN_WORDS,
     not_starting: Iterable[str] = (),
+    starting: Callable[[str], bool] | None = None,
 ) -> str:
     """GBNF rules whose start rule ``name`` admits any run of consecutive words of ``texts``.
 
@@ -539,6 +600,8 @@ def span_grammar(
             five letters, case aside ("thanks" rules out "Thank", "attends" "attend"); runs
             never start with a punctuation mark either. An answer copied from observations
             starts with what the question does not already say.
+        starting: which words a run may start with (see :func:`answer_form`); ignored when
+            no word of the texts passes it.
 
     Returns:
         The rules' text; an empty-text input offers only the empty run.
@@ -547,6 +610,7 @@ def span_grammar(
     banned = {_stem(word) for word in not_starting}
     rules: dict[str, str] = {}
     starts: list[str] = []
+    formed: list[str] = []  # the starts that also have the answer's form
     count = 0
     for number, text in enumerate(texts):
         pieces = list(_PIECE.finditer(text))[: max(0, max_words - count)]
@@ -562,6 +626,9 @@ def span_grammar(
             if banned and (_stem(piece) in banned or not piece[0].isalnum()):
                 continue
             starts.append(rule)
+            if starting is not None and starting(piece):
+                formed.append(rule)
+    starts = formed or starts
     # Identical starting words lead to different continuations, so every start stays.
     lines = [f"{name} ::= " + (" | ".join(starts) if starts else '""')]
     lines += [f"{rule} ::= {body}" for rule, body in rules.items()]

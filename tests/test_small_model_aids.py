@@ -25,6 +25,7 @@ from llmc.grammar import (
     QUESTION_SPANS,
     SMALL_MODEL_PLANS,
     PlanGrammar,
+    answer_form,
     focus,
     focused_value,
     joiner_grammar,
@@ -128,6 +129,65 @@ def test_a_span_starts_with_no_form_of_a_question_word() -> None:
     rules = span_grammar(["Thank you, Attending."], not_starting=["thanks", "attends"])
     start = rules.splitlines()[0]  # "Thank" shares "thank" with "thanks", "Attending" "atten"
     assert start == "span ::= span-0-1"  # you
+
+
+@pytest.mark.parametrize(
+    ("question", "kept"),
+    [
+        ("How many eggs does it use?", ["10", "00", "4"]),
+        ("What is the sum of the lengths?", ["10", "00", "4"]),
+        ("At what time is the meeting?", ["10", "00", "4"]),
+        ("On which day is the meeting?", ["Tuesday"]),
+        ("Who attends the meeting?", ["Anna", "Ben"]),
+    ],
+)
+def test_the_question_says_what_form_its_answer_starts_with(question: str, kept: list[str]) -> None:
+    form = answer_form(question)
+    assert form is not None
+    words = [
+        "The",
+        "meeting",
+        "is",
+        "on",
+        "Tuesday",
+        "at",
+        "10",
+        ":",
+        "00",
+        "in",
+        "room",
+        "4",
+        ".",
+        "Anna",
+        ",",
+        "Ben",
+    ]
+    assert [word for word in words if form(word)] == kept
+
+
+@pytest.mark.parametrize("question", ["Which planet is the largest?", "What dish is it?", ""])
+def test_most_questions_say_nothing_of_the_answers_form(question: str) -> None:
+    assert answer_form(question) is None
+
+
+def test_a_span_starts_with_the_answers_form_where_the_texts_have_it() -> None:
+    def number(piece: str) -> bool:
+        return piece.isdigit()
+
+    rules = span_grammar(["It is 10 km long."], starting=number)
+    assert rules.splitlines()[0] == "span ::= span-0-2"  # 10
+    rules = span_grammar(["It is long."], starting=number)  # no number: every start stays
+    assert rules.splitlines()[0] == "span ::= span-0-0 | span-0-1 | span-0-2 | span-0-3"
+
+
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=4), st.text(max_size=40))
+def test_the_answers_form_never_leaves_a_copied_answer_without_a_start(
+    texts: list[str], question: str
+) -> None:
+    plain = span_grammar(texts, name="copied").splitlines()[0]
+    formed = span_grammar(texts, name="copied", starting=answer_form(question)).splitlines()[0]
+    assert (formed == 'copied ::= ""') == (plain == 'copied ::= ""')
+    assert set(formed.split(" ::= ")[1].split(" | ")) <= set(plain.split(" ::= ")[1].split(" | "))
 
 
 def test_focus_keeps_the_parts_that_speak_of_the_question() -> None:
