@@ -283,6 +283,18 @@ class Dispatch:
         finally:
             record.attempts += earlier
 
+    def _tell(
+        self, event: type[BatchStarted | BatchFinished], call: Batch, index: int, **more: Any
+    ) -> None:
+        """Emit a batch's event (``more``: its own fields), if anyone listens."""
+        run = self.run
+        if run.on_event is not None:
+            run.emit(
+                event(
+                    run_id=run.run_id, tool=call.tool, task_ids=call.task_ids, index=index, **more
+                )
+            )
+
     async def _send(self, tool: Tool, members: list[Member]) -> None:
         """Send one batch: make its call and hand each member its outcome."""
         run = self.run
@@ -293,16 +305,7 @@ class Dispatch:
         nodes = [run.nodes[task_id] for task_id in task_ids]
         for node in nodes:
             node.record.batch = index
-        if run.on_event is not None:
-            run.emit(
-                BatchStarted(
-                    run_id=run.run_id,
-                    time=call.started,
-                    tool=tool.name,
-                    task_ids=task_ids,
-                    index=index,
-                )
-            )
+        self._tell(BatchStarted, call, index, time=call.started)
         outcomes: list[Any] = []
         try:
             batch_tool = tool.batch_tool
@@ -323,18 +326,10 @@ class Dispatch:
                 call.fallback = tool.batch_fallback and len(members) > 1
                 outcomes = [FALLBACK if call.fallback else exc] * len(members)
             call.finished = time.perf_counter()
-            if run.on_event is not None:
-                run.emit(
-                    BatchFinished(
-                        run_id=run.run_id,
-                        time=call.finished,
-                        tool=tool.name,
-                        task_ids=task_ids,
-                        index=index,
-                        duration=call.finished - call.started,
-                        error=call.error,
-                    )
-                )
+            duration = call.finished - call.started
+            self._tell(
+                BatchFinished, call, index, time=call.finished, duration=duration, error=call.error
+            )
         finally:
             if call.finished is None:
                 call.finished = time.perf_counter()

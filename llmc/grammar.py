@@ -461,8 +461,8 @@ def focus(text: str, question: str) -> list[str]:
 _WEEKDAYS = frozenset(
     ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 )
-# Capitalised words that start sentences rather than name someone.
-_NOT_NAMES = frozenset(
+# Capitalised words that start sentences or name days rather than someone.
+_NOT_NAMES = _WEEKDAYS | frozenset(
     [
         "a",
         "an",
@@ -511,7 +511,7 @@ def answer_form(question: str) -> Callable[[str], bool] | None:
     if re.search(r"\b(which|what) day\b", question, re.IGNORECASE):
         return lambda piece: piece.casefold() in _WEEKDAYS
     if re.match(r"\s*who(m|se)?\b", question, re.IGNORECASE):
-        return lambda piece: piece[0].isupper() and piece.casefold() not in _NOT_NAMES | _WEEKDAYS
+        return lambda piece: piece[0].isupper() and piece.casefold() not in _NOT_NAMES
     return None
 
 

@@ -51,11 +51,7 @@ class Shown:
     trace: Trace | None
     status_of: dict[int, str]
     groups: dict[str, list[int]]
-
-    @property
-    def in_group(self) -> frozenset[int]:
-        """The tasks of every group."""
-        return frozenset(i for members in self.groups.values() for i in members)
+    in_group: frozenset[int]  # the tasks of every group
 
 
 def shown(plan: Plan, view: PlanView) -> Shown:
@@ -73,11 +69,13 @@ def shown(plan: Plan, view: PlanView) -> Shown:
     if direction not in ("TB", "LR"):
         raise ValueError(f"direction must be 'TB' or 'LR', got {direction!r}")
     trace = trace_of(view.get("trace"))
+    groups = resolve_groups(plan, view.get("groups"), trace)
     return Shown(
         direction,
         trace,
         resolve_statuses(plan, trace, view.get("statuses")),
-        resolve_groups(plan, view.get("groups"), trace),
+        groups,
+        frozenset(i for members in groups.values() for i in members),
     )
 
 
