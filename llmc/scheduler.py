@@ -62,6 +62,7 @@ from typing import Any, TypedDict, Unpack
 import structlog
 
 from . import observe
+from . import trace as events
 from ._sync import run_sync
 from .batching import Closing, Dispatch
 from .budget import Budget, Meter
@@ -74,24 +75,7 @@ from .result import Result, error_text, text_form
 from .task import PLACEHOLDER, Ref, Task, check_call
 from .tool import Tool
 from .toolbox import Toolbox, Tools
-from .trace import (
-    Batch,
-    Event,
-    RunFinished,
-    RunStarted,
-    TaskCancelled,
-    TaskEvent,
-    TaskFailed,
-    TaskFinished,
-    TaskQueued,
-    TaskRecord,
-    TaskRetrying,
-    TaskSkipped,
-    TaskStarted,
-    TaskStatus,
-    Trace,
-    stream_events,
-)
+from .trace import Batch, Event, TaskRecord, TaskStatus, Trace, stream_events
 
 #: What a run accepts as its plan: a built plan, tasks in order, or tasks as they arrive.
 PlanSource = Plan | Iterable[Task] | AsyncIterable[Task]
@@ -317,7 +301,7 @@ class Scheduler:
         return run_sync(lambda: self.run(plan, run_id=run_id))
 
     def stream(self, plan: PlanSource, *, run_id: str | None = None) -> AsyncGenerator[Event, None]:
-        """Run a plan and yield its events as they happen; the last is :class:`RunFinished`.
+        """Run a plan and yield its events as they happen; the last is a ``RunFinished``.
 
         Events are buffered without bound, so a slow reader never slows the run. Leaving the
         loop early cancels the run; use ``contextlib.aclosing`` to make that immediate.
@@ -551,7 +535,7 @@ class _Run:
         if self.debug:
             self.log.debug("run started")
         if self.on_event is not None:
-            self.emit(RunStarted(run_id=self.run_id, time=self.trace.started))
+            self.emit(events.RunStarted(run_id=self.run_id, time=self.trace.started))
         feeder: asyncio.Task[None] | None = None
         try:
             if isinstance(self.source, AsyncIterable):
@@ -574,7 +558,7 @@ class _Run:
             self.log.debug("run finished", makespan=self.trace.makespan, error=self.error)
         if self.on_event is not None:
             self.on_event(
-                RunFinished(run_id=self.run_id, time=_now(), result=result, error=self.error)
+                events.RunFinished(run_id=self.run_id, time=_now(), result=result, error=self.error)
             )
         if isinstance(self.error, BudgetExceeded):
             self.error.result = result  # nothing computed is lost
@@ -698,7 +682,7 @@ class _Run:
         except Exception as exc:
             self._abort(exc)
 
-    def _emit_task(self, kind: type[TaskEvent], node: _Node, **fields: Any) -> None:
+    def _emit_task(self, kind: type[events.TaskEvent], node: _Node, **fields: Any) -> None:
         self.emit(
             kind(
                 run_id=self.run_id, time=_now(), task_id=node.task.id, tool=node.tool.name, **fields
@@ -735,7 +719,7 @@ class _Run:
         self.trace.tasks[task.id] = record
         self.open += 1
         if self.on_event is not None:
-            self._emit_task(TaskQueued, node, task=task)
+            self._emit_task(events.TaskQueued, node, task=task)
         blocker: _Node | None = None
         for parent in parents:
             status = parent.record.status
@@ -828,7 +812,7 @@ class _Run:
         record.status = _RUNNING
         record.started = _now()
         if self.on_event is not None:
-            self._emit_task(TaskStarted, node)
+            self._emit_task(events.TaskStarted, node)
         if self.debug:
             self.log.debug("task started", task_id=node.task.id, tool=node.tool.name)
         tool = node.tool
@@ -934,7 +918,7 @@ class _Run:
         """Tell the events and the log that ``node``'s call is tried again after ``delay``."""
         if self.on_event is not None:
             self._emit_task(
-                TaskRetrying, node, attempt=node.record.attempts, error=error, delay=delay
+                events.TaskRetrying, node, attempt=node.record.attempts, error=error, delay=delay
             )
         if self.debug:
             self.log.debug(
@@ -958,7 +942,7 @@ class _Run:
             self._release(node)
         if self.on_event is not None:
             self._emit_task(
-                TaskFinished,
+                events.TaskFinished,
                 node,
                 output=output,
                 duration=record.finished - (record.started or record.finished),
@@ -987,7 +971,7 @@ class _Run:
         if node.slots is not None or self.free is not None:
             self._release(node)
         if self.on_event is not None:
-            self._emit_task(TaskFailed, node, error=error, attempts=record.attempts)
+            self._emit_task(events.TaskFailed, node, error=error, attempts=record.attempts)
         if self.debug:
             self.log.debug(
                 "task failed",
@@ -1036,7 +1020,7 @@ class _Run:
         record.blocked_by = root
         self.open -= 1
         if self.on_event is not None:
-            self._emit_task(TaskSkipped, node, reason=reason)
+            self._emit_task(events.TaskSkipped, node, reason=reason)
         if self.debug:
             self.log.debug(
                 "task skipped", task_id=node.task.id, tool=node.tool.name, reason=str(reason)
@@ -1051,7 +1035,7 @@ class _Run:
             _wake(node.served)
         self.open -= 1
         if self.on_event is not None:
-            self._emit_task(TaskCancelled, node)
+            self._emit_task(events.TaskCancelled, node)
         if self.debug:
             self.log.debug("task cancelled", task_id=node.task.id, tool=node.tool.name)
 

@@ -21,6 +21,7 @@ from llmc.testing import (
     EventRecorder,
     LoopbackHandler,
     LoopbackServer,
+    Pacing,
     Reply,
     ScriptedLLM,
     ScriptedOpenAIServer,
@@ -429,3 +430,12 @@ async def test_event_recorder_collects_a_runs_events() -> None:
     assert list(events) == events.events
     events.clear()
     assert events.events == [] and events  # still truthy: ``on_event or default`` keeps it
+
+
+def test_pacing_gives_each_piece_its_wait_and_a_bad_size_fails_at_once() -> None:
+    pacing = Pacing(chunk_size=2, chunk_delay=0.1, first_chunk_delay=0.5)
+    assert pacing.pieces("abcde") == [(0.5, "ab"), (0.1, "cd"), (0.1, "e")]
+    assert Pacing(chunk_size=[1, 3]).pieces("abcd") == [(0.0, "a"), (0.0, "bc"), (0.0, "d")]
+    assert ScriptedLLM(["x"], chunk_size=3).pacing == Pacing(3)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ScriptedOpenAIServer(["x"], chunk_size=0)

@@ -4,7 +4,8 @@ Three doubles, from the cheapest to the most realistic:
 
 - :class:`ScriptedLLM` implements the :class:`~llmc.llm.LLM` protocol in memory. It answers
   from a list of replies or a function of the messages, streams each reply in chunks with
-  optional delays, reports estimated :class:`~llmc.llm.Usage`, and records every call::
+  optional delays (its :class:`Pacing`), reports estimated :class:`~llmc.llm.Usage`, and
+  records every call::
 
       llm = ScriptedLLM(["1. search('x')\\n2. join()"], chunk_size=4)
       answer = await llmc.llm.generate(llm, [{"role": "user", "content": "hi"}])
@@ -38,13 +39,14 @@ The parts, one module each: ``_script`` (replies, their cutting and counting), `
 from ._events import EventRecorder
 from ._http import LoopbackHandler, LoopbackServer
 from ._llm import ScriptedCall, ScriptedLLM
-from ._script import Reply, ScriptExhaustedError, estimate_tokens
+from ._script import Pacing, Reply, ScriptExhaustedError, estimate_tokens
 from ._server import RecordedRequest, ScriptedOpenAIServer
 
 __all__ = [
     "EventRecorder",
     "LoopbackHandler",
     "LoopbackServer",
+    "Pacing",
     "RecordedRequest",
     "Reply",
     "ScriptExhaustedError",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..llm.base import Chunk, GenerateOptions, Message
-from ._script import ChunkSpec, Reply, Script, as_reply, cut, reply_usage, shape
+from ._script import ChunkSpec, Pacing, Reply, Script, as_reply, reply_usage, shape
 
 if TYPE_CHECKING:
     from ..budget import Price
@@ -51,6 +51,7 @@ class ScriptedLLM:
         model: the model name it reports, "scripted" by default.
         price: what its tokens cost (:class:`llmc.budget.Price`), or None.
         calls: every call received, in order: messages and options.
+        pacing: how each reply streams (:class:`Pacing`).
     """
 
     def __init__(
@@ -75,9 +76,7 @@ class ScriptedLLM:
         """
         self.model = model
         self.price = price
-        self.chunk_size = chunk_size
-        self.chunk_delay = chunk_delay
-        self.first_chunk_delay = first_chunk_delay
+        self.pacing = Pacing(chunk_size, chunk_delay, first_chunk_delay)
         self.calls: list[ScriptedCall] = []
         self._script = Script(script, f"ScriptedLLM(model={model!r})")
 
@@ -103,9 +102,8 @@ class ScriptedLLM:
             raise value
         reply = as_reply(value)
         text, finish = shape(reply, options.stop, options.max_tokens)
-        pieces = cut(text, self.chunk_size)
-        for index, piece in enumerate(pieces):
-            delay = self.first_chunk_delay if index == 0 else self.chunk_delay
+        pieces = self.pacing.pieces(text)
+        for index, (delay, piece) in enumerate(pieces):
             if delay > 0:
                 await asyncio.sleep(delay)
             if index < len(pieces) - 1:

@@ -83,6 +83,31 @@ def reply_usage(reply: Reply, messages: Sequence[Any], text: str) -> Usage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How a scripted reply streams: where it is cut, and the wait before each piece.
+
+    Attributes:
+        chunk_size: characters per chunk, or the positions at which to cut a reply.
+        chunk_delay: seconds to wait before every chunk after the first.
+        first_chunk_delay: seconds to wait before the first chunk (time to first token).
+    """
+
+    chunk_size: ChunkSpec = 8
+    chunk_delay: float = 0.0
+    first_chunk_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        cut("", self.chunk_size)  # a bad size fails when the double is made, not when called
+
+    def pieces(self, text: str) -> list[tuple[float, str]]:
+        """``text``'s chunks in order, each with the seconds to wait before it."""
+        return [
+            (self.first_chunk_delay if index == 0 else self.chunk_delay, piece)
+            for index, piece in enumerate(cut(text, self.chunk_size))
+        ]
+
+
 def cut(text: str, chunks: ChunkSpec) -> list[str]:
     """Split ``text`` into pieces: every ``chunks`` characters, or at the given positions."""
     if isinstance(chunks, int):

@@ -17,11 +17,11 @@ from ..llm.base import Usage
 from ._http import LoopbackHandler, LoopbackServer
 from ._script import (
     ChunkSpec,
+    Pacing,
     Reply,
     Script,
     ScriptExhaustedError,
     as_reply,
-    cut,
     reply_usage,
     shape,
 )
@@ -90,9 +90,7 @@ class ScriptedOpenAIServer(LoopbackServer):
         errors: problems on the server's side (a script function that raised, a used-up
             script), as text.
         model: the model name ``/v1/models`` lists.
-        chunk_size: characters per streamed chunk, or the positions at which to cut a reply.
-        chunk_delay: seconds before every streamed chunk after the first.
-        first_chunk_delay: seconds before the first streamed chunk.
+        pacing: how each streamed reply is cut and paced (:class:`Pacing`).
         send_usage: whether to send usage when asked (False: act like a server without it).
         honour_max_tokens: whether replies are cut at the request's ``max_tokens`` (False:
             act like a server that ignores it and sends the whole reply).
@@ -122,11 +120,10 @@ class ScriptedOpenAIServer(LoopbackServer):
             honour_max_tokens: whether to cut replies at the request's ``max_tokens``.
             host: the loopback address to listen on.
         """
+        pacing = Pacing(chunk_size, chunk_delay, first_chunk_delay)  # checked before binding
         super().__init__(_Handler, host=host)
         self.model = model
-        self.chunk_size = chunk_size
-        self.chunk_delay = chunk_delay
-        self.first_chunk_delay = first_chunk_delay
+        self.pacing = pacing
         self.send_usage = send_usage
         self.honour_max_tokens = honour_max_tokens
         self.requests: list[RecordedRequest] = []
@@ -306,10 +303,10 @@ class _Handler(LoopbackHandler[ScriptedOpenAIServer]):
     ) -> None:
         owner = self.owner
         self.begin_stream()
-        for index, piece in enumerate(cut(text, owner.chunk_size)):
+        for index, (delay, piece) in enumerate(owner.pacing.pieces(text)):
             if break_after is not None and index >= break_after:
                 self._drop()
-            if owner.sleep(owner.first_chunk_delay if index == 0 else owner.chunk_delay):
+            if owner.sleep(delay):
                 self._drop()
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             self._event(_chunk(model, [{"index": 0, "delta": delta, "finish_reason": None}]))

@@ -12,7 +12,6 @@ from ..task import Task
 from ..trace import Trace
 from ._layout import Box, Spacing, layout
 from ._svg import (
-    FONT_FAMILY,
     LEGEND_SIZE,
     PLAIN,
     STATUS_STYLES,
@@ -24,6 +23,7 @@ from ._svg import (
     one_line,
     render,
     shorten,
+    status_entries,
     text_width,
 )
 from ._tasks import PlanView, arguments_text, plan_text, shown
@@ -179,7 +179,6 @@ def plan_svg(
         head_size=HEAD_SIZE,
         line=LINE,
         empty=not plan,
-        font=FONT_FAMILY,
     )
 
 
@@ -292,11 +291,9 @@ def _legend(
     groups: Mapping[str, list[int]],
     critical: set[tuple[int, int]],
 ) -> list[LegendItem]:
-    entries: list[tuple[str, str, StatusStyle]] = []
-    used = {statuses[t.id] for t in plan if t.id in statuses}
-    entries += [("status", name, style) for name, style in STATUS_STYLES.items() if name in used]
+    entries = status_entries(statuses[t.id] for t in plan if t.id in statuses)
     if groups:
         entries.append(("group", "fused group", PLAIN))
     if critical:
         entries.append(("critical", "critical path", PLAIN))
-    return lay_out_legend(list(entries), MARGIN)
+    return lay_out_legend(entries, MARGIN)

@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,10 +170,12 @@ _PREFIX_TOKEN = "llmc-0000000000"
 def render(template: str, **context: Any) -> str:
     """Render a picture template to SVG text.
 
-    The template names its ids ``{{ prefix }}-...``; the prefix is a hash of the rendered
+    The template gets ``font`` (:data:`FONT_FAMILY` unless given) and names its ids
+    ``{{ prefix }}-...``; the prefix is a hash of the rendered
     picture, so ids are stable for the same picture and do not clash between different
     pictures on one page (a notebook shows many).
     """
+    context.setdefault("font", FONT_FAMILY)
     body = _environment().get_template(template).render(prefix=_PREFIX_TOKEN, **context)
     digest = hashlib.sha1(body.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return body.replace(_PREFIX_TOKEN, f"llmc-{digest}")
@@ -204,9 +207,17 @@ class LegendItem:
         return 22 + text_width(self.label, LEGEND_SIZE)
 
 
-def lay_out_legend(
-    entries: list[tuple[str, str, StatusStyle | None]], left: float
-) -> list[LegendItem]:
+#: A legend entry before it is laid out: kind, label and swatch style.
+LegendEntry = tuple[str, str, StatusStyle | None]
+
+
+def status_entries(used: Iterable[str]) -> list[LegendEntry]:
+    """Legend entries for the statuses in ``used``, in :data:`STATUS_STYLES` order."""
+    wanted = set(used)
+    return [("status", name, style) for name, style in STATUS_STYLES.items() if name in wanted]
+
+
+def lay_out_legend(entries: list[LegendEntry], left: float) -> list[LegendItem]:
     """Lay legend entries out in one row from ``left``."""
     items: list[LegendItem] = []
     x = left

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Literal
 
 from ..trace import Span, TaskRecord, TaskStatus, Trace
 from ._svg import (
-    FONT_FAMILY,
     STATUS_STYLES,
     LegendItem,
     StatusStyle,
@@ -21,6 +20,7 @@ from ._svg import (
     one_line,
     render,
     shorten,
+    status_entries,
     text_width,
 )
 from ._tasks import arguments_text
@@ -296,7 +296,6 @@ def timeline_svg(
     height = strip_top + STRIP + 16 + MARGIN
     return render(
         "timeline.svg.j2",
-        font=FONT_FAMILY,
         width=total_width,
         height=height,
         title=one_line(title) if title else "",
@@ -535,10 +534,7 @@ def _summary(run: Trace, records: list[TaskRecord], chain: list[int]) -> str:
 def _legend(
     records: list[TaskRecord], spans: list[Span], chain: list[int], visible: float
 ) -> list[LegendItem]:
-    used = {_status(r) for r in records}
-    entries: list[tuple[str, str, StatusStyle | None]] = [
-        ("status", name, style) for name, style in STATUS_STYLES.items() if name in used
-    ]
+    entries = status_entries(_status(r) for r in records)
     if chain:
         entries.append(("critical", "critical path", None))
     if any(r.ready is not None and r.ready - r.queued >= visible for r in records):
