@@ -61,9 +61,12 @@ from .toolbox import Toolbox, Tools
 
 __all__ = [
     "DEFAULT_MAX_TASKS",
+    "AnswerForm",
+    "Word",
     "answer_form",
     "focus",
     "focused_value",
+    "named_choices",
     "MAX_CHOICES",
     "QUESTION_SPANS",
     "SMALL_MODEL_PLANS",
@@ -131,6 +134,23 @@ def resolve_choices(choices: Choices) -> list[Any] | QuestionSpans | None:
     return [json.loads(v) for v in unique]
 
 
+def named_choices(values: Sequence[Any], question: str) -> list[str]:
+    """The text choices that ``question`` names, as whole words (a path also by its last
+    part: "todo.md" names ``notes/todo.md``); case aside. A question that names a file
+    or a folder is about that one, so a plan's arguments are held to those it names."""
+    folded = question.casefold()
+    named: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            continue
+        for form in {value, value.rsplit("/", 1)[-1]}:
+            bounded = rf"(?<![\w./-]){re.escape(form.casefold())}(?![\w/-]|\.\w)"
+            if re.search(bounded, folded):
+                named.append(value)
+                break
+    return named
+
+
 _PRIMITIVES = {
     "int": r'"-"? ("0" | [1-9] [0-9]{0,17})',
     "num": r'"-"? ("0" | [1-9] [0-9]{0,17}) ("." [0-9]{1,12})?',
@@ -169,7 +189,8 @@ def plan_grammar(
         string_chars: the longest string argument, in characters.
         max_items: the most items of one list or dict argument.
         references: allow ``$N`` (whole arguments and inside strings); False: only literals.
-        choices: hold parameters with declared choices (``Tool.choices``) to them.
+        choices: hold parameters with declared choices (``Tool.choices``) to them, and
+            to those the question names where it names any (:func:`named_choices`).
         question: the question, for parameters whose choices are :data:`QUESTION_SPANS`
             (without it they are free strings).
         finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
@@ -398,7 +419,8 @@ def joiner_grammar(
             it can be neither a template's placeholder nor words the model made up.
             ``Replan``'s reason stays free.
         question: with ``copy_from``, the question: the answer may not start with one of
-            its words (a small model otherwise echoes the question's own words).
+            its words (a small model otherwise echoes the question's own words), except
+            the names of files that a "which file" question names, one of which it asks for.
         focused: with ``copy_from`` and ``question``, copy only from the parts of each
             text that speak of the question (see :func:`focus`).
         thought: allow the thought line (False: the reply is the action alone).
@@ -419,13 +441,19 @@ def joiner_grammar(
     else:
         lines.append('action ::= "Finish(" answer ")"')
     if copy_from:
+        forms = answer_form(question or "")
         echo = _PIECE.findall(question or "")
+        if _file_name in forms:  # "Which file has more lines, a.txt or b.md?" names its answer
+            named = {
+                piece
+                for name in _FILE_NAME.findall(question or "")
+                for piece in _PIECE.findall(name)
+            }
+            echo = [word for word in echo if word not in named]
         texts = list(copy_from)
         if focused and question:
             texts = [part for text in texts for part in focus(text, question)]
-        spans = span_grammar(
-            texts, name="copied", not_starting=echo, starting=answer_form(question or "")
-        )
+        spans = span_grammar(texts, name="copied", not_starting=echo, starting=forms)
         lines.append(spans.rstrip("\n"))
     else:
         lines.append(f"answer ::= {free}")
@@ -435,6 +463,7 @@ def joiner_grammar(
 
 # A word, or one character that is neither a word character nor a space.
 _PIECE = re.compile(r"\w+|[^\w\s]")
+_UNTIL_SPACE = re.compile(r"\S*")
 
 
 def focus(text: str, question: str) -> list[str]:
@@ -498,21 +527,82 @@ _COUNTING = re.compile(
 )
 
 
-def answer_form(question: str) -> Callable[[str], bool] | None:
-    """What the first word of an answer to ``question`` looks like, when the question says:
-    a number for "how many/much/long ...", "what time" and "what is the sum ...", a
-    weekday for "which day", a name (a capitalised word that is not a weekday or a word
-    that starts sentences) for "who". None: the question does
-    not say. A copied answer starts only with such a word where the observations hold one
-    (:func:`span_grammar`'s ``starting``), so a small model asked "Who attends?" copies a
-    name rather than the meeting's time."""
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A word of a text, as an answer copied from it might start.
+
+    Attributes:
+        text: the word.
+        before: the word before it, across punctuation ("" at the text's start).
+        after: what follows it up to the next space (``".txt"`` after ``planets``).
+    """
+
+    text: str
+    before: str = ""
+    after: str = ""
+
+
+#: Whether a copied answer may start with a word (see :func:`answer_form`).
+AnswerForm = Callable[[Word], bool]
+
+# "Which/what <noun> ...": the words between "which" and the noun the question asks for.
+_ASKED_NOUN = re.compile(
+    r"\b(?:which|what)\s+(?:(?:is|are|was|were|the|a|an|name|kind|sort|type|of)\s+)*(\w+)",
+    re.IGNORECASE,
+)
+_FILE_NAME = re.compile(r"[\w/-]+(?:\.\w+)+")
+_FILE_NOUNS = frozenset({"file", "files", "folder", "folders", "document", "documents"})
+
+
+def _number(word: Word) -> bool:
+    return word.text[0].isdigit()
+
+
+def _weekday(word: Word) -> bool:
+    return word.text.casefold() in _WEEKDAYS
+
+
+def _name(word: Word) -> bool:
+    return word.text[0].isupper() and word.text.casefold() not in _NOT_NAMES
+
+
+def _file_name(word: Word) -> bool:
+    # The word just before an extension: "todo" of "notes/todo.md", without its folder.
+    return word.text[0].isalnum() and re.fullmatch(r"(\.\w+)+", word.after) is not None
+
+
+def answer_form(question: str) -> list[AnswerForm]:
+    """What the first word of an answer to ``question`` looks like, when the question says,
+    in order of preference (see :func:`span_grammar`'s ``starting``):
+
+    - a number for "how many/much/long ...", "what time" and "what is the sum ...";
+    - a weekday for "which day";
+    - a name (a capitalised word that is not a weekday or a word that starts sentences)
+      for "who";
+    - a file's name (``planets.txt``, from the calls' arguments) for "which file/folder";
+    - for other "which/what <noun>", a number or a name right after that noun ("room 4",
+      ``continent: Asia``), and for "which <noun>" failing that, any name.
+
+    Empty: the question does not say. So a small model asked "Who attends?" copies a name
+    rather than the meeting's time, and "In which room ...?" the room's number."""
     if _COUNTING.search(question):
-        return lambda piece: piece[0].isdigit()
+        return [_number]
     if re.search(r"\b(which|what) day\b", question, re.IGNORECASE):
-        return lambda piece: piece.casefold() in _WEEKDAYS
+        return [_weekday]
     if re.match(r"\s*who(m|se)?\b", question, re.IGNORECASE):
-        return lambda piece: piece[0].isupper() and piece.casefold() not in _NOT_NAMES
-    return None
+        return [_name]
+    asked = _ASKED_NOUN.search(question)
+    if asked is None:
+        return []
+    if asked.group(1).casefold() in _FILE_NOUNS:
+        return [_file_name]
+    noun = _stem(asked.group(1))
+
+    def labelled(word: Word) -> bool:
+        return _stem(word.before) == noun and (_number(word) or _name(word))
+
+    which = asked.group(0)[:5].casefold() == "which"
+    return [labelled, _name] if which else [labelled]
 
 
 def _stem(word: str) -> str:
@@ -581,14 +671,16 @@ def span_grammar(
     escape: Callable[[str], str] | None = None,
     max_words: int = MAX_SPAN_WORDS,
     not_starting: Iterable[str] = (),
-    starting: Callable[[str], bool] | None = None,
+    starting: Sequence[AnswerForm] = (),
 ) -> str:
     """GBNF rules whose start rule ``name`` admits any run of consecutive words of ``texts``.
 
     Texts are cut into words (runs of letters and digits) and single punctuation marks;
     between two of them the run has one space where the text had any white space, and
     nothing where it had none. So ``"Jupiter is the largest planet."`` offers ``Jupiter``,
-    ``the largest planet.``, ``planet`` and so on, and nothing that is not in the text.
+    ``the largest planet.``, ``planet`` and so on, and nothing that is not in the text. A
+    run never stops inside a word written without spaces: one that starts at ``10`` of
+    ``10:00`` or ``todo`` of ``todo.md`` copies at least all of it.
 
     Args:
         texts: the texts to copy from.
@@ -600,8 +692,9 @@ def span_grammar(
             five letters, case aside ("thanks" rules out "Thank", "attends" "attend"); runs
             never start with a punctuation mark either. An answer copied from observations
             starts with what the question does not already say.
-        starting: which words a run may start with (see :func:`answer_form`); ignored when
-            no word of the texts passes it.
+        starting: which words a run may start with, in order of preference (see
+            :func:`answer_form`): runs start with the words that pass the first form any
+            word passes; every start stays when none does.
 
     Returns:
         The rules' text; an empty-text input offers only the empty run.
@@ -610,11 +703,12 @@ def span_grammar(
     banned = {_stem(word) for word in not_starting}
     rules: dict[str, str] = {}
     starts: list[str] = []
-    formed: list[str] = []  # the starts that also have the answer's form
+    formed: list[list[str]] = [[] for _ in starting]  # the starts that have each form
     count = 0
     for number, text in enumerate(texts):
         pieces = list(_PIECE.finditer(text))[: max(0, max_words - count)]
         count += len(pieces)
+        before = ""  # the last word before this piece, across punctuation
         for index, match in enumerate(pieces):
             rule = f"{name}-{number}-{index}"
             body = _literal(write(match.group()))
@@ -622,17 +716,40 @@ def span_grammar(
                 gap = " " if match.end() < pieces[index + 1].start() else ""
                 body += f" ({_literal(gap) + ' ' if gap else ''}{name}-{number}-{index + 1})?"
             rules[rule] = body
-            piece = match.group()
+            piece, word_before = match.group(), before
+            if piece[0].isalnum() or piece[0] == "_":
+                before = piece
             if banned and (_stem(piece) in banned or not piece[0].isalnum()):
                 continue
+            last = _word_end(pieces, index) if piece[0].isalnum() else index
+            if last > index:  # "10" of "10:00" copies "10:00", "todo" of "todo.md" "todo.md"
+                joined = " ".join(_literal(write(m.group())) for m in pieces[index:last])
+                rule = f"{rule}-whole"
+                rules[rule] = f"{joined} {name}-{number}-{last}"
             starts.append(rule)
-            if starting is not None and starting(piece):
-                formed.append(rule)
-    starts = formed or starts
+            if starting:
+                after = _UNTIL_SPACE.match(text, match.end())
+                word = Word(piece, word_before, after.group() if after else "")
+                for form, passed in zip(starting, formed, strict=True):
+                    if form(word):
+                        passed.append(rule)
+    starts = next((passed for passed in formed if passed), starts)
     # Identical starting words lead to different continuations, so every start stays.
     lines = [f"{name} ::= " + (" | ".join(starts) if starts else '""')]
     lines += [f"{rule} ::= {body}" for rule, body in rules.items()]
     return "\n".join(lines) + "\n"
+
+
+def _word_end(pieces: Sequence[re.Match[str]], index: int) -> int:
+    """The last piece, from ``index``, of the run of pieces with no space between them that
+    is a word rather than punctuation: a copy starting at ``index`` goes at least that far."""
+    last = index
+    for following in range(index + 1, len(pieces)):
+        if pieces[following].start() != pieces[following - 1].end():
+            break
+        if pieces[following].group()[0].isalnum():
+            last = following
+    return last
 
 
 class _Builder:
@@ -722,7 +839,10 @@ class _Builder:
             return None
         key = (index, name)
         if key not in self._resolved:  # a function that lists choices runs once per grammar
-            self._resolved[key] = resolve_choices(declared[name])
+            values = resolve_choices(declared[name])
+            if isinstance(values, list) and self.question:
+                values = named_choices(values, self.question) or values
+            self._resolved[key] = values
         return self._resolved[key]
 
     def finite(self, index: int, tool: Any, name: str) -> list[str] | None:

@@ -25,10 +25,12 @@ from llmc.grammar import (
     QUESTION_SPANS,
     SMALL_MODEL_PLANS,
     PlanGrammar,
+    Word,
     answer_form,
     focus,
     focused_value,
     joiner_grammar,
+    named_choices,
     plan_grammar,
     resolve_choices,
     span_grammar,
@@ -131,6 +133,16 @@ def test_a_span_starts_with_no_form_of_a_question_word() -> None:
     assert start == "span ::= span-0-1"  # you
 
 
+MEETING = "The meeting is on Tuesday at 10:00 in room 4.\nAnna, Ben and Chloe will attend."
+
+
+def starts(rules: str) -> list[str]:
+    """The words a span grammar lets a copied answer start with."""
+    pieces = {line.split(" ::= ")[0]: line.split(" ::= ")[1] for line in rules.splitlines()}
+    first = rules.splitlines()[0].split(" ::= ")[1]
+    return [pieces[rule].split(" ")[0].strip('"') for rule in first.split(" | ")]
+
+
 @pytest.mark.parametrize(
     ("question", "kept"),
     [
@@ -138,45 +150,89 @@ def test_a_span_starts_with_no_form_of_a_question_word() -> None:
         ("What is the sum of the lengths?", ["10", "00", "4"]),
         ("At what time is the meeting?", ["10", "00", "4"]),
         ("On which day is the meeting?", ["Tuesday"]),
-        ("Who attends the meeting?", ["Anna", "Ben"]),
+        ("Who attends the meeting?", ["Anna", "Ben", "Chloe"]),
+        ("In which room is the meeting?", ["4"]),  # the word after the noun asked for
+        ("Which person leads it?", ["Anna", "Ben", "Chloe"]),  # no "person": a name
+        ("What colour is the room?", ["The", "meeting", "is"]),  # says nothing: all stay
+        ("Which file says so?", ["The", "meeting", "is"]),  # no file's name: all stay
     ],
 )
 def test_the_question_says_what_form_its_answer_starts_with(question: str, kept: list[str]) -> None:
-    form = answer_form(question)
-    assert form is not None
-    words = [
-        "The",
-        "meeting",
-        "is",
-        "on",
-        "Tuesday",
-        "at",
-        "10",
-        ":",
-        "00",
-        "in",
-        "room",
-        "4",
-        ".",
-        "Anna",
-        ",",
-        "Ben",
+    assert starts(span_grammar([MEETING], starting=answer_form(question)))[: len(kept)] == kept
+
+
+def test_a_labelled_value_is_found_across_punctuation() -> None:
+    row = "river: Yangtze, length_km: 6300, continent: Asia"
+    assert starts(span_grammar([row], starting=answer_form("On which continent is it?"))) == [
+        "Asia"
     ]
-    assert [word for word in words if form(word)] == kept
+    assert starts(span_grammar([row], starting=answer_form("Which river is in Asia?"))) == [
+        "Yangtze"
+    ]
 
 
-@pytest.mark.parametrize("question", ["Which planet is the largest?", "What dish is it?", ""])
+def test_a_copy_never_stops_inside_a_word_written_without_spaces() -> None:
+    rules = span_grammar(["At 10:00, in todo.md."]).splitlines()
+    assert rules[0].split(" ::= ")[1].split(" | ")[:3] == ["span-0-0", "span-0-1-whole", "span-0-2"]
+    assert 'span-0-1-whole ::= "10" ":" span-0-3' in rules  # then "00", and maybe more
+    assert 'span-0-6-whole ::= "todo" "." span-0-8' in rules  # "todo.md", not "todo."
+    assert 'span-0-3 ::= "00" (span-0-4)?' in rules  # "00" itself may end a copy
+
+
+def test_which_file_is_answered_with_a_files_name() -> None:
+    texts = ["- call the dentist", "notes/todo.md"]  # an observation, a call's argument
+    rules = span_grammar(texts, starting=answer_form("Which file mentions the dentist?"))
+    assert starts(rules) == ["todo"]  # todo.md: the name, without its folder
+
+
+def test_a_which_file_question_may_be_answered_with_a_file_it_names() -> None:
+    question = "Which file has fewer words, notes/meeting.txt or notes/todo.md?"
+    grammar = joiner_grammar(copy_from=["notes/meeting.txt", "notes/todo.md"], question=question)
+    copied = [line for line in grammar.splitlines() if line.startswith("copied")]
+    assert starts("\n".join(copied)) == ["meeting", "todo"]
+    other = joiner_grammar(copy_from=["Thank you, notes/todo.md"], question="What is todo.md?")
+    copied = [line for line in other.splitlines() if line.startswith("copied")]
+    assert starts("\n".join(copied)) == ["Thank", "you", "notes"]  # other questions: no echo
+
+
+def test_named_choices_are_the_ones_the_question_names() -> None:
+    files = ["planets.txt", "notes/todo.md", "notes/meeting.txt"]
+    assert named_choices(files, "How many lines does Planets.txt have?") == ["planets.txt"]
+    assert named_choices(files, "Is todo.md or notes/meeting.txt longer?") == files[1:]
+    assert named_choices(files, "Which file mentions the dentist?") == []
+    assert named_choices([".", "notes"], "What is in the notes folder?") == ["notes"]
+    assert named_choices([".", "notes"], "What is in notes/todo.md.") == []
+    assert named_choices(["a.txt", "a.txt.bak"], "Read a.txt.bak") == ["a.txt.bak"]
+
+
+def test_a_plan_grammar_holds_arguments_to_the_files_the_question_names() -> None:
+    @llmc.tool(choices={"path": ["a.txt", "b.txt"]})
+    def read(path: str) -> str:
+        """Read a file."""
+        return path
+
+    def path_choices(question: str) -> str:
+        grammar = plan_grammar([read], question=question)
+        return next(line for line in grammar.splitlines() if line.startswith("choice-0-path"))
+
+    assert path_choices("What does B.txt say?") == 'choice-0-path ::= "\\"b.txt\\""'
+    assert path_choices("What do the files say?") == (
+        'choice-0-path ::= "\\"a.txt\\"" | "\\"b.txt\\""'
+    )
+
+
+@pytest.mark.parametrize("question", ["Why is the sky blue?", "Name a planet.", ""])
 def test_most_questions_say_nothing_of_the_answers_form(question: str) -> None:
-    assert answer_form(question) is None
+    assert answer_form(question) == []
 
 
 def test_a_span_starts_with_the_answers_form_where_the_texts_have_it() -> None:
-    def number(piece: str) -> bool:
-        return piece.isdigit()
+    def number(word: Word) -> bool:
+        return word.text.isdigit()
 
-    rules = span_grammar(["It is 10 km long."], starting=number)
+    rules = span_grammar(["It is 10 km long."], starting=[number])
     assert rules.splitlines()[0] == "span ::= span-0-2"  # 10
-    rules = span_grammar(["It is long."], starting=number)  # no number: every start stays
+    rules = span_grammar(["It is long."], starting=[number])  # no number: every start stays
     assert rules.splitlines()[0] == "span ::= span-0-0 | span-0-1 | span-0-2 | span-0-3"
 
 
