@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,24 +56,26 @@ def _no_constants(name: str) -> Any:
 # strict=False: a small model writes raw newlines inside strings; NaN and Infinity are not JSON.
 _DECODER = json.JSONDecoder(strict=False, parse_constant=_no_constants)
 _SCALAR_STARTS = frozenset('"-0123456789tfn')
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.DOTALL)
 
 
 def extract_json(text: str) -> Any:
     """The one JSON value in ``text``, as small models write it: alone, in a code fence, or
     with words around it.
 
-    The whole text is tried first; then every object or array in it (the outermost ones,
-    left to right); then, when there is none, every scalar (a string, number, ``true``,
-    ``false`` or ``null`` that starts a word). One value found (or the same value more than
-    once) is the answer.
+    The whole text is tried first, then the body of its one code fence; then every
+    object or array in it (the outermost ones, left to right); then, when there is none,
+    every scalar (a string, number, ``true``, ``false`` or ``null`` that starts a word). One
+    value found (or the same value more than once) is the answer.
 
     Raises:
         OutputValidationError: there is no JSON value in the text, or several different ones.
     """
-    try:
-        return _DECODER.decode(text.strip())
-    except (ValueError, RecursionError):
-        pass
+    for whole in [text, *_fenced(text)]:
+        try:
+            return _DECODER.decode(whole.strip())
+        except (ValueError, RecursionError):
+            pass
     found = _values(text, "{[") or _values(text, _SCALAR_STARTS, word=True)
     if not found:
         raise _json_error(text, "the answer holds no JSON value")
@@ -80,6 +83,17 @@ def extract_json(text: str) -> Any:
     if any(_canonical(value) != first for value in found[1:]):
         raise _json_error(text, f"the answer holds {len(found)} different JSON values, not one")
     return found[0]
+
+
+def _fenced(text: str) -> list[str]:
+    """The body of the text's one code fence, when no object or array stands outside it:
+    ``'```\n"[]"\n```'`` is a string, not the array inside it."""
+    fences = list(_FENCE.finditer(text))
+    if len(fences) != 1:
+        return []
+    fence = fences[0]
+    outside = text[: fence.start()] + text[fence.end() :]
+    return [] if _values(outside, "{[") else [fence.group(1)]
 
 
 def _values(text: str, starts: str | frozenset[str], *, word: bool = False) -> list[Any]:

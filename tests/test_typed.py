@@ -163,6 +163,13 @@ def test_an_object_or_array_in_words_comes_back_equal(
     assert extract_json(before + body + after) == value
 
 
+@pytest.mark.parametrize("value", ["[]", "[]{}", '{"a": 1}', "x ``` y"])
+def test_a_fenced_string_that_looks_like_json_stays_a_string(value: str) -> None:
+    assert extract_json(f"```\n{json.dumps(value)}\n```") == value
+    assert extract_json(f"The answer:\n```json\n{json.dumps(value)}\n```") == value
+    assert extract_json("```\n5```, or rather [1]") == [1]  # an array outside it comes first
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=_scalars, space=st.sampled_from(["", " ", "\n", "```\n"]))
 def test_a_scalar_alone_or_fenced_comes_back_equal(value: Any, space: str) -> None:
