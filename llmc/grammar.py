@@ -709,6 +709,7 @@ def span_grammar(
         pieces = list(_PIECE.finditer(text))[: max(0, max_words - count)]
         count += len(pieces)
         before = ""  # the last word before this piece, across punctuation
+        word_ends = _word_ends(pieces)
         for index, match in enumerate(pieces):
             rule = f"{name}-{number}-{index}"
             body = _literal(write(match.group()))
@@ -721,7 +722,7 @@ def span_grammar(
                 before = piece
             if banned and (_stem(piece) in banned or not piece[0].isalnum()):
                 continue
-            last = _word_end(pieces, index) if piece[0].isalnum() else index
+            last = word_ends[index] if piece[0].isalnum() else index
             if last > index:  # "10" of "10:00" copies "10:00", "todo" of "todo.md" "todo.md"
                 joined = " ".join(_literal(write(m.group())) for m in pieces[index:last])
                 rule = f"{rule}-whole"
@@ -740,16 +741,29 @@ def span_grammar(
     return "\n".join(lines) + "\n"
 
 
-def _word_end(pieces: Sequence[re.Match[str]], index: int) -> int:
-    """The last piece, from ``index``, of the run of pieces with no space between them that
-    is a word rather than punctuation: a copy starting at ``index`` goes at least that far."""
-    last = index
-    for following in range(index + 1, len(pieces)):
-        if pieces[following].start() != pieces[following - 1].end():
-            break
-        if pieces[following].group()[0].isalnum():
-            last = following
-    return last
+#: The most pieces a word written without spaces has ("notes/todo.md" has five); a longer
+#: run (minified JSON, a URL) is not copied whole, so the grammar stays linear in the text.
+_WORD_PIECES = 8
+
+
+def _word_ends(pieces: Sequence[re.Match[str]]) -> list[int]:
+    """For each piece, the last word piece (not punctuation) at or after it in its run of
+    pieces with no space between them: a copy starting there goes at least that far. The
+    piece itself when the run has more than :data:`_WORD_PIECES` pieces."""
+    ends = list(range(len(pieces)))
+    first = 0
+    for index in range(1, len(pieces) + 1):
+        if index < len(pieces) and pieces[index].start() == pieces[index - 1].end():
+            continue
+        if index - first <= _WORD_PIECES:  # the run first .. index - 1 is one word
+            last = first
+            for at in range(first, index):
+                if pieces[at].group()[0].isalnum():
+                    last = at
+            for at in range(first, last):
+                ends[at] = last
+        first = index
+    return ends
 
 
 class _Builder:

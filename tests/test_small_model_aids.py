@@ -177,6 +177,8 @@ def test_a_copy_never_stops_inside_a_word_written_without_spaces() -> None:
     assert 'span-0-1-whole ::= "10" ":" span-0-3' in rules  # then "00", and maybe more
     assert 'span-0-6-whole ::= "todo" "." span-0-8' in rules  # "todo.md", not "todo."
     assert 'span-0-3 ::= "00" (span-0-4)?' in rules  # "00" itself may end a copy
+    minified = span_grammar([json.dumps({f"k{i}": i for i in range(50)}, separators=(",", ":"))])
+    assert "-whole" not in minified  # a long run without spaces is no word: linear grammar
 
 
 def test_which_file_is_answered_with_a_files_name() -> None:
