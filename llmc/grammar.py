@@ -136,13 +136,14 @@ def resolve_choices(choices: Choices) -> list[Any] | QuestionSpans | None:
 
 def named_choices(values: Sequence[Any], question: str) -> list[str]:
     """The text choices that ``question`` names, as whole words (a path also by its last
-    part: "todo.md" names ``notes/todo.md``); case aside. A question that names a file
-    or a folder is about that one, so a plan's arguments are held to those it names."""
+    part: "todo.md" names ``notes/todo.md``); case aside, and only choices with a letter or
+    a digit. A question that names a file or a folder is about that one, so a plan's
+    arguments are held to those it names, and its first task uses one."""
     folded = question.casefold()
     named: list[str] = []
     for value in values:
-        if not isinstance(value, str) or not value.strip():
-            continue
+        if not isinstance(value, str) or not any(char.isalnum() for char in value):
+            continue  # "*" or "." in a question ("What is 17 * 23?") names no file
         for form in {value, value.rsplit("/", 1)[-1]}:
             bounded = rf"(?<![\w./-]){re.escape(form.casefold())}(?![\w/-]|\.\w)"
             if re.search(bounded, folded):
@@ -190,7 +191,8 @@ def plan_grammar(
         max_items: the most items of one list or dict argument.
         references: allow ``$N`` (whole arguments and inside strings); False: only literals.
         choices: hold parameters with declared choices (``Tool.choices``) to them, and
-            to those the question names where it names any (:func:`named_choices`).
+            to those the question names where it names any (:func:`named_choices`); a
+            plan's first task then calls a tool with such a parameter.
         question: the question, for parameters whose choices are :data:`QUESTION_SPANS`
             (without it they are free strings).
         finish: allow the plan to end with ``finish(answer)`` instead of ``join()``.
@@ -228,7 +230,11 @@ def plan_grammar(
     # Each task's calls, up to the first task that excluded calls leave nothing to write.
     task_calls: list[str] = []
     for task_id in range(first_id, first_id + max_tasks):
-        calls = builder.calls(toolbox, task_id - 1 if references else 0)
+        level = task_id - 1 if references else 0
+        # A question that names a file (a choice) is about it: its plan starts with it.
+        first = task_id == first_id == 1 and not continues
+        calls = builder.calls(toolbox, level, named=True) if first else None
+        calls = calls or builder.calls(toolbox, level)
         if calls is None:
             break
         task_calls.append(calls)
@@ -613,8 +619,9 @@ def focused_value(text: str, question: str) -> str | None:
     """The answer an observation gives by itself, with no model to read it: when ``text``
     is a JSON object and :func:`focus` keeps exactly one of its items, that item's value if
     it is a number or a short text (``{"lines": 8, "words": 52}`` asked "How many lines
-    ...?" gives ``"8"``); None otherwise (a file, a list, a question that meets several
-    items or none)."""
+    ...?" gives ``"8"``) of the form the question asks for, if it says; None otherwise (a
+    file, a list, a question that meets several items or none, a count asked "Which
+    file?")."""
     try:
         value = json.loads(text)
     except ValueError:
@@ -629,8 +636,24 @@ def focused_value(text: str, question: str) -> str | None:
         if kept[0] == f"{key}: {shown}":
             short = isinstance(item, str) and 0 < len(item) <= 40 and "\n" not in item
             number = isinstance(item, int | float) and not isinstance(item, bool)
-            return shown if short or number else None
+            return shown if (short or number) and _has_form(shown, key, question) else None
     return None
+
+
+def _has_form(answer: str, key: str, question: str) -> bool:
+    """Whether ``answer`` (the value of ``key``) starts as the question's answer must, if
+    the question says (:func:`answer_form`): "Which file has more words?" is not "30"."""
+    forms = answer_form(question)
+    if not forms:
+        return True
+    first = _PIECE.search(answer)
+    return first is not None and any(form(_word(answer, first, key)) for form in forms)
+
+
+def _word(text: str, match: re.Match[str], before: str) -> Word:
+    """The piece ``match`` of ``text`` as an answer's first word, after ``before``."""
+    after = _UNTIL_SPACE.match(text, match.end())
+    return Word(match.group(), before, after.group() if after else "")
 
 
 def _parts(text: str) -> list[str]:
@@ -729,8 +752,7 @@ def span_grammar(
                 rules[rule] = f"{joined} {name}-{number}-{last}"
             starts.append(rule)
             if starting:
-                after = _UNTIL_SPACE.match(text, match.end())
-                word = Word(piece, word_before, after.group() if after else "")
+                word = _word(text, match, word_before)
                 for form, passed in zip(starting, formed, strict=True):
                     if form(word):
                         passed.append(rule)
@@ -788,6 +810,7 @@ class _Builder:
             if None not in written:  # (a reference or an object: not a choice)
                 self.excluded.setdefault(tool_name, []).append(written)  # type: ignore[arg-type]
         self._resolved: dict[tuple[int, str], list[Any] | QuestionSpans | None] = {}
+        self.named_params: set[tuple[int, str]] = set()  # those held to named choices
         self.rules: dict[str, str] = {}
         self._type_ids: dict[str, int] = {}
         self._defs: Mapping[str, Any] = {}
@@ -811,12 +834,24 @@ class _Builder:
 
     # -- tools ---------------------------------------------------------------------------
 
-    def calls(self, tools: Toolbox, level: int) -> str | None:
+    def calls(self, tools: Toolbox, level: int, *, named: bool = False) -> str | None:
         """A rule for a call of any of the tools, with references up to ``$level``; None
-        when the excluded calls leave none."""
-        alternatives = [self.call(index, tools[name], level) for index, name in enumerate(tools)]
+        when the excluded calls leave none. With ``named``, only the tools with a parameter
+        held to choices the question names (None if there are none)."""
+        alternatives = [
+            self.call(index, tools[name], level)
+            for index, name in enumerate(tools)
+            if not named or self.names_a_choice(index, tools[name])
+        ]
         kept = [alternative for alternative in alternatives if alternative is not None]
-        return self.define(f"call-{level}", " | ".join(kept)) if kept else None
+        rule = f"call-named-{level}" if named else f"call-{level}"
+        return self.define(rule, " | ".join(kept)) if kept else None
+
+    def names_a_choice(self, index: int, tool: Any) -> bool:
+        """Whether the question names one of the choices of one of ``tool``'s parameters."""
+        for name in getattr(tool, "choices", None) or {}:
+            self.resolved(index, tool, name)
+        return any((index, name) in self.named_params for name in tool.parameters)
 
     def call(self, index: int, tool: Any, level: int) -> str | None:
         """A rule for one tool's call: its name, then its arguments in order; None when
@@ -854,9 +889,10 @@ class _Builder:
         key = (index, name)
         if key not in self._resolved:  # a function that lists choices runs once per grammar
             values = resolve_choices(declared[name])
-            if isinstance(values, list) and self.question:
-                values = named_choices(values, self.question) or values
-            self._resolved[key] = values
+            named = named_choices(values, self.question or "") if isinstance(values, list) else []
+            if named:
+                self.named_params.add(key)
+            self._resolved[key] = named or values
         return self._resolved[key]
 
     def finite(self, index: int, tool: Any, name: str) -> list[str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,37 @@ def test_a_plan_grammar_holds_arguments_to_the_files_the_question_names() -> Non
     )
 
 
+def test_a_question_that_names_a_file_starts_its_plan_with_it() -> None:
+    @llmc.tool(choices={"path": ["a.txt", "b.txt"]})
+    def read(path: str) -> str:
+        """Read a file."""
+        return path
+
+    @llmc.tool(choices={"pattern": ["*", "*.txt"]})
+    def find(pattern: str) -> list[str]:
+        """List files."""
+        return [pattern]
+
+    @llmc.tool
+    def calculate(expression: str) -> str:
+        """Calculate."""
+        return expression
+
+    def first_task(question: str) -> str:
+        rules = dict(
+            line.split(" ::= ", 1)
+            for line in plan_grammar([read, find, calculate], question=question).splitlines()
+        )
+        return re.findall(r"call-\S+", rules["task-1"])[0]
+
+    assert first_task("How long is b.txt?") == "call-named-0"
+    named = plan_grammar([read, find, calculate], question="How long is b.txt?")
+    assert "call-named-0 ::= tool-0-read-0" in named.splitlines()
+    assert first_task("How long are the files?") == "call-0"  # no file named: any tool
+    assert first_task("What is 17 * 23?") == "call-0"  # "*" names no file
+    assert named_choices(["*", ".", "*.txt"], "Is 2 * 3 . 6? List *.txt") == ["*.txt"]
+
+
 @pytest.mark.parametrize("question", ["Why is the sky blue?", "Name a planet.", ""])
 def test_most_questions_say_nothing_of_the_answers_form(question: str) -> None:
     assert answer_form(question) == []
@@ -398,6 +430,8 @@ def counts(path: str) -> dict[str, int]:
         ("How many words are in a.txt?", "52"),
         ("How big is a.txt?", None),  # no item speaks of it
         ("How many lines and words?", None),  # two do
+        ("Which file has more words?", None),  # a count is not a file's name
+        ("What is the number of words?", "52"),
     ],
 )
 def test_a_json_observation_answers_by_itself_when_one_item_speaks_of_the_question(

@@ -337,11 +337,11 @@ def test_grep_errors(pack: ModuleType) -> None:
 
 
 def test_count_file(pack: ModuleType, tree: Path) -> None:
-    assert pack.count_file("a.txt") == {"lines": 3, "words": 3, "chars": 17, "bytes": 17}
+    assert pack.count_file("a.txt") == {"lines": 3, "words": 3, "characters": 17, "bytes": 17}
     (tree / "u.txt").write_text("héllo  wörld\nlast line no newline")
-    assert pack.count_file("u.txt") == {"lines": 2, "words": 6, "chars": 33, "bytes": 35}
+    assert pack.count_file("u.txt") == {"lines": 2, "words": 6, "characters": 33, "bytes": 35}
     (tree / "empty.txt").write_text("")
-    assert pack.count_file("empty.txt") == {"lines": 0, "words": 0, "chars": 0, "bytes": 0}
+    assert pack.count_file("empty.txt") == {"lines": 0, "words": 0, "characters": 0, "bytes": 0}
 
 
 def test_count_file_across_chunks(pack: ModuleType, tree: Path) -> None:
@@ -351,7 +351,7 @@ def test_count_file_across_chunks(pack: ModuleType, tree: Path) -> None:
     assert counts == {
         "lines": 1,
         "words": len(text.split()),
-        "chars": len(text),
+        "characters": len(text),
         "bytes": len(text.encode()),
     }
 
@@ -367,7 +367,7 @@ async def test_tools_run_in_a_worker_thread(pack: ModuleType) -> None:
     )
     assert list(results) == [
         "beta\n",
-        {"lines": 3, "words": 3, "chars": 17, "bytes": 17},
+        {"lines": 3, "words": 3, "characters": 17, "bytes": 17},
         ["notes/todo.md"],
     ]
 

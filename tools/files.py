@@ -563,11 +563,13 @@ def _compile(pattern: str, *, regex: bool, ignore_case: bool) -> "re2._Regexp":
         ) from None
 
 
-@llmc.tool(pure=True, choices={"path": files_under_root})
+# version 2: the count of characters is under "characters" (it was "chars"), so cached
+# outputs of the first version are not reused.
+@llmc.tool(pure=True, choices={"path": files_under_root}, version="2")
 def count_file(path: str) -> dict[str, int]:
     """Count the lines, words, characters and bytes of a text file under the files root.
 
-    Example: count_file("essay.txt") -> {"lines": 40, "words": 812, "chars": 4630,
+    Example: count_file("essay.txt") -> {"lines": 40, "words": 812, "characters": 4630,
     "bytes": 4702}. A last line without a newline still counts as a line; words are runs
     of non-space characters. Binary files are refused with their size.
 
@@ -599,4 +601,4 @@ def count_file(path: str) -> dict[str, int]:
         chars += len(decoder.decode(b"", final=True))
     if size and not last.endswith(b"\n"):
         lines += 1
-    return {"lines": lines, "words": words, "chars": chars, "bytes": size}
+    return {"lines": lines, "words": words, "characters": chars, "bytes": size}
