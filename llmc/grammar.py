@@ -139,17 +139,19 @@ def named_choices(values: Sequence[Any], question: str) -> list[str]:
     part: "todo.md" names ``notes/todo.md``); case aside, and only choices with a letter or
     a digit. A question that names a file or a folder is about that one, so a plan's
     arguments are held to those it names, and its first task uses one."""
-    folded = question.casefold()
-    named: list[str] = []
-    for value in values:
-        if not isinstance(value, str) or not any(char.isalnum() for char in value):
-            continue  # "*" or "." in a question ("What is 17 * 23?") names no file
-        for form in {value, value.rsplit("/", 1)[-1]}:
-            bounded = rf"(?<![\w./-]){re.escape(form.casefold())}(?![\w/-]|\.\w)"
-            if re.search(bounded, folded):
-                named.append(value)
-                break
-    return named
+    # The question's path-like words, less a sentence's full stop: "notes/todo.md." names
+    # notes/todo.md, and neither "notes" nor "todo.md" by itself.
+    words = {word.rstrip(".") for word in _PATH_WORD.findall(question.casefold())}
+    return [
+        value
+        for value in values
+        if isinstance(value, str)
+        and any(char.isalnum() for char in value)  # "*" in "17 * 23" names no file
+        and (value.casefold() in words or value.rsplit("/", 1)[-1].casefold() in words)
+    ]
+
+
+_PATH_WORD = re.compile(r"[\w./*-]+")
 
 
 _PRIMITIVES = {
@@ -849,9 +851,10 @@ class _Builder:
 
     def names_a_choice(self, index: int, tool: Any) -> bool:
         """Whether the question names one of the choices of one of ``tool``'s parameters."""
-        for name in getattr(tool, "choices", None) or {}:
+        declared = getattr(tool, "choices", None) or {}
+        for name in declared:
             self.resolved(index, tool, name)
-        return any((index, name) in self.named_params for name in tool.parameters)
+        return any((index, name) in self.named_params for name in declared)
 
     def call(self, index: int, tool: Any, level: int) -> str | None:
         """A rule for one tool's call: its name, then its arguments in order; None when
